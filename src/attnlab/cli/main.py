@@ -1,0 +1,52 @@
+"""`attnlab` entry point: a table of subcommands, each a typed function in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from attnlab import __version__
+from attnlab.cli import demo, listing
+
+# name -> (module with `add_arguments(parser)` and `run(args) -> int`, one-line help)
+COMMANDS = {
+    "list": (listing, "list registered attentions, positions, kernels and model presets"),
+    "demo": (demo, "train a tiny Transformer to reverse sequences and show its attention"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="attnlab",
+        description="Attention and the Transformer: build, train, measure and look inside.",
+    )
+    parser.add_argument("--version", action="version", version=f"attnlab {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"attnlab {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

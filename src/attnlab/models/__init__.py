@@ -1,0 +1,73 @@
+"""Model presets: a name maps to (model class, config values, source). Presets are data.
+
+    from attnlab.models import build_model, list_models
+    model = build_model("transformer-base", vocab_size=37000)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from attnlab.models.transformer import Transformer
+
+
+@dataclass(frozen=True)
+class Preset:
+    model_class: type[nn.Module]
+    values: dict[str, Any]
+    source: str  # the paper or model card the numbers come from
+
+
+PRESETS: dict[str, Preset] = {
+    # Vaswani et al. 2017, Table 3 row "base": N=6, d_model=512, d_ff=2048, h=8, P_drop=0.1.
+    "transformer-base": Preset(
+        Transformer,
+        dict(d_model=512, n_heads=8, n_layers=6, d_ff=2048, dropout=0.1),
+        "Vaswani et al. 2017, Table 3 (base): 65M params with a 37k shared vocabulary",
+    ),
+    # Table 3 row "big": N=6, d_model=1024, d_ff=4096, h=16, P_drop=0.3 (0.1 for EN-FR).
+    "transformer-big": Preset(
+        Transformer,
+        dict(d_model=1024, n_heads=16, n_layers=6, d_ff=4096, dropout=0.3),
+        "Vaswani et al. 2017, Table 3 (big): 213M params with a 37k shared vocabulary",
+    ),
+    "transformer-tiny": Preset(
+        Transformer,
+        dict(vocab_size=1000, d_model=64, n_heads=4, n_layers=2, d_ff=256, dropout=0.1,
+             max_seq_len=256),
+        "attnlab test size (< 1M params)",
+    ),
+}
+
+
+def list_models() -> list[str]:
+    """Names of every preset."""
+    return sorted(PRESETS)
+
+
+def get_config(name: str, **overrides: Any) -> Any:
+    """The preset's config with `overrides` applied (unknown fields raise ValueError)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown model {name!r}; expected one of: {', '.join(list_models())}")
+    preset = PRESETS[name]
+    config_class = preset.model_class.config_class
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(
+            f"unknown config field(s) {unknown} for {name!r}; valid fields: {sorted(fields)}"
+        )
+    return config_class(**{**preset.values, **overrides})
+
+
+def build_model(name: str, **overrides: Any) -> nn.Module:
+    """Build a preset with random weights, e.g. build_model("transformer-base", vocab_size=37000)."""
+    config = get_config(name, **overrides)
+    return PRESETS[name].model_class(config)
+
+
+__all__ = ["PRESETS", "Preset", "Transformer", "build_model", "get_config", "list_models"]
