@@ -1,4 +1,4 @@
-"""A small generic registry: names to builders, so configs hold strings and stay JSON-serializable."""
+"""A small generic registry: names to builders, so configs hold strings and serialize to JSON."""
 
 from __future__ import annotations
 

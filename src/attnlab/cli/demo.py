@@ -19,6 +19,7 @@ from tqdm import tqdm
 from attnlab.data.synthetic import EOS, sequence_task_batch
 from attnlab.generation import greedy_decode
 from attnlab.models import build_model
+from attnlab.training.schedule import inverse_sqrt_warmup
 from attnlab.viz import plot_attention
 
 
@@ -35,16 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel", default="sdpa", help="attention kernel: sdpa or reference")
 
 
-def warmup_inverse_sqrt(step: int, d_model: int, warmup: int) -> float:
-    """The paper's schedule (sec. 5.3): lrate = d^-0.5 * min(step^-0.5, step * warmup^-1.5)."""
-    step = max(step, 1)
-    return d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
-
-
 def run(args: argparse.Namespace) -> int:
     for name in ("steps", "batch_size", "min_len", "max_len", "symbols"):
         if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} must be positive, got {getattr(args, name)}")
     torch.manual_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=1.0, betas=(0.9, 0.98), eps=1e-9)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 2.0 * warmup_inverse_sqrt(step + 1, 64, warmup=200)
+        optimizer,
+        lambda step: inverse_sqrt_warmup(step + 1, d_model=64, warmup_steps=200, scale=2.0),
     )
     model.train()
     start = time.perf_counter()

@@ -65,7 +65,7 @@ def get_config(name: str, **overrides: Any) -> Any:
 
 
 def build_model(name: str, **overrides: Any) -> nn.Module:
-    """Build a preset with random weights, e.g. build_model("transformer-base", vocab_size=37000)."""
+    """Build a preset with random weights: build_model("transformer-base", vocab_size=37000)."""
     config = get_config(name, **overrides)
     return PRESETS[name].model_class(config)
 

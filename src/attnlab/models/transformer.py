@@ -78,7 +78,8 @@ class TransformerConfig:
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
             if not 0 <= getattr(self, name) < self.vocab_size:
                 raise ValueError(
-                    f"{name} must be in [0, vocab_size={self.vocab_size}), got {getattr(self, name)}"
+                    f"{name} must be in [0, vocab_size={self.vocab_size}), "
+                    f"got {getattr(self, name)}"
                 )
         for registry, name in ((ATTENTION, self.attention), (POSITION, self.position),
                                (NORM, self.norm), (FEEDFORWARD, self.feedforward)):
@@ -115,9 +116,9 @@ class Transformer(nn.Module):
         self.embed_scale = math.sqrt(c.d_model) if c.scale_embeddings else 1.0
         self.embed_dropout = nn.Dropout(c.dropout)
         common = dict(d_model=c.d_model, n_heads=c.n_heads, max_seq_len=c.max_seq_len)
-        position_kind = POSITION.get(c.position).kind
-        self.position = POSITION.build(c.position, **common) if position_kind == "absolute" else None
-        rotary = POSITION.build(c.position, **common) if position_kind == "rotary" else None
+        kind = POSITION.get(c.position).kind
+        self.position = POSITION.build(c.position, **common) if kind == "absolute" else None
+        rotary = POSITION.build(c.position, **common) if kind == "rotary" else None
         self.encoder = Encoder(
             [self._encoder_layer(rotary) for _ in range(c.n_layers)],
             final_norm=self._norm() if c.norm_first else None,

@@ -24,7 +24,7 @@ class LayerOutput(NamedTuple):
 
 
 class ResidualLayer(nn.Module):
-    """Shared residual wiring: `residual(x, norm, attention_call)`; norm placement by `norm_first`."""
+    """Shared residual wiring `residual(x, norm, sublayer)`; norm placement set by `norm_first`."""
 
     def __init__(self, dropout: float, norm_first: bool) -> None:
         super().__init__()

@@ -1,4 +1,5 @@
-"""Scaled dot-product attention as pure functions (Vaswani et al., 2017, "Attention Is All You Need").
+"""Scaled dot-product attention as pure functions (Vaswani et al., 2017, "Attention Is All You
+Need").
 
 Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, written as the paper's four steps:
 dot product, scale, softmax, weighted sum. This is the reference every fast kernel is tested
@@ -68,7 +69,9 @@ def check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
     """Raise a clear error unless q (B, H, T, Dh), k/v (B, Hkv, S, Dh) with H % Hkv == 0."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.dim() != 4:
-            raise ValueError(f"{name} must be 4-D (batch, heads, length, head_dim), got {t.dim()}-D")
+            raise ValueError(
+                f"{name} must be 4-D (batch, heads, length, head_dim), got {t.dim()}-D"
+            )
         if not t.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
     if not (q.dtype == k.dtype == v.dtype):
@@ -86,7 +89,7 @@ def check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
 
 
 def repeat_kv(x: Tensor, groups: int) -> Tensor:
-    """Grouped-query attention: (B, Hkv, S, Dh) -> (B, Hkv * groups, S, Dh); head h uses h // groups."""
+    """Grouped-query attention: (B, Hkv, S, Dh) -> (B, Hkv * G, S, Dh); head h uses kv h // G."""
     if groups == 1:
         return x
     B, Hkv, S, Dh = x.shape

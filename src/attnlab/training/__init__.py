@@ -1,0 +1,1 @@
+"""Model-agnostic training: schedules, checkpoints, the Trainer loop."""
