@@ -8,12 +8,16 @@ import sys
 from collections.abc import Sequence
 
 from attnlab import __version__
-from attnlab.cli import demo, listing
+from attnlab.cli import average, demo, evaluate, listing, train, translate
 
 # name -> (module with `add_arguments(parser)` and `run(args) -> int`, one-line help)
 COMMANDS = {
     "list": (listing, "list registered attentions, positions, kernels and model presets"),
     "demo": (demo, "train a tiny Transformer to reverse sequences and show its attention"),
+    "train": (train, "train a model (translate)"),
+    "translate": (translate, "translate sentences with a trained model (beam search)"),
+    "evaluate": (evaluate, "BLEU / chrF of a trained model with sacreBLEU, by length bucket"),
+    "average": (average, "average the last N checkpoints of a run"),
 }
 
 
@@ -26,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=module.__doc__)
+        command = sub.add_parser(name, help=help_text, description=module.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(command)
         command.set_defaults(run=module.run)
     return parser

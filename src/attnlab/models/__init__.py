@@ -35,6 +35,12 @@ PRESETS: dict[str, Preset] = {
         dict(d_model=1024, n_heads=16, n_layers=6, d_ff=4096, dropout=0.3),
         "Vaswani et al. 2017, Table 3 (big): 213M params with a 37k shared vocabulary",
     ),
+    # Sized for CPU training in minutes (the built-in translation demo); same architecture.
+    "transformer-small": Preset(
+        Transformer,
+        dict(d_model=256, n_heads=4, n_layers=3, d_ff=1024, dropout=0.1, max_seq_len=256),
+        "attnlab CPU size: the base architecture at a quarter of its width and half its depth",
+    ),
     "transformer-tiny": Preset(
         Transformer,
         dict(vocab_size=1000, d_model=64, n_heads=4, n_layers=2, d_ff=256, dropout=0.1,

@@ -1,0 +1,40 @@
+"""Average the weights of the last N checkpoints of a run (Vaswani et al. 2017 averaged the
+last 5 for base models, 20 for big ones) and write them as the run's model.
+
+    attnlab average --model runs/translate --last 5
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from attnlab.cli.train import positive_int
+from attnlab.models.io import from_pretrained, save_pretrained
+from attnlab.training.checkpoint import average_checkpoints, list_checkpoints
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="a run folder with checkpoints/")
+    parser.add_argument("--last", type=positive_int, default=5, help="checkpoints to average")
+    parser.add_argument("--out", default=None,
+                        help="write the averaged model here (default: over --model's model)")
+
+
+def run(args: argparse.Namespace) -> int:
+    checkpoints = list_checkpoints(Path(args.model) / "checkpoints")
+    if len(checkpoints) < args.last:
+        raise ValueError(
+            f"--last {args.last} but {args.model}/checkpoints holds {len(checkpoints)} complete "
+            "checkpoint(s); train with --save-every or lower --last"
+        )
+    chosen = checkpoints[-args.last:]
+    model = average_checkpoints(chosen, from_pretrained(args.model))
+    out = Path(args.out or args.model)
+    save_pretrained(model, out)
+    if args.out:
+        tokenizer = Path(args.model) / "tokenizer.json"
+        if tokenizer.is_file():
+            (out / "tokenizer.json").write_bytes(tokenizer.read_bytes())
+    print(f"averaged {', '.join(p.name for p in chosen)} -> {out / 'model.safetensors'}")
+    return 0

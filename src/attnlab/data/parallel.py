@@ -1,0 +1,123 @@
+"""Reading a parallel corpus from disk, checked before any training starts.
+
+Two layouts: the fairseq / OpenNMT convention `DIR/{train,valid,test}.{src_lang,tgt_lang}`
+(one sentence per line, line i of both files is a pair) and a two-column TSV (source TAB
+target). Every problem is reported with the file, the line and what to do about it: files that
+are not UTF-8 (with the byte offset), mismatched line counts, empty sides, a wrong column count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLITS = ("train", "valid", "test")
+
+
+class DataError(ValueError):
+    """A problem with the user's data files, with a message saying where and what to do."""
+
+
+@dataclass(frozen=True)
+class ParallelCorpus:
+    """Sentence pairs per split, with where each pair came from (for messages)."""
+
+    pairs: dict[str, list[tuple[str, str]]]
+    sources: dict[str, str]  # split -> description of the files it came from
+
+    def split(self, name: str) -> list[tuple[str, str]]:
+        if name not in self.pairs:
+            raise DataError(f"split {name!r} is missing; available: {sorted(self.pairs)}")
+        return self.pairs[name]
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file (without newlines); non-UTF-8 bytes raise DataError."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: not valid UTF-8 (byte offset {error.start}: "
+            f"{data[error.start:error.start + 4]!r}); convert the file to UTF-8, e.g. "
+            f"`iconv -f latin1 -t utf-8 {path.name}`"
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]  # byte-order mark
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline
+    return [line.rstrip("\r") for line in lines]
+
+
+def check_pairs(pairs: list[tuple[str, str]], where: str) -> None:
+    empty = [i + 1 for i, (s, t) in enumerate(pairs) if not s.strip() or not t.strip()]
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+        raise DataError(
+            f"{where}: {len(empty)} pair(s) with an empty side at line(s) {shown}; "
+            "remove those lines from both files (or fill them in)"
+        )
+
+
+def read_parallel_files(src_path: Path, tgt_path: Path) -> list[tuple[str, str]]:
+    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    if len(src) != len(tgt):
+        raise DataError(
+            f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}; line i of each "
+            "file must be a translation pair: realign the files"
+        )
+    pairs = list(zip(src, tgt, strict=True))
+    check_pairs(pairs, f"{src_path} / {tgt_path}")
+    return pairs
+
+
+def read_tsv(path: Path) -> list[tuple[str, str]]:
+    pairs = []
+    for number, line in enumerate(read_lines(path), start=1):
+        columns = line.split("\t")
+        if len(columns) != 2:
+            raise DataError(
+                f"{path}:{number}: expected 2 tab-separated columns (source, target), got "
+                f"{len(columns)}; remove stray tabs or the line"
+            )
+        pairs.append((columns[0], columns[1]))
+    check_pairs(pairs, str(path))
+    return pairs
+
+
+def load_corpus(
+    data_dir: str | Path, src_lang: str | None = None, tgt_lang: str | None = None,
+    tsv: bool = False,
+) -> ParallelCorpus:
+    """Read every split present in `data_dir`; `train` and `valid` are required.
+
+    With `tsv=True` the files are `{split}.tsv`; otherwise `{split}.{src_lang}` and
+    `{split}.{tgt_lang}`.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"--data {data_dir}: not a directory")
+    if not tsv and (not src_lang or not tgt_lang):
+        raise DataError("--src-lang and --tgt-lang are required unless --tsv is given")
+    pairs, sources = {}, {}
+    for split in SPLITS:
+        if tsv:
+            path = data_dir / f"{split}.tsv"
+            if path.is_file():
+                pairs[split], sources[split] = read_tsv(path), str(path)
+        else:
+            src_path = data_dir / f"{split}.{src_lang}"
+            tgt_path = data_dir / f"{split}.{tgt_lang}"
+            if src_path.is_file() or tgt_path.is_file():
+                pairs[split] = read_parallel_files(src_path, tgt_path)
+                sources[split] = f"{src_path} / {tgt_path}"
+    for required in ("train", "valid"):
+        if required not in pairs:
+            pattern = f"{required}.tsv" if tsv else f"{required}.{src_lang} and " \
+                f"{required}.{tgt_lang}"
+            raise DataError(f"{data_dir}: missing the {required} split ({pattern})")
+    return ParallelCorpus(pairs, sources)

@@ -1,0 +1,1 @@
+"""End-to-end jobs built from the library: translation (more tasks arrive with their issues)."""

@@ -1,0 +1,250 @@
+"""Neural machine translation end to end, the job the 2017 Transformer was built for.
+
+corpus (built-in or the user's files) -> joint BPE (`tokenizers`) -> token-count batches ->
+Trainer (Adam 0.9/0.98/1e-9, inverse-sqrt warmup, label smoothing 0.1, clipping, accumulation)
+-> model folder (config.json, model.safetensors, tokenizer.json, checkpoints/) -> beam search
+-> sacreBLEU BLEU / chrF with signature, by length bucket -> metrics.json and a loss curve.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from attnlab.data.batching import TokenBatches, iterate_in_order
+from attnlab.data.parallel import DataError, ParallelCorpus, load_corpus
+from attnlab.evaluation import bucket_bleu, score_corpus
+from attnlab.generation import greedy_decode
+from attnlab.generation.beam import beam_search
+from attnlab.models import build_model
+from attnlab.models.io import from_pretrained, save_pretrained
+from attnlab.serialization import atomic_write
+from attnlab.tokenizers import Tokenizer
+from attnlab.training.schedule import inverse_sqrt_warmup
+from attnlab.training.trainer import Trainer, TrainerConfig, TrainResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TranslationSettings:
+    """Everything `attnlab train translate` takes; saved as `train_settings.json`."""
+
+    out: str = "runs/translate"
+    preset: str = "transformer-small"
+    data: str | None = None  # None = the built-in corpus
+    src_lang: str | None = None
+    tgt_lang: str | None = None
+    tsv: bool = False
+    builtin_train_size: int = 60_000
+    vocab_size: int = 4000
+    max_len: int = 128  # training pairs longer than this (in subwords) are skipped
+    max_tokens: int = 4096  # per micro-batch, padding included
+    grad_accum: int = 1
+    max_steps: int = 100_000
+    time_budget: float | None = None
+    warmup_steps: int = 4000
+    lr_scale: float = 1.0  # multiplies the paper's schedule
+    label_smoothing: float = 0.1
+    clip_norm: float | None = 1.0
+    eval_every: int = 0
+    save_every: int = 1000
+    keep_last: int = 5
+    seed: int = 1
+    beam_size: int = 4
+    length_penalty: float = 0.6
+    eval_sentences: int = 200  # validation sentences translated (greedy) at each evaluation
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def load_settings(out: str | Path) -> TranslationSettings:
+    """The settings a run in `out` was started with (for --resume and evaluation)."""
+    path = Path(out) / "train_settings.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {out} is not a translation run folder")
+    return TranslationSettings(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def encode_pairs(
+    tokenizer: Tokenizer, pairs: list[tuple[str, str]]
+) -> list[tuple[list[int], list[int]]]:
+    """Source and target ids, each ending in </s>."""
+    src = tokenizer.encode_batch([s for s, _ in pairs], add_eos=True)
+    tgt = tokenizer.encode_batch([t for _, t in pairs], add_eos=True)
+    return list(zip(src, tgt, strict=True))
+
+
+def filter_long(
+    encoded: list[tuple[list[int], list[int]]], max_len: int, where: str
+) -> list[tuple[list[int], list[int]]]:
+    kept = [p for p in encoded if len(p[0]) <= max_len and len(p[1]) <= max_len]
+    dropped = len(encoded) - len(kept)
+    if dropped:
+        lines = [i + 1 for i, p in enumerate(encoded) if max(map(len, p)) > max_len][:5]
+        log.warning("%s: skipped %d pair(s) longer than --max-len %d subwords (lines %s ...)",
+                    where, dropped, max_len, lines)
+    if not kept:
+        raise DataError(f"{where}: every pair is longer than --max-len {max_len}; raise it")
+    return kept
+
+
+def prepare_corpus(settings: TranslationSettings) -> ParallelCorpus:
+    if settings.data is None:
+        from attnlab.data.corpus import generate_corpus
+
+        corpus = generate_corpus(seed=0, train_size=settings.builtin_train_size)
+        splits = {name: corpus[name] for name in ("train", "valid", "test")}
+        return ParallelCorpus(splits, {name: "built-in corpus" for name in splits})
+    return load_corpus(settings.data, settings.src_lang, settings.tgt_lang, tsv=settings.tsv)
+
+
+def translate(
+    model: nn.Module, tokenizer: Tokenizer, sentences: list[str], *, beam_size: int = 4,
+    length_penalty: float = 0.6, max_tokens: int = 6000,
+) -> list[str]:
+    """Translate sentences (batched by length, returned in input order)."""
+    if not sentences:
+        return []
+    model.eval()
+    encoded = [(ids, ids) for ids in tokenizer.encode_batch(sentences, add_eos=True)]
+    limit = model.config.max_seq_len
+    for i, (ids, _) in enumerate(encoded):
+        if len(ids) > limit:
+            raise ValueError(
+                f"sentence {i + 1} has {len(ids)} subwords, more than the model's "
+                f"max_seq_len={limit}; split it"
+            )
+    outputs: list[str] = [""] * len(sentences)
+    for indices, batch in iterate_in_order(encoded, max_tokens, tokenizer.pad_id):
+        with torch.no_grad():
+            if beam_size == 1:
+                longest = int(batch["attention_mask"].sum(1).max())
+                ids = greedy_decode(model, batch["input_ids"], batch["attention_mask"],
+                                    max_new_tokens=min(limit - 1, longest + 50))
+            else:
+                ids = beam_search(model, batch["input_ids"], batch["attention_mask"],
+                                  beam_size=beam_size, length_penalty=length_penalty).sequences
+        for row, index in enumerate(indices):
+            outputs[index] = tokenizer.decode(ids[row].tolist())
+    return outputs
+
+
+def evaluate_pairs(
+    model: nn.Module, tokenizer: Tokenizer, pairs: list[tuple[str, str]], *, beam_size: int = 4,
+    length_penalty: float = 0.6,
+) -> dict[str, Any]:
+    sources = [s for s, _ in pairs]
+    references = [t for _, t in pairs]
+    hypotheses = translate(model, tokenizer, sources, beam_size=beam_size,
+                           length_penalty=length_penalty)
+    scores = score_corpus(hypotheses, references)
+    return {**scores.as_dict(), "buckets": bucket_bleu(sources, hypotheses, references),
+            "hypotheses": hypotheses}
+
+
+def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    return model(**batch).loss, int((batch["labels"] != -100).sum())
+
+
+def train_translation(settings: TranslationSettings, resume: bool = False) -> dict[str, Any]:
+    """Train, evaluate on the test split, write the model folder and metrics.json."""
+    out = Path(settings.out)
+    torch.manual_seed(settings.seed)
+    corpus = prepare_corpus(settings)
+    if resume:
+        if not (out / "tokenizer.json").is_file():
+            raise FileNotFoundError(f"--resume: {out} holds no run to resume (no tokenizer.json)")
+        tokenizer = Tokenizer.load(out / "tokenizer.json")
+        model = from_pretrained(out)
+    else:
+        log.info("training a %d-entry BPE vocabulary", settings.vocab_size)
+        train_text = (text for pair in corpus.split("train") for text in pair)
+        tokenizer = Tokenizer.train_bpe(train_text, vocab_size=settings.vocab_size)
+        overrides = {"max_seq_len": 256, **settings.model_overrides}
+        model = build_model(settings.preset, vocab_size=tokenizer.vocab_size,
+                            label_smoothing=settings.label_smoothing, **overrides)
+        out.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(out / "tokenizer.json")
+        save_pretrained(model, out)
+        settings_text = json.dumps(asdict(settings), indent=2) + "\n"
+        atomic_write(out / "train_settings.json", lambda t: Path(t).write_text(settings_text))
+    train = filter_long(encode_pairs(tokenizer, corpus.split("train")), settings.max_len,
+                        corpus.sources["train"])
+    batches = TokenBatches(train, max_tokens=settings.max_tokens, pad_id=tokenizer.pad_id,
+                           seed=settings.seed)
+    valid = corpus.split("valid")
+    valid_encoded = encode_pairs(tokenizer, valid)
+    d_model = model.config.d_model
+
+    def evaluate(model: nn.Module, step: int) -> dict[str, float]:
+        losses, tokens = 0.0, 0
+        for _, batch in iterate_in_order(valid_encoded, settings.max_tokens, tokenizer.pad_id):
+            loss, n = loss_fn(model, batch)
+            losses, tokens = losses + loss.item() * n, tokens + n
+        sample = valid[: settings.eval_sentences]
+        hypotheses = translate(model, tokenizer, [s for s, _ in sample], beam_size=1)
+        bleu = score_corpus(hypotheses, [t for _, t in sample]).bleu
+        return {"valid_loss": losses / tokens, "valid_bleu_greedy": bleu}
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=(0.9, 0.98), eps=1e-9)
+    trainer = Trainer(
+        model, optimizer,
+        lambda step: inverse_sqrt_warmup(step, d_model=d_model,
+                                         warmup_steps=settings.warmup_steps,
+                                         scale=settings.lr_scale),
+        batches, loss_fn,
+        TrainerConfig(max_steps=settings.max_steps, time_budget=settings.time_budget,
+                      grad_accum=settings.grad_accum, clip_norm=settings.clip_norm,
+                      eval_every=settings.eval_every, save_every=settings.save_every,
+                      keep_last=settings.keep_last),
+        checkpoint_dir=out / "checkpoints", evaluate=evaluate,
+    )
+    if resume and not trainer.resume():
+        log.warning("no checkpoint in %s: starting from step 0", out / "checkpoints")
+    result = trainer.fit()
+    save_pretrained(model, out)
+    if result.stopped_by == "interrupt":
+        log.warning("interrupted at step %d; resume with --resume", result.step)
+        return {"stopped_by": "interrupt", "step": result.step}
+    return finish(out, settings, model, tokenizer, corpus, result)
+
+
+def finish(out: Path, settings: TranslationSettings, model: nn.Module, tokenizer: Tokenizer,
+           corpus: ParallelCorpus, result: TrainResult) -> dict[str, Any]:
+    """Test-set evaluation with beam search, metrics.json and the loss curve."""
+    from attnlab.viz.curves import plot_training_curves
+
+    test_pairs = corpus.pairs.get("test") or corpus.split("valid")
+    start = time.perf_counter()
+    scores = evaluate_pairs(model, tokenizer, test_pairs, beam_size=settings.beam_size,
+                            length_penalty=settings.length_penalty)
+    hypotheses = scores.pop("hypotheses")
+    metrics = {
+        **scores,
+        "split": "test" if "test" in corpus.pairs else "valid",
+        "beam_size": settings.beam_size,
+        "length_penalty": settings.length_penalty,
+        "steps": result.step,
+        "stopped_by": result.stopped_by,
+        "train_seconds": round(result.train_seconds, 1),
+        "train_tokens": result.train_tokens,
+        "train_tokens_per_second": round(result.tokens_per_second),
+        "eval_seconds": round(time.perf_counter() - start, 1),
+        "params": sum(p.numel() for p in model.parameters()),
+        "preset": settings.preset,
+        "vocab_size": tokenizer.vocab_size,
+        "evaluations": result.evaluations,
+    }
+    text = json.dumps(metrics, indent=2) + "\n"
+    atomic_write(out / "metrics.json", lambda t: Path(t).write_text(text))
+    hyp_text = "".join(h + "\n" for h in hypotheses)
+    atomic_write(out / f"{metrics['split']}.hyp", lambda t: Path(t).write_text(hyp_text))
+    plot_training_curves(result.history, result.evaluations, out / "loss_curve.png")
+    return metrics

@@ -1,0 +1,128 @@
+"""Translation end to end on a handful of pairs: overfit, resume, CLI commands, bad data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from attnlab.cli.main import main
+from attnlab.data.parallel import DataError
+from attnlab.models.io import from_pretrained
+from attnlab.tasks.translation import TranslationSettings, train_translation, translate
+from attnlab.tokenizers import Tokenizer
+
+PAIRS = [
+    ("the cat sleeps", "ka miro dormas"),
+    ("the dog eats bread", "ka hundo panok mangas"),
+    ("a bird sings", "un vogo kantas"),
+    ("the old cat eats fish", "ka miro alta fiskok mangas"),
+    ("the dog sleeps", "ka hundo dormas"),
+    ("a cat sings", "un miro kantas"),
+]
+
+
+def write_corpus(folder, pairs=PAIRS, repeat=4):
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, times in (("train", repeat), ("valid", 1), ("test", 1)):
+        (folder / f"{split}.src").write_text("".join(s + "\n" for s, _ in pairs) * times)
+        (folder / f"{split}.tgt").write_text("".join(t + "\n" for _, t in pairs) * times)
+    return folder
+
+
+def settings(tmp_path, out="run", **overrides):
+    values = dict(
+        out=str(tmp_path / out), preset="transformer-tiny", data=str(write_corpus(tmp_path / "d")),
+        src_lang="src", tgt_lang="tgt", vocab_size=300, max_tokens=256, max_steps=250,
+        warmup_steps=50, lr_scale=1.0, label_smoothing=0.0, save_every=0, seed=0,
+        model_overrides={"d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 128,
+                         "dropout": 0.0},
+    )
+    values.update(overrides)
+    return TranslationSettings(**values)
+
+
+@pytest.fixture(scope="module")
+def overfit_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("overfit")
+    s = settings(tmp_path)
+    metrics = train_translation(s)
+    return s, metrics
+
+
+def test_overfits_a_handful_of_pairs(overfit_run):
+    s, metrics = overfit_run
+    assert metrics["bleu"] == pytest.approx(100.0)
+    model, tokenizer = from_pretrained(s.out), Tokenizer.load(s.out)
+    assert translate(model, tokenizer, [p[0] for p in PAIRS]) == [p[1] for p in PAIRS]
+    assert translate(model, tokenizer, [p[0] for p in PAIRS], beam_size=1) == [
+        p[1] for p in PAIRS]
+
+
+def test_run_folder_contents(overfit_run):
+    s, metrics = overfit_run
+    from pathlib import Path
+
+    out = Path(s.out)
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "metrics.json",
+                 "loss_curve.png", "train_settings.json", "test.hyp"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "metrics.json").read_text())
+    for key in ("bleu", "chrf", "bleu_signature", "steps", "train_seconds",
+                "train_tokens_per_second", "params", "buckets"):
+        assert key in saved, key
+    assert saved["steps"] == 250 and saved["split"] == "test"
+
+
+def test_cli_translate_evaluate_average(overfit_run, capsys, tmp_path):
+    s, _ = overfit_run
+    assert main(["translate", "--model", s.out, "the dog eats bread"]) == 0
+    assert capsys.readouterr().out.strip() == "ka hundo panok mangas"
+    assert main(["evaluate", "--model", s.out, "--split", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bleu"] == pytest.approx(100.0)
+    src, ref = tmp_path / "x.src", tmp_path / "x.ref"
+    src.write_text("the old cat eats fish\n")
+    ref.write_text("ka miro alta fiskok mangas\n")
+    assert main(["evaluate", "--model", s.out, "--src", str(src), "--ref", str(ref)]) == 0
+    assert "BLEU 100.00" in capsys.readouterr().out
+    assert main(["average", "--model", s.out, "--last", "3"]) == 2
+    assert "holds 1 complete checkpoint" in capsys.readouterr().err
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    common = dict(max_steps=8, save_every=2, model_overrides={
+        "d_model": 32, "n_heads": 4, "n_layers": 1, "d_ff": 64, "dropout": 0.1})
+    straight = train_translation(settings(tmp_path, "a", **common))
+    train_translation(settings(tmp_path, "b", **{**common, "max_steps": 4}))
+    resumed = train_translation(settings(tmp_path, "b", **common), resume=True)
+    a = torch.load(tmp_path / "a" / "checkpoints" / "step_0000008" / "training_state.pt",
+                   weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoints" / "step_0000008" / "training_state.pt",
+                   weights_only=True)
+    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
+    assert straight["bleu"] == resumed["bleu"]
+    ma, mb = from_pretrained(tmp_path / "a"), from_pretrained(tmp_path / "b")
+    for (name, p), q in zip(ma.state_dict().items(), mb.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+
+
+def test_bad_data_fails_before_training(tmp_path):
+    folder = write_corpus(tmp_path / "bad")
+    (folder / "train.tgt").write_text("one line\n")
+    with pytest.raises(DataError, match="realign"):
+        train_translation(settings(tmp_path, data=str(folder)))
+    assert not (tmp_path / "run").exists()
+
+
+def test_long_pairs_are_skipped_with_a_warning(tmp_path, caplog):
+    pairs = [*PAIRS, (" ".join(["cat"] * 80), " ".join(["miro"] * 80))]
+    folder = write_corpus(tmp_path / "long", pairs)
+    s = settings(tmp_path, data=str(folder), max_len=40, max_steps=2)
+    train_translation(s)
+    assert "skipped 4 pair(s) longer than --max-len 40" in caplog.text
+
+
+def test_resume_without_a_run_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no run to resume"):
+        train_translation(settings(tmp_path, "empty"), resume=True)
