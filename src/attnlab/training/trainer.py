@@ -27,6 +27,19 @@ from attnlab.training.checkpoint import latest_checkpoint, load_checkpoint, save
 
 log = logging.getLogger(__name__)
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def resolve_precision(precision: str) -> str:
+    """"auto" -> "bf16" where the CPU computes bfloat16 natively (AMX / AVX512-BF16), else
+    "fp32". Mixed precision keeps fp32 master weights; only matmuls run in bfloat16."""
+    if precision != "auto":
+        return precision
+    native = getattr(torch.backends.mkldnn, "is_available", lambda: False)() and bool(
+        getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
+    )
+    return "bf16" if native else "fp32"
+
 
 class BatchSource(Protocol):
     def next(self) -> Any: ...
@@ -45,12 +58,16 @@ class TrainerConfig:
     keep_last: int = 5
     log_every: int = 1  # history resolution in steps
     progress: bool = True
+    precision: str = "fp32"  # "fp32", or "bf16": autocast matmuls to bfloat16, fp32 weights
+
 
     def __post_init__(self) -> None:
         if self.max_steps <= 0:
             raise ValueError(f"max_steps must be positive, got {self.max_steps}")
         if self.grad_accum <= 0:
             raise ValueError(f"grad_accum must be positive, got {self.grad_accum}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.time_budget is not None and self.time_budget <= 0:
             raise ValueError(f"time_budget must be positive seconds, got {self.time_budget}")
 
@@ -154,8 +171,12 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum, total_tokens = 0.0, 0
+        device = next(self.model.parameters()).device.type
         for _ in range(self.config.grad_accum):
-            loss, tokens = self.loss_fn(self.model, self.batches.next())
+            batch = self.batches.next()
+            with torch.autocast(device, dtype=torch.bfloat16,
+                                enabled=self.config.precision == "bf16"):
+                loss, tokens = self.loss_fn(self.model, batch)
             (loss * tokens).backward()
             loss_sum += loss.item() * tokens
             total_tokens += tokens

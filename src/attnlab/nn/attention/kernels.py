@@ -66,6 +66,8 @@ def sdpa_attention(
         attn_mask = bias.to(q.dtype)
         if mask is not None:
             attn_mask = attn_mask.masked_fill(~mask, float("-inf"))
+    if attn_mask is not None and attn_mask.dim() < 2:  # F.sdpa rejects 0-D / 1-D masks
+        attn_mask = attn_mask.expand(T, S)  # (T, S)
     out = F.scaled_dot_product_attention(
         q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale, enable_gqa=gqa
     )  # (B, H, T, Dh)

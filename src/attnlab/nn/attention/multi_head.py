@@ -99,6 +99,10 @@ class MultiHeadAttention(Attention):
             source = x if context is None else context
             if is_cross and context is None:
                 raise ValueError("cross-attention with an empty cache needs `context`")
+            if source.size(-1) != self.k_proj.in_features:
+                raise ValueError(
+                    f"context width must be {self.k_proj.in_features}, got {source.size(-1)}"
+                )
             k = self.split_heads(self.k_proj(source), self.n_kv_heads)  # (B, Hkv, S_new, Dh)
             v = self.split_heads(self.v_proj(source), self.n_kv_heads)  # (B, Hkv, S_new, Dh)
             if self.rotary is not None and not is_cross:

@@ -1,14 +1,15 @@
-"""The POSITION registry: sinusoidal, learned, relative (T5 buckets), rope, alibi."""
+"""Positional encodings, one file each, registered in POSITION: sinusoidal, learned, relative
+(T5 buckets), rope, alibi. Importing this package registers all of them."""
 
-from attnlab.nn.position import alibi, learned, relative, rope, sinusoidal  # noqa: F401
-from attnlab.nn.position.alibi import ALiBi
-from attnlab.nn.position.base import POSITION, PositionEncoding
+from attnlab.nn.position.alibi import ALiBi, alibi_slopes
+from attnlab.nn.position.base import KINDS, POSITION, PositionEncoding
 from attnlab.nn.position.learned import LearnedPositionEncoding
 from attnlab.nn.position.relative import RelativePositionBias, relative_position_bucket
-from attnlab.nn.position.rope import RotaryEmbedding
-from attnlab.nn.position.sinusoidal import SinusoidalPositionEncoding
+from attnlab.nn.position.rope import RotaryEmbedding, rotate_half
+from attnlab.nn.position.sinusoidal import SinusoidalPositionEncoding, sinusoidal_table
 
 __all__ = [
+    "KINDS",
     "POSITION",
     "ALiBi",
     "LearnedPositionEncoding",
@@ -16,5 +17,8 @@ __all__ = [
     "RelativePositionBias",
     "RotaryEmbedding",
     "SinusoidalPositionEncoding",
+    "alibi_slopes",
     "relative_position_bucket",
+    "rotate_half",
+    "sinusoidal_table",
 ]
