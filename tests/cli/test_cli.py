@@ -30,9 +30,9 @@ def test_console_script_help():
     assert "demo" in result.stdout and "list" in result.stdout
 
 
-def test_demo_runs_tiny(tmp_path, capsys):
-    code = main(["demo", "--out", str(tmp_path), "--steps", "3", "--batch-size", "8",
-                 "--max-len", "8"])
+def test_reverse_demo_runs_tiny(tmp_path, capsys):
+    code = main(["demo", "--task", "reverse", "--out", str(tmp_path), "--steps", "3",
+                 "--batch-size", "8", "--max-len", "8"])
     assert code == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["steps"] == 3 and metrics["cached_equals_uncached"] is True
@@ -40,5 +40,22 @@ def test_demo_runs_tiny(tmp_path, capsys):
 
 
 def test_bad_argument_is_a_clear_error(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--steps", "0"]) == 2
+    assert main(["demo", "--task", "reverse", "--out", str(tmp_path), "--steps", "0"]) == 2
     assert "--steps must be positive, got 0" in capsys.readouterr().err
+
+
+def test_translation_demo_runs_tiny(tmp_path, capsys):
+    """The `make demo` path on a sliver of the corpus and a one-second budget."""
+    code = main(["demo", "--out", str(tmp_path), "--time-budget", "1", "--train-size", "300",
+                 "--valid-size", "20", "--test-size", "60"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "test BLEU" in out and "word-by-word baseline" in out
+    assert out.count("  reference  ") == 5 and out.count("  attnlab    ") == 5
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["sentences"] == 60 and metrics["stopped_by"] == "time_budget"
+    assert 0.0 <= metrics["test_ambiguous"]["sense_accuracy"] <= 1.0
+    demo = json.loads((tmp_path / "demo.json").read_text())
+    assert demo["bleu"] == metrics["bleu"]
+    assert (tmp_path / "alignment.png").stat().st_size > 1000
+    assert (tmp_path / "loss_curve.png").is_file() and (tmp_path / "test.hyp").is_file()

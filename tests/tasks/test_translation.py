@@ -126,3 +126,17 @@ def test_long_pairs_are_skipped_with_a_warning(tmp_path, caplog):
 def test_resume_without_a_run_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no run to resume"):
         train_translation(settings(tmp_path, "empty"), resume=True)
+
+
+def test_average_last_tests_the_mean_of_the_newest_checkpoints(tmp_path):
+    s = settings(tmp_path, "avg", max_steps=6, save_every=2, keep_last=3, average_last=2)
+    metrics = train_translation(s)
+    assert metrics["averaged_checkpoints"] == ["step_0000004", "step_0000006"]
+    from attnlab.training.checkpoint import average_checkpoints, list_checkpoints
+
+    expected = average_checkpoints(list_checkpoints(tmp_path / "avg" / "checkpoints")[-2:],
+                                   from_pretrained(s.out))
+    saved = from_pretrained(s.out)
+    for (name, a), b in zip(saved.state_dict().items(), expected.state_dict().values(),
+                            strict=True):
+        torch.testing.assert_close(a, b, msg=name)

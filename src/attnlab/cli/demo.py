@@ -1,144 +1,139 @@
-"""Demonstration of the attention core: train a small encoder-decoder Transformer to reverse
-random symbol sequences, decode greedily with and without the KV cache, and save the
-cross-attention map, where the reversal shows as an anti-diagonal.
+"""`make demo`: the job the 2017 Transformer was built for, end to end on a laptop CPU.
 
-This is the stand-in for `make demo` until the translation pipeline lands (see the README).
+Generates the built-in English -> Veskan corpus (reordering, case and agreement, ambiguous
+words; see `python -m attnlab.data.corpus --help`), trains a joint BPE vocabulary and a small
+Transformer with the paper's recipe under a time budget, translates the 2,000-sentence test set
+with beam search, and prints sacreBLEU BLEU / chrF, BLEU by source length, the share of
+ambiguous words translated in the right sense, five samples beside their references, and saves
+a cross-attention alignment heatmap of a long test sentence.
+
+The settings are the `demo` recipe: `attnlab train translate --config demo` trains the same
+model. `--task reverse` runs the one-minute sequence-reversal demonstration instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
+from attnlab.cli import reverse_demo
+from attnlab.cli.train import positive_float
+from attnlab.models.io import from_pretrained
+from attnlab.serialization import atomic_write
+from attnlab.tasks.alignment import cross_attention, plot_alignment
+from attnlab.tasks.translation import (
+    load_recipe,
+    prepare_corpus,
+    settings_from_dict,
+    train_translation,
+)
+from attnlab.tokenizers import Tokenizer
 
-from attnlab.data.synthetic import EOS, sequence_task_batch
-from attnlab.generation import greedy_decode
-from attnlab.models import build_model
-from attnlab.training.schedule import inverse_sqrt_warmup
-from attnlab.viz import plot_attention
+TRANSLATE_BUDGET = 480.0  # seconds of training; beam-search evaluation adds ~20-40 s here
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", choices=["translate", "reverse"], default="translate",
+                        help="translate (default): the built-in translation demo; reverse: "
+                             "the one-minute sequence-reversal demo")
     parser.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    parser.add_argument("--steps", type=int, default=3000, help="training steps (default 3000)")
-    parser.add_argument("--time-budget", type=float, default=240.0,
-                        help="stop training after this many seconds (default 240)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--min-len", type=int, default=6)
-    parser.add_argument("--max-len", type=int, default=24)
-    parser.add_argument("--symbols", type=int, default=40, help="distinct symbols (default 40)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--kernel", default="sdpa", help="attention kernel: sdpa or reference")
+    parser.add_argument("--time-budget", type=positive_float, default=None,
+                        help=f"training seconds (default: {TRANSLATE_BUDGET:.0f} for translate, "
+                             "240 for reverse)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed (default: the recipe's for translate, 0 for reverse)")
+    for split in ("train", "valid", "test"):
+        parser.add_argument(f"--{split}-size", type=int, default=None,
+                            help=f"translate: built-in {split} pairs (default: the recipe's)")
+    group = parser.add_argument_group("reverse task options")
+    reverse_demo.add_arguments(group)
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("steps", "batch_size", "min_len", "max_len", "symbols"):
-        if getattr(args, name) <= 0:
-            flag = "--" + name.replace("_", "-")
-            raise ValueError(f"{flag} must be positive, got {getattr(args, name)}")
-    torch.manual_seed(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    vocab_size = args.symbols + 3
-    model = build_model(
-        "transformer-tiny", vocab_size=vocab_size, d_model=64, n_heads=4, n_layers=2, d_ff=256,
-        dropout=0.0, kernel=args.kernel, max_seq_len=max(64, args.max_len + 2),
-    )
-    print(f"model: transformer-tiny, {model.num_parameters():,} parameters, kernel={args.kernel}")
-    task = dict(vocab_size=vocab_size, min_len=args.min_len, max_len=args.max_len, task="reverse")
-    generator = torch.Generator().manual_seed(args.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1.0, betas=(0.9, 0.98), eps=1e-9)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: inverse_sqrt_warmup(step + 1, d_model=64, warmup_steps=200, scale=2.0),
-    )
-    model.train()
+    if args.task == "reverse":
+        args.time_budget = 240.0 if args.time_budget is None else args.time_budget
+        args.seed = 0 if args.seed is None else args.seed
+        return reverse_demo.run(args)
+    return run_translation(args)
+
+
+def pick_samples(pairs: list[tuple[str, str]], ambiguous: list[int], count: int = 5) -> list[int]:
+    """Test indices spread over source lengths (short to long), one of them ambiguous."""
+    by_length = sorted(range(len(pairs)), key=lambda i: (len(pairs[i][0].split()), i))
+    picks = [by_length[int(q * (len(by_length) - 1))] for q in (0.1, 0.35, 0.6, 0.85)]
+    extra = next((i for i in ambiguous if i not in picks), by_length[-1])
+    return sorted([*picks, extra][:count], key=lambda i: len(pairs[i][0].split()))
+
+
+def pick_long_sentence(pairs: list[tuple[str, str]], hypotheses: list[str]) -> int:
+    """A long test sentence (20-30 words, for a readable plot), translated exactly if one is."""
+    candidates = [i for i, (src, _) in enumerate(pairs) if 20 <= len(src.split()) <= 30]
+    if not candidates:
+        candidates = list(range(len(pairs)))
+    exact = [i for i in candidates if hypotheses[i] == pairs[i][1]]
+    pool = exact or candidates
+    return max(pool, key=lambda i: (len(pairs[i][0].split()), -i))
+
+
+def run_translation(args: argparse.Namespace) -> int:
+    values = load_recipe("demo")
+    values["out"] = args.out
+    values["time_budget"] = TRANSLATE_BUDGET if args.time_budget is None else args.time_budget
+    if args.seed is not None:
+        values["seed"] = args.seed
+    for split in ("train", "valid", "test"):
+        size = getattr(args, f"{split}_size")
+        if size is not None:
+            values[f"builtin_{split}_size"] = size
+    settings = settings_from_dict(values, "demo")
+    print(f"attnlab demo: English -> Veskan translation, {settings.preset} "
+          f"({settings.model_overrides}), {settings.time_budget:.0f}s of training on the "
+          f"built-in corpus ({settings.builtin_train_size:,} training pairs)\n")
     start = time.perf_counter()
-    tokens = 0
-    losses = []
-    bar = tqdm(range(args.steps), desc="train", unit="step")
-    for step in bar:
-        input_ids, attention_mask, labels = sequence_task_batch(generator, args.batch_size, **task)
-        loss = model(input_ids, attention_mask=attention_mask, labels=labels).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        tokens += int((labels != -100).sum())
-        losses.append(loss.item())
-        elapsed = time.perf_counter() - start
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}",
-                        tok_s=f"{tokens / elapsed:,.0f}")
-        if elapsed > args.time_budget:
-            bar.close()
-            print(f"time budget of {args.time_budget:.0f}s reached after {step + 1} steps")
-            break
-    train_seconds = time.perf_counter() - start
+    metrics = train_translation(settings)
+    if metrics.get("stopped_by") == "interrupt":
+        print(f"interrupted: resume with `attnlab train translate --out {args.out} --resume`")
+        return 130
+    train_and_eval = time.perf_counter() - start
 
-    # Evaluate on fresh sequences: exact-match accuracy, cached vs uncached decoding.
-    model.eval()
-    test_gen = torch.Generator().manual_seed(args.seed + 1)
-    input_ids, attention_mask, labels = sequence_task_batch(test_gen, 256, **task)
-    t0 = time.perf_counter()
-    cached = greedy_decode(model, input_ids, attention_mask, max_new_tokens=args.max_len + 1)
-    t_cached = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    uncached = greedy_decode(model, input_ids, attention_mask, max_new_tokens=args.max_len + 1,
-                             use_cache=False)
-    t_uncached = time.perf_counter() - t0
-    correct = 0
-    for row in range(input_ids.size(0)):
-        target = [t for t in labels[row].tolist() if t != -100]
-        produced = cached[row].tolist()
-        produced = produced[: produced.index(EOS) + 1] if EOS in produced else produced
-        correct += produced == target
-    accuracy = correct / input_ids.size(0)
-    same = torch.equal(cached, uncached)
+    out = Path(args.out)
+    model = from_pretrained(out)
+    tokenizer = Tokenizer.load(out / "tokenizer.json")
+    corpus = prepare_corpus(settings)
+    test = corpus.split("test")
+    hypotheses = (out / "test.hyp").read_text(encoding="utf-8").splitlines()
 
-    # Cross-attention of the last decoder layer for one long example, averaged over heads.
-    row = int(attention_mask.sum(1).argmax())
-    length = int(attention_mask[row].sum())
-    src = input_ids[row : row + 1, :length]
-    produced = cached[row : row + 1]
-    produced_list = produced[0].tolist()
-    if EOS in produced_list:  # drop the padding after EOS
-        produced = produced[:, : produced_list.index(EOS) + 1]
-    decoder_in = torch.cat([torch.full((1, 1), model.config.bos_token_id), produced], dim=1)
-    with torch.no_grad():
-        result = model(src, decoder_in[:, :-1], output_attentions=True)
-    cross = result.cross_attentions[-1][0].mean(0)  # (T, S)
-    heatmap = plot_attention(
-        cross, [str(t) for t in produced[0].tolist()], [str(t) for t in src[0].tolist()],
-        out / "cross_attention.png",
-        title="reversal: cross-attention (last layer, mean over heads)",
-    )
-    metrics = {
-        "task": "reverse",
-        "steps": len(losses),
-        "train_seconds": round(train_seconds, 1),
-        "train_tokens_per_second": round(tokens / train_seconds),
-        "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
-        "exact_match": accuracy,
-        "cached_equals_uncached": same,
-        "decode_speedup_with_cache": round(t_uncached / t_cached, 2),
-        "params": model.num_parameters(),
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"\nexact-match accuracy on 256 unseen sequences: {accuracy:.1%}")
-    print(f"cached == uncached greedy decoding: {same} "
-          f"(cache {t_uncached / t_cached:.1f}x faster)")
-    example_src = src[0].tolist()
-    print(f"example input : {example_src}")
-    print(f"model output  : {produced[0].tolist()}")
-    print(f"cross-attention heatmap: {heatmap}")
-    print(f"metrics: {out / 'metrics.json'}")
-    if not math.isfinite(metrics["final_loss"]):
-        print("training diverged (non-finite loss)")
-        return 1
+    from attnlab.data.corpus import baseline_bleu
+
+    print(f"\ntest BLEU {metrics['bleu']:.2f}  chrF {metrics['chrf']:.2f}  on {len(test):,} "
+          f"sentences, beam {settings.beam_size}  ({metrics['bleu_signature']})")
+    print(f"word-by-word baseline with a perfect lexicon: {baseline_bleu(test).score:.2f} BLEU")
+    buckets = "  ".join(f"{label}: {b['bleu']:.1f}" for label, b in metrics["buckets"].items())
+    print(f"BLEU by source length (words): {buckets}")
+    ambiguous = metrics.get("test_ambiguous")
+    if ambiguous:
+        print(f"ambiguous words ({ambiguous['sentences']} sentences): right sense "
+              f"{ambiguous['sense_accuracy']:.1%}, BLEU {ambiguous['bleu']:.2f}")
+    print(f"{metrics['steps']:,} steps in {metrics['train_seconds']:.0f}s "
+          f"({metrics['train_tokens_per_second']:,} target tokens/s, {metrics['precision']}), "
+          f"test decoding {metrics['eval_seconds']:.0f}s; train + evaluate "
+          f"{train_and_eval / 60:.1f} min\n")
+
+    for i in pick_samples(test, corpus.test_buckets.get("ambiguous", [])):
+        source, reference = test[i]
+        mark = "exact" if hypotheses[i] == reference else "differs"
+        print(f"  source     {source}\n  reference  {reference}\n"
+              f"  attnlab    {hypotheses[i]}   [{mark}]\n")
+
+    long_index = pick_long_sentence(test, hypotheses)
+    alignment = cross_attention(model, tokenizer, test[long_index][0], hypotheses[long_index])
+    heatmap = plot_alignment(alignment, out / "alignment.png")
+    print(f"cross-attention alignment of test sentence {long_index + 1}: {heatmap}")
+    print(f"loss curve: {out / 'loss_curve.png'}   metrics: {out / 'metrics.json'}")
+    summary = {"train_and_eval_seconds": round(train_and_eval, 1), "bleu": metrics["bleu"],
+               "alignment_sentence": long_index, "alignment_png": str(heatmap)}
+    text = json.dumps(summary, indent=2) + "\n"
+    atomic_write(out / "demo.json", lambda t: Path(t).write_text(text))
     return 0

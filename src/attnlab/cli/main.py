@@ -13,7 +13,7 @@ from attnlab.cli import average, demo, evaluate, listing, train, translate
 # name -> (module with `add_arguments(parser)` and `run(args) -> int`, one-line help)
 COMMANDS = {
     "list": (listing, "list registered attentions, positions, kernels and model presets"),
-    "demo": (demo, "train a tiny Transformer to reverse sequences and show its attention"),
+    "demo": (demo, "train a translator on the built-in corpus: BLEU, samples, attention map"),
     "train": (train, "train a model (translate)"),
     "translate": (translate, "translate sentences with a trained model (beam search)"),
     "evaluate": (evaluate, "BLEU / chrF of a trained model with sacreBLEU, by length bucket"),

@@ -10,9 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 
 from attnlab.models import list_models
-from attnlab.tasks.translation import TranslationSettings, load_settings, train_translation
+from attnlab.tasks.translation import (
+    TranslationSettings,
+    load_recipe,
+    load_settings,
+    recipe_names,
+    settings_from_dict,
+    train_translation,
+)
 
 
 def positive_int(text: str) -> int:
@@ -32,44 +40,61 @@ def positive_float(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     tasks = parser.add_subparsers(dest="task", metavar="TASK", required=True)
     t = tasks.add_parser("translate", help="encoder-decoder translation (Vaswani et al. 2017)",
-                         description=__doc__,
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                         description=__doc__, epilog=EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     d = TranslationSettings()
-    t.add_argument("--preset", default=d.preset, choices=list_models(), help="model size")
-    t.add_argument("--out", default=d.out, help="output folder (model, checkpoints, metrics)")
-    t.add_argument("--data", default=None, help="corpus folder (default: the built-in corpus)")
-    t.add_argument("--src-lang", default=None, help="source file suffix, e.g. de")
-    t.add_argument("--tgt-lang", default=None, help="target file suffix, e.g. en")
-    t.add_argument("--tsv", action="store_true", help="read {split}.tsv (source TAB target)")
-    t.add_argument("--vocab-size", type=positive_int, default=d.vocab_size,
-                   help="joint BPE vocabulary size")
-    t.add_argument("--max-len", type=positive_int, default=d.max_len,
-                   help="skip training pairs longer than this many subwords")
-    t.add_argument("--max-tokens", type=positive_int, default=d.max_tokens,
-                   help="tokens per micro-batch (padding included)")
-    t.add_argument("--grad-accum", type=positive_int, default=d.grad_accum,
-                   help="micro-batches per optimizer step")
-    t.add_argument("--max-steps", type=positive_int, default=d.max_steps)
-    t.add_argument("--time-budget", type=positive_float, default=None,
-                   help="stop training after this many seconds")
-    t.add_argument("--warmup-steps", type=positive_int, default=d.warmup_steps)
-    t.add_argument("--lr-scale", type=positive_float, default=d.lr_scale,
-                   help="multiplier on the paper's d^-0.5 * min(step^-0.5, step*warmup^-1.5)")
-    t.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    t.add_argument("--eval-every", type=int, default=d.eval_every,
-                   help="validate every N steps (0: only at the end)")
-    t.add_argument("--save-every", type=int, default=d.save_every,
-                   help="checkpoint every N steps (0: only at the end)")
-    t.add_argument("--keep-last", type=positive_int, default=d.keep_last,
-                   help="checkpoints kept (for `attnlab average`)")
-    t.add_argument("--seed", type=int, default=d.seed)
-    t.add_argument("--beam-size", type=positive_int, default=d.beam_size)
-    t.add_argument("--length-penalty", type=float, default=d.length_penalty)
-    t.add_argument("--builtin-train-size", type=positive_int, default=d.builtin_train_size,
-                   help="training pairs generated for the built-in corpus")
+
+    def option(flag: str, help: str, **kwargs) -> None:
+        # Defaults live in TranslationSettings; a flag overrides --config only when given.
+        field_name = flag[2:].replace("-", "_")
+        default = getattr(d, field_name, None)
+        shown = "" if kwargs.get("action") == "store_true" else f" (default: {default})"
+        t.add_argument(flag, dest=field_name, default=argparse.SUPPRESS, help=help + shown,
+                       **kwargs)
+
+    t.add_argument("--config", default=None, metavar="RECIPE|FILE",
+                   help="start from a recipe (" + ", ".join(recipe_names()) + ") or a JSON file "
+                        "of these settings; flags given on the command line override it")
+    option("--preset", "model size", choices=list_models())
+    option("--out", "output folder (model, checkpoints, metrics)")
+    option("--data", "corpus folder (default: the built-in corpus)")
+    option("--src-lang", "source file suffix, e.g. en")
+    option("--tgt-lang", "target file suffix, e.g. de")
+    option("--tsv", "read {split}.tsv (source TAB target)", action="store_true")
+    option("--vocab-size", "joint BPE vocabulary size", type=positive_int)
+    option("--max-len", "skip training pairs longer than this many subwords", type=positive_int)
+    option("--max-tokens", "padded tokens per micro-batch and side", type=positive_int)
+    option("--grad-accum", "micro-batches per optimizer step", type=positive_int)
+    option("--max-steps", "optimizer steps", type=positive_int)
+    option("--time-budget", "stop training after this many seconds", type=positive_float)
+    option("--warmup-steps", "linear warmup steps of the inverse-sqrt schedule",
+           type=positive_int)
+    option("--lr-scale", "multiplier on the paper's d^-0.5 * min(step^-0.5, step*warmup^-1.5)",
+           type=positive_float)
+    option("--label-smoothing", "label smoothing epsilon", type=float)
+    option("--eval-every", "validate every N steps (0: only at the end)", type=int)
+    option("--save-every", "checkpoint every N steps (0: only at the end)", type=int)
+    option("--keep-last", "checkpoints kept (for averaging)", type=positive_int)
+    option("--average-last", "test the mean of the last N checkpoints (0: the final weights)",
+           type=int)
+    option("--seed", "random seed (data order, initialisation, dropout)", type=int)
+    option("--precision", "bf16 autocasts matmuls (fp32 weights); auto = bf16 where the CPU/GPU "
+           "computes it natively (AMX, AVX512-BF16, Ampere+)", choices=["auto", "fp32", "bf16"])
+    option("--device", "cpu, cuda, cuda:N; auto = cuda when available")
+    option("--beam-size", "beam size for the test set", type=positive_int)
+    option("--length-penalty", "GNMT length penalty alpha", type=float)
+    option("--builtin-train-size", "training pairs generated for the built-in corpus",
+           type=positive_int)
     t.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="model config override, e.g. --set norm_first=true --set dropout=0.2")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
+
+
+EPILOG = """examples:
+  attnlab train translate --time-budget 600                  # built-in corpus, CPU minutes
+  attnlab train translate --config wmt14-en-de-base --data wmt14 --src-lang en --tgt-lang de
+  attnlab train translate --out runs/translate --resume      # continue after Ctrl-C
+"""
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -85,30 +110,33 @@ def parse_overrides(items: list[str]) -> dict:
     return overrides
 
 
+def settings_from_args(args: argparse.Namespace) -> TranslationSettings:
+    """Defaults, then the --config recipe, then the flags given on the command line."""
+    values = asdict(TranslationSettings())
+    if args.config:
+        values.update(load_recipe(args.config))
+    given = {name: value for name, value in vars(args).items() if name in values}
+    values.update(given)
+    overrides = parse_overrides(args.set)
+    if overrides:
+        values["model_overrides"] = {**values["model_overrides"], **overrides}
+    return settings_from_dict(values, "command line")
+
+
 def run(args: argparse.Namespace) -> int:
-    settings = TranslationSettings(
-        out=args.out, preset=args.preset, data=args.data, src_lang=args.src_lang,
-        tgt_lang=args.tgt_lang, tsv=args.tsv, builtin_train_size=args.builtin_train_size,
-        vocab_size=args.vocab_size, max_len=args.max_len, max_tokens=args.max_tokens,
-        grad_accum=args.grad_accum, max_steps=args.max_steps, time_budget=args.time_budget,
-        warmup_steps=args.warmup_steps, lr_scale=args.lr_scale,
-        label_smoothing=args.label_smoothing, eval_every=args.eval_every,
-        save_every=args.save_every, keep_last=args.keep_last, seed=args.seed,
-        beam_size=args.beam_size, length_penalty=args.length_penalty,
-        model_overrides=parse_overrides(args.set),
-    )
+    settings = settings_from_args(args)
     if args.resume:
         # The run continues with the settings it started with; only the budget may change.
-        saved = load_settings(args.out)
+        saved = load_settings(settings.out)
         saved.max_steps, saved.time_budget = settings.max_steps, settings.time_budget
         settings = saved
     metrics = train_translation(settings, resume=args.resume)
     if metrics.get("stopped_by") == "interrupt":
         print(f"interrupted at step {metrics['step']}: resume with "
-              f"`attnlab train translate --out {args.out} --resume`", file=sys.stderr)
+              f"`attnlab train translate --out {settings.out} --resume`", file=sys.stderr)
         return 130
     print(f"test BLEU {metrics['bleu']:.2f}  chrF {metrics['chrf']:.2f}  "
           f"({metrics['bleu_signature']})")
     print(f"{metrics['steps']} steps in {metrics['train_seconds']:.0f}s, "
-          f"{metrics['train_tokens_per_second']:,} target tokens/s; model in {args.out}")
+          f"{metrics['train_tokens_per_second']:,} target tokens/s; model in {settings.out}")
     return 0

@@ -8,7 +8,7 @@ are not UTF-8 (with the byte offset), mismatched line counts, empty sides, a wro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SPLITS = ("train", "valid", "test")
@@ -24,6 +24,9 @@ class ParallelCorpus:
 
     pairs: dict[str, list[tuple[str, str]]]
     sources: dict[str, str]  # split -> description of the files it came from
+    # Named subsets of the test split (indices into it) scored on their own, e.g. the built-in
+    # corpus's "ambiguous" sentences.
+    test_buckets: dict[str, list[int]] = field(default_factory=dict)
 
     def split(self, name: str) -> list[tuple[str, str]]:
         if name not in self.pairs:

@@ -7,10 +7,32 @@ separate corpus BLEUs over the sentences whose source falls in the bucket.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from sacrebleu.metrics import BLEU, CHRF
+
+
+class _OncePerMessage(logging.Filter):
+    """sacreBLEU warns about tokenized input at every corpus_score call (so at every validation
+    and every bucket); let each distinct message through once per process."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
+_sacrebleu_log = logging.getLogger("sacrebleu")
+if not any(isinstance(f, _OncePerMessage) for f in _sacrebleu_log.filters):
+    _sacrebleu_log.addFilter(_OncePerMessage())
 
 # (label, lowest, highest) source lengths in whitespace tokens, inclusive.
 LENGTH_BUCKETS = (("1-10", 1, 10), ("11-20", 11, 20), ("21-30", 21, 30), ("31+", 31, 10**9))

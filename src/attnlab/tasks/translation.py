@@ -27,8 +27,14 @@ from attnlab.models import build_model
 from attnlab.models.io import from_pretrained, save_pretrained
 from attnlab.serialization import atomic_write
 from attnlab.tokenizers import Tokenizer
+from attnlab.training.checkpoint import average_checkpoints, list_checkpoints
 from attnlab.training.schedule import inverse_sqrt_warmup
-from attnlab.training.trainer import Trainer, TrainerConfig, TrainResult
+from attnlab.training.trainer import (
+    Trainer,
+    TrainerConfig,
+    TrainResult,
+    resolve_precision,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,8 @@ class TranslationSettings:
     tgt_lang: str | None = None
     tsv: bool = False
     builtin_train_size: int = 60_000
+    builtin_valid_size: int = 1000
+    builtin_test_size: int = 2000
     vocab_size: int = 4000
     max_len: int = 128  # training pairs longer than this (in subwords) are skipped
     max_tokens: int = 4096  # per micro-batch, padding included
@@ -58,10 +66,64 @@ class TranslationSettings:
     save_every: int = 1000
     keep_last: int = 5
     seed: int = 1
+    precision: str = "fp32"  # "bf16": autocast matmuls (fp32 weights); "auto": bf16 where native
+    device: str = "auto"  # "cpu", "cuda", "cuda:1", ...; "auto": cuda when available
+    average_last: int = 0  # >0: test the mean of the last N checkpoints (Vaswani et al. 2017)
     beam_size: int = 4
     length_penalty: float = 0.6
     eval_sentences: int = 200  # validation sentences translated (greedy) at each evaluation
     model_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> cuda when a GPU is visible, else cpu; anything else as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but torch sees no CUDA GPU")
+    return resolved
+
+
+def settings_from_dict(values: dict[str, Any], where: str) -> TranslationSettings:
+    """TranslationSettings from a JSON object, naming unknown fields (keys starting with "_" are
+    comments and ignored)."""
+    known = set(TranslationSettings.__dataclass_fields__)
+    values = {k: v for k, v in values.items() if not k.startswith("_")}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {unknown}; valid: {sorted(known)}")
+    return TranslationSettings(**values)
+
+
+RECIPES = Path(__file__).parent / "recipes"
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES.glob("*.json"))
+
+
+def load_recipe(name_or_path: str) -> dict[str, Any]:
+    """A shipped recipe by name (e.g. "wmt14-en-de-base") or a JSON file of settings."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = RECIPES / f"{name_or_path}.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"--config {name_or_path!r} is neither a file nor a recipe; recipes: "
+            f"{', '.join(recipe_names())}"
+        )
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a JSON object of settings")
+    settings_from_dict(values, str(path))  # validate the field names now
+    return {k: v for k, v in values.items() if not k.startswith("_")}
 
 
 def load_settings(out: str | Path) -> TranslationSettings:
@@ -69,7 +131,7 @@ def load_settings(out: str | Path) -> TranslationSettings:
     path = Path(out) / "train_settings.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {out} is not a translation run folder")
-    return TranslationSettings(**json.loads(path.read_text(encoding="utf-8")))
+    return settings_from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
 
 
 def encode_pairs(
@@ -99,9 +161,12 @@ def prepare_corpus(settings: TranslationSettings) -> ParallelCorpus:
     if settings.data is None:
         from attnlab.data.corpus import generate_corpus
 
-        corpus = generate_corpus(seed=0, train_size=settings.builtin_train_size)
+        corpus = generate_corpus(seed=0, train_size=settings.builtin_train_size,
+                                 valid_size=settings.builtin_valid_size,
+                                 test_size=settings.builtin_test_size)
         splits = {name: corpus[name] for name in ("train", "valid", "test")}
-        return ParallelCorpus(splits, {name: "built-in corpus" for name in splits})
+        return ParallelCorpus(splits, {name: "built-in corpus" for name in splits},
+                              test_buckets={"ambiguous": corpus.ambiguous_test})
     return load_corpus(settings.data, settings.src_lang, settings.tgt_lang, tsv=settings.tsv)
 
 
@@ -122,7 +187,9 @@ def translate(
                 f"max_seq_len={limit}; split it"
             )
     outputs: list[str] = [""] * len(sentences)
+    device = next(model.parameters()).device
     for indices, batch in iterate_in_order(encoded, max_tokens, tokenizer.pad_id):
+        batch = {k: v.to(device) for k, v in batch.items()}
         with torch.no_grad():
             if beam_size == 1:
                 longest = int(batch["attention_mask"].sum(1).max())
@@ -150,6 +217,8 @@ def evaluate_pairs(
 
 
 def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    device = next(model.parameters()).device
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     return model(**batch).loss, int((batch["labels"] != -100).sum())
 
 
@@ -193,6 +262,10 @@ def train_translation(settings: TranslationSettings, resume: bool = False) -> di
         bleu = score_corpus(hypotheses, [t for _, t in sample]).bleu
         return {"valid_loss": losses / tokens, "valid_bleu_greedy": bleu}
 
+    device = resolve_device(settings.device)
+    model.to(device)
+    precision = resolve_precision(settings.precision, device.type)
+    log.info("training on %s in %s", device, precision)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=(0.9, 0.98), eps=1e-9)
     trainer = Trainer(
         model, optimizer,
@@ -203,21 +276,58 @@ def train_translation(settings: TranslationSettings, resume: bool = False) -> di
         TrainerConfig(max_steps=settings.max_steps, time_budget=settings.time_budget,
                       grad_accum=settings.grad_accum, clip_norm=settings.clip_norm,
                       eval_every=settings.eval_every, save_every=settings.save_every,
-                      keep_last=settings.keep_last),
+                      keep_last=settings.keep_last,
+                      precision=precision),
         checkpoint_dir=out / "checkpoints", evaluate=evaluate,
     )
     if resume and not trainer.resume():
         log.warning("no checkpoint in %s: starting from step 0", out / "checkpoints")
     result = trainer.fit()
-    save_pretrained(model, out)
     if result.stopped_by == "interrupt":
+        save_pretrained(model, out)
         log.warning("interrupted at step %d; resume with --resume", result.step)
         return {"stopped_by": "interrupt", "step": result.step}
-    return finish(out, settings, model, tokenizer, corpus, result)
+    averaged = average_last(model, out / "checkpoints", settings.average_last)
+    save_pretrained(model, out)
+    return finish(out, settings, model, tokenizer, corpus, result, averaged)
+
+
+def average_last(model: nn.Module, checkpoint_dir: Path, count: int) -> list[str]:
+    """Load the mean of the newest `count` checkpoints into `model` (none when count is 0)."""
+    if count <= 0:
+        return []
+    chosen = list_checkpoints(checkpoint_dir)[-count:]
+    if len(chosen) < count:
+        log.warning("average_last=%d but only %d checkpoint(s) exist; averaging those",
+                    count, len(chosen))
+    average_checkpoints(chosen, model)
+    return [p.name for p in chosen]
+
+
+def score_test_buckets(corpus: ParallelCorpus, hypotheses: list[str],
+                       builtin: bool) -> dict[str, Any]:
+    """BLEU on each named test subset; on the built-in corpus also the share of ambiguous nouns
+    translated with the sense their context word calls for."""
+    results: dict[str, Any] = {}
+    test = corpus.split("test")
+    for name, indices in corpus.test_buckets.items():
+        if not indices:
+            continue
+        sources = [test[i][0] for i in indices]
+        hyps = [hypotheses[i] for i in indices]
+        entry: dict[str, Any] = {"sentences": len(indices),
+                                 "bleu": score_corpus(hyps, [test[i][1] for i in indices]).bleu}
+        if builtin and name == "ambiguous":
+            from attnlab.data.corpus import sense_accuracy
+
+            entry["sense_accuracy"] = sense_accuracy(sources, hyps)
+        results[f"test_{name}"] = entry
+    return results
 
 
 def finish(out: Path, settings: TranslationSettings, model: nn.Module, tokenizer: Tokenizer,
-           corpus: ParallelCorpus, result: TrainResult) -> dict[str, Any]:
+           corpus: ParallelCorpus, result: TrainResult,
+           averaged: list[str] | None = None) -> dict[str, Any]:
     """Test-set evaluation with beam search, metrics.json and the loss curve."""
     from attnlab.viz.curves import plot_training_curves
 
@@ -226,6 +336,8 @@ def finish(out: Path, settings: TranslationSettings, model: nn.Module, tokenizer
     scores = evaluate_pairs(model, tokenizer, test_pairs, beam_size=settings.beam_size,
                             length_penalty=settings.length_penalty)
     hypotheses = scores.pop("hypotheses")
+    if "test" in corpus.pairs:
+        scores.update(score_test_buckets(corpus, hypotheses, builtin=settings.data is None))
     metrics = {
         **scores,
         "split": "test" if "test" in corpus.pairs else "valid",
@@ -239,7 +351,10 @@ def finish(out: Path, settings: TranslationSettings, model: nn.Module, tokenizer
         "eval_seconds": round(time.perf_counter() - start, 1),
         "params": sum(p.numel() for p in model.parameters()),
         "preset": settings.preset,
+        "precision": resolve_precision(settings.precision,
+                                       next(model.parameters()).device.type),
         "vocab_size": tokenizer.vocab_size,
+        "averaged_checkpoints": averaged or [],
         "evaluations": result.evaluations,
     }
     text = json.dumps(metrics, indent=2) + "\n"

@@ -30,11 +30,16 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16")
 
 
-def resolve_precision(precision: str) -> str:
-    """"auto" -> "bf16" where the CPU computes bfloat16 natively (AMX / AVX512-BF16), else
-    "fp32". Mixed precision keeps fp32 master weights; only matmuls run in bfloat16."""
+def resolve_precision(precision: str, device_type: str = "cpu") -> str:
+    """"auto" -> "bf16" where the device computes bfloat16 natively (CPU: AMX / AVX512-BF16;
+    CUDA: Ampere or newer), else "fp32". Mixed precision keeps fp32 master weights; only
+    matmuls run in bfloat16."""
     if precision != "auto":
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be auto or one of {PRECISIONS}, got {precision!r}")
         return precision
+    if device_type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     native = getattr(torch.backends.mkldnn, "is_available", lambda: False)() and bool(
         getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
     )
