@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -30,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attnlab.evaluation.machine import machine_info
 from attnlab.generation import beam_search, greedy_decode
 from attnlab.models import build_model
 
@@ -72,25 +71,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             if getattr(args, key) == p.get_default(key):
                 setattr(args, key, value)
     return args
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
 
 
 def decode(method: str, model: nn.Module, ids: Tensor, args: argparse.Namespace, cache: bool):

@@ -215,8 +215,11 @@ class Trainer:
         except ValueError:  # not the main thread: no graceful interrupt
             previous_handler = None
         stopped_by = "max_steps"
-        bar = tqdm(total=c.max_steps, initial=self.step, desc="train", unit="step",
-                   disable=not c.progress, dynamic_ncols=True)
+        # Under a time budget the step total is only a ceiling: show the count and rate, not a
+        # misleading ETA. Refresh at most once a second so logs stay readable.
+        bar = tqdm(total=c.max_steps if c.time_budget is None else None, initial=self.step,
+                   desc="train", unit="step", disable=not c.progress, dynamic_ncols=True,
+                   mininterval=1.0)
         try:
             while self.step < c.max_steps:
                 start = time.perf_counter()
