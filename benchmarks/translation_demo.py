@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "benchmark": "translation_demo",
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or [])]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "quick": args.quick,
         "demo_argv": demo_argv,
