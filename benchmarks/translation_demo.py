@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             "train_seconds", "train_tokens_per_second", "eval_seconds", "params", "precision")
     record = {
         "benchmark": "translation_demo",
-        "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or [])]),
+        "command": "python " + " ".join(
+            shlex.quote(a) for a in ["benchmarks/translation_demo.py",
+                                     *(sys.argv[1:] if argv is None else argv)]),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "quick": args.quick,
