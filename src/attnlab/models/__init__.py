@@ -41,6 +41,15 @@ PRESETS: dict[str, Preset] = {
         dict(d_model=256, n_heads=4, n_layers=3, d_ff=1024, dropout=0.1, max_seq_len=256),
         "attnlab CPU size: the base architecture at a quarter of its width and half its depth",
     ),
+    # The `make demo` size, chosen by time-budgeted sweeps on 2 CPU cores (README, Translation):
+    # at a fixed 8-minute budget, fewer and cheaper layers (more optimizer steps) beat depth, a
+    # 2-layer decoder beats 1, and pre-norm without dropout escapes the early plateau fastest.
+    "transformer-mini": Preset(
+        Transformer,
+        dict(d_model=128, n_heads=4, n_layers=1, n_decoder_layers=2, d_ff=512, dropout=0.0,
+             norm_first=True, max_seq_len=256),
+        "attnlab CPU demo size: 1 encoder + 2 decoder layers, d=128, pre-norm, no dropout",
+    ),
     "transformer-tiny": Preset(
         Transformer,
         dict(vocab_size=1000, d_model=64, n_heads=4, n_layers=2, d_ff=256, dropout=0.1,
