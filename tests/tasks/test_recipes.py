@@ -82,3 +82,15 @@ def test_device_and_precision_resolution():
     assert resolve_precision("auto") in ("fp32", "bf16")
     with pytest.raises(ValueError, match="precision must be"):
         resolve_precision("fp16")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("eval_every", -1, "eval_every must be a non-negative integer, got -1"),
+    ("max_tokens", 0, "max_tokens must be a positive integer, got 0"),
+    ("label_smoothing", 1.0, r"label_smoothing must be in \[0, 1\), got 1.0"),
+    ("precision", "fp16", "precision must be auto, fp32 or bf16"),
+    ("average_last", 9, "average_last=9 needs keep_last >= it"),
+])
+def test_bad_settings_name_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        settings_from_dict({field: value}, "test")

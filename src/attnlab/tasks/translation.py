@@ -74,6 +74,29 @@ class TranslationSettings:
     eval_sentences: int = 200  # validation sentences translated (greedy) at each evaluation
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        positive = ("builtin_train_size", "builtin_valid_size", "builtin_test_size", "vocab_size",
+                    "max_len", "max_tokens", "grad_accum", "max_steps", "warmup_steps",
+                    "keep_last", "beam_size", "eval_sentences")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("eval_every", "save_every", "average_last"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.lr_scale <= 0 or (self.time_budget is not None and self.time_budget <= 0):
+            raise ValueError(f"lr_scale and time_budget must be positive, got {self.lr_scale} "
+                             f"and {self.time_budget}")
+        if self.average_last > self.keep_last:
+            raise ValueError(f"average_last={self.average_last} needs keep_last >= it, "
+                             f"got keep_last={self.keep_last}")
+
 
 def resolve_device(device: str) -> torch.device:
     """"auto" -> cuda when a GPU is visible, else cpu; anything else as given."""
