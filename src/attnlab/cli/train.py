@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--config", default=None, metavar="RECIPE|FILE",
                    help="start from a recipe (" + ", ".join(recipe_names()) + ") or a JSON file "
                         "of these settings; flags given on the command line override it")
-    option("--preset", "model size", choices=list_models())
+    option("--preset", "model size", choices=list_models("transformer"))
     option("--out", "output folder (model, checkpoints, metrics)")
     option("--data", "corpus folder (default: the built-in corpus)")
     option("--src-lang", "source file suffix, e.g. en")

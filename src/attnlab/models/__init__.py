@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from attnlab.models.gpt import GPT
 from attnlab.models.transformer import Transformer
 
 
@@ -56,12 +57,24 @@ PRESETS: dict[str, Preset] = {
              max_seq_len=256),
         "attnlab test size (< 1M params)",
     ),
+    # Radford et al. 2019, Table 2 and the released checkpoints (HF config "gpt2").
+    "gpt2": Preset(GPT, dict(), "GPT-2 small: 12 layers, d=768, 12 heads, 124M params"),
+    "gpt2-medium": Preset(
+        GPT, dict(d_model=1024, n_heads=16, n_layers=24, d_ff=4096),
+        "GPT-2 medium: 24 layers, d=1024, 16 heads, 355M params",
+    ),
+    "gpt2-tiny": Preset(
+        GPT, dict(vocab_size=1000, max_seq_len=128, d_model=64, n_heads=4, n_layers=2, d_ff=256,
+                  bos_token_id=999, eos_token_id=999),
+        "attnlab test size (< 0.2M params)",
+    ),
 }
 
 
-def list_models() -> list[str]:
-    """Names of every preset."""
-    return sorted(PRESETS)
+def list_models(model_type: str | None = None) -> list[str]:
+    """Names of every preset, or of those of one family ("transformer", "gpt2", ...)."""
+    return sorted(name for name, preset in PRESETS.items()
+                  if model_type in (None, preset.model_class.config_class.model_type))
 
 
 def get_config(name: str, **overrides: Any) -> Any:
@@ -85,4 +98,4 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     return PRESETS[name].model_class(config)
 
 
-__all__ = ["PRESETS", "Preset", "Transformer", "build_model", "get_config", "list_models"]
+__all__ = ["GPT", "PRESETS", "Preset", "Transformer", "build_model", "get_config", "list_models"]

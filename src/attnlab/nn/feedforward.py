@@ -77,6 +77,14 @@ def gelu_ffn(d_model: int, d_ff: int, *, dropout: float = 0.0, bias: bool = True
     return FeedForward(d_model, d_ff, activation="gelu", dropout=dropout, bias=bias)
 
 
+@FEEDFORWARD.register("gelu_tanh")
+def gelu_tanh_ffn(
+    d_model: int, d_ff: int, *, dropout: float = 0.0, bias: bool = True
+) -> FeedForward:
+    """GELU with the tanh approximation, as GPT-2 (HF "gelu_new") and BERT's TF port use."""
+    return FeedForward(d_model, d_ff, activation="gelu_tanh", dropout=dropout, bias=bias)
+
+
 @FEEDFORWARD.register("swiglu")
 def swiglu_ffn(
     d_model: int, d_ff: int, *, dropout: float = 0.0, bias: bool = False

@@ -93,6 +93,11 @@ class TranslationSettings:
         if self.lr_scale <= 0 or (self.time_budget is not None and self.time_budget <= 0):
             raise ValueError(f"lr_scale and time_budget must be positive, got {self.lr_scale} "
                              f"and {self.time_budget}")
+        from attnlab.models import list_models
+
+        if self.preset not in list_models("transformer"):
+            raise ValueError(f"preset must be an encoder-decoder Transformer, one of "
+                             f"{list_models('transformer')}, got {self.preset!r}")
         if self.average_last > self.keep_last:
             raise ValueError(f"average_last={self.average_last} needs keep_last >= it, "
                              f"got keep_last={self.keep_last}")

@@ -1,0 +1,155 @@
+"""GPT-2 (Radford et al. 2019, "Language Models are Unsupervised Multitask Learners"): a
+decoder-only Transformer built from `attnlab.nn` blocks.
+
+Differences from the 2017 decoder: no cross-attention, learned absolute positions, pre-norm
+(LayerNorm before each sub-layer, one more after the last layer), GELU (tanh approximation) in
+the feed-forward, weights N(0, 0.02) with residual output projections scaled by 1/sqrt(2N), and
+the output projection tied to the token embedding.
+
+    model = build_model("gpt2-tiny")
+    out = model(input_ids, attention_mask=mask, labels=input_ids)   # next-token loss
+    out.logits  # (B, T, V)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnlab.models.common import check_input_ids
+from attnlab.nn.attention import ATTENTION
+from attnlab.nn.block import DecoderLayer
+from attnlab.nn.cache import DecoderCache
+from attnlab.nn.feedforward import FEEDFORWARD
+from attnlab.nn.functional import padding_mask
+from attnlab.nn.norm import NORM
+from attnlab.nn.position import POSITION
+from attnlab.nn.stack import Decoder
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Hyperparameters of GPT-2 (defaults: the 124M "gpt2" checkpoint)."""
+
+    model_type: ClassVar[str] = "gpt2"
+
+    vocab_size: int = 50257
+    max_seq_len: int = 1024  # n_positions
+    d_model: int = 768
+    n_heads: int = 12
+    n_layers: int = 12
+    d_ff: int = 3072
+    dropout: float = 0.1  # residual and embedding dropout
+    attention_dropout: float = 0.1
+    layer_norm_eps: float = 1e-5
+    feedforward: str = "gelu_tanh"  # HF "gelu_new"
+    kernel: str = "sdpa"
+    init_std: float = 0.02
+    bos_token_id: int = 50256
+    eos_token_id: int = 50256
+    pad_token_id: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "max_seq_len", "d_model", "n_heads", "n_layers", "d_ff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise ValueError(f"{name} must be in [0, vocab_size={self.vocab_size}), "
+                                 f"got {value}")
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
+
+
+@dataclass
+class CausalLMOutput:
+    logits: Tensor  # (B, T, V)
+    loss: Tensor | None = None
+    attentions: tuple[Tensor, ...] | None = None  # per layer (B, H, T, past + T)
+    cache: DecoderCache | None = None
+
+
+class GPT(nn.Module):
+    """forward(input_ids, attention_mask=None, labels=None) -> CausalLMOutput."""
+
+    config_class = GPTConfig
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.embed_tokens = nn.Embedding(c.vocab_size, c.d_model)
+        self.position = POSITION.build("learned", d_model=c.d_model, n_heads=c.n_heads,
+                                       max_seq_len=c.max_seq_len, init_std=c.init_std)
+        self.embed_dropout = nn.Dropout(c.dropout)
+        self.decoder = Decoder([self._layer() for _ in range(c.n_layers)], final_norm=self._norm())
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.reset_parameters()
+        self.lm_head.weight = self.embed_tokens.weight
+
+    def _norm(self) -> nn.Module:
+        return NORM.build("layer", d_model=self.config.d_model, eps=self.config.layer_norm_eps)
+
+    def _layer(self) -> DecoderLayer:
+        c = self.config
+        attention = ATTENTION.build("multi_head", d_model=c.d_model, n_heads=c.n_heads,
+                                    dropout=c.attention_dropout, kernel=c.kernel)
+        feed_forward = FEEDFORWARD.build(c.feedforward, d_model=c.d_model, d_ff=c.d_ff)
+        return DecoderLayer(attention, None, feed_forward, self._norm(), None, self._norm(),
+                            dropout=c.dropout, norm_first=True)
+
+    def reset_parameters(self) -> None:
+        """GPT-2's initialisation: N(0, 0.02) everywhere, residual projections (attention output,
+        feed-forward down) N(0, 0.02 / sqrt(2 * n_layers)), zero biases, unit norms."""
+        std = self.config.init_std
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Embedding):
+                nn.init.normal_(module.weight, std=std)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        residual_std = std / math.sqrt(2 * self.config.n_layers)
+        for layer in self.decoder.layers:
+            nn.init.normal_(layer.self_attn.out_proj.weight, std=residual_std)
+            nn.init.normal_(layer.feed_forward.down_proj.weight, std=residual_std)
+
+    def new_cache(self) -> DecoderCache:
+        return DecoderCache.empty(self.config.n_layers)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        labels: Tensor | None = None,
+        *,
+        position_ids: Tensor | None = None,
+        cache: DecoderCache | None = None,
+        output_attentions: bool = False,
+    ) -> CausalLMOutput:
+        """input_ids (B, T) after `cache.length` cached positions; attention_mask (B, past + T)
+        with 1 for real tokens; labels (B, T) are the inputs themselves (shifted inside, -100
+        ignored), as in Hugging Face."""
+        past = 0 if cache is None else cache.length
+        check_input_ids(input_ids, self.config, "input_ids", offset=past)
+        if position_ids is None:
+            position_ids = torch.arange(past, past + input_ids.size(1), device=input_ids.device)
+        x = self.embed_tokens(input_ids) + self.position(position_ids)  # (B, T, D)
+        mask = None if attention_mask is None else padding_mask(attention_mask)  # (B,1,1,S)
+        out = self.decoder(self.embed_dropout(x), mask=mask, cache=cache,
+                           output_attentions=output_attentions)
+        logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
+                                   labels[:, 1:].reshape(-1), ignore_index=-100)
+        return CausalLMOutput(logits, loss, out.attentions, cache)
