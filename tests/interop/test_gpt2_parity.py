@@ -145,3 +145,59 @@ def test_presets_have_the_published_sizes():
     assert round(small.num_parameters() / 1e6) == 124
     with pytest.raises(ValueError, match="eos_token_id must be in"):
         get_config("gpt2-tiny", eos_token_id=5000)
+
+
+def test_hf_folders_both_ways(tmp_path):
+    import attnlab
+    from attnlab.interop.hf_folder import save_hf
+
+    hf = hf_model("tiny")
+    hf.save_pretrained(tmp_path / "hf")  # local folder, nothing downloaded
+    ours = attnlab.from_pretrained(tmp_path / "hf")
+    assert isinstance(ours, GPT) and not ours.training
+    ids = torch.randint(0, 300, (2, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, hf(ids).logits, atol=1e-4, rtol=1e-4)
+    save_hf(ours, tmp_path / "ours")
+    back = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "ours").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(back(ids).logits, hf(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_pytorch_model_bin_is_read_without_unpickling_objects(tmp_path):
+    import attnlab
+
+    hf = hf_model("tiny")
+    (tmp_path / "config.json").write_text(hf.config.to_json_string())
+    torch.save(hf.state_dict(), tmp_path / "pytorch_model.bin")
+    ours = attnlab.from_pretrained(tmp_path)
+    ids = torch.randint(0, 300, (1, 5))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).logits, hf(ids).logits, atol=1e-4, rtol=1e-4)
+    torch.save({"evil": Exploit()}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="cannot load as plain tensors"):
+        attnlab.from_pretrained(tmp_path)
+
+
+def test_hf_folder_errors_name_the_problem(tmp_path):
+    import attnlab
+
+    (tmp_path / "config.json").write_text('{"model_type": "mamba"}')
+    with pytest.raises(ValueError, match="model_type 'mamba' is not supported"):
+        attnlab.from_pretrained(tmp_path)
+    hf = hf_model("tiny")
+    (tmp_path / "config.json").write_text(hf.config.to_json_string())
+    with pytest.raises(FileNotFoundError, match="neither model.safetensors"):
+        attnlab.from_pretrained(tmp_path)
+    state = {k: v for k, v in hf.state_dict().items() if "h.1." not in k}
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items() if k != "lm_head.weight"},
+              str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"missing=\['decoder.layers.1"):
+        attnlab.from_pretrained(tmp_path)
+
+
+class Exploit:
+    def __reduce__(self):
+        return (print, ("this must never run",))
