@@ -1,6 +1,9 @@
-"""Decoding: greedy search for encoder-decoder models (beam search and sampling come later)."""
+"""Decoding: greedy and beam search for encoder-decoder models, greedy and sampled generation
+for decoder-only ones."""
 
 from attnlab.generation.beam import BeamOutput, beam_search, length_penalty_gnmt
 from attnlab.generation.greedy import greedy_decode
+from attnlab.generation.sampling import filter_top_k_top_p, generate, penalize_repetition
 
-__all__ = ["BeamOutput", "beam_search", "greedy_decode", "length_penalty_gnmt"]
+__all__ = ["BeamOutput", "beam_search", "filter_top_k_top_p", "generate", "greedy_decode",
+           "length_penalty_gnmt", "penalize_repetition"]

@@ -123,6 +123,13 @@ class GPT(nn.Module):
     def new_cache(self) -> DecoderCache:
         return DecoderCache.empty(self.config.n_layers)
 
+    def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                 **settings) -> Tensor:
+        """Greedy or sampled continuation; see `attnlab.generation.generate` for the settings."""
+        from attnlab.generation.sampling import generate
+
+        return generate(self, input_ids, attention_mask, **settings)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
