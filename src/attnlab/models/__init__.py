@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from attnlab.models.gpt import GPT
+from attnlab.models.llama import Llama
 from attnlab.models.transformer import Transformer
 
 
@@ -68,6 +69,13 @@ PRESETS: dict[str, Preset] = {
                   bos_token_id=999, eos_token_id=999),
         "attnlab test size (< 0.2M params)",
     ),
+    # Touvron et al. 2023 (LLaMA-2 7B; HF "meta-llama/Llama-2-7b-hf" config).
+    "llama-2-7b": Preset(Llama, dict(), "LLaMA-2 7B: 32 layers, d=4096, 32 heads, 6.7B params"),
+    "llama-tiny": Preset(
+        Llama, dict(vocab_size=1000, max_seq_len=256, d_model=64, n_heads=4, n_kv_heads=2,
+                    n_layers=2, d_ff=172),
+        "attnlab test size with grouped-query attention (4 query heads, 2 key/value heads)",
+    ),
 }
 
 
@@ -98,4 +106,5 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     return PRESETS[name].model_class(config)
 
 
-__all__ = ["GPT", "PRESETS", "Preset", "Transformer", "build_model", "get_config", "list_models"]
+__all__ = ["GPT", "PRESETS", "Llama", "Preset", "Transformer", "build_model", "get_config",
+           "list_models"]

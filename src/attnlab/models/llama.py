@@ -1,0 +1,147 @@
+"""LLaMA (Touvron et al. 2023, "LLaMA: Open and Efficient Foundation Language Models"): a
+decoder-only Transformer from `attnlab.nn` blocks. Against GPT-2 it swaps LayerNorm for RMSNorm,
+learned positions for rotary ones (RoPE, Su et al. 2021) applied to queries and keys, the GELU
+MLP for SwiGLU (Shazeer 2020), drops every bias, and may share key/value heads across query
+heads (grouped-query attention, Ainslie et al. 2023). Mistral- and Qwen2-style configs that
+differ only in these settings (head counts, theta, tied head) load into the same class.
+
+    model = build_model("llama-tiny")
+    out = model(input_ids, attention_mask=mask, labels=input_ids)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnlab.models.common import check_input_ids
+from attnlab.models.gpt import CausalLMOutput
+from attnlab.nn.attention import ATTENTION
+from attnlab.nn.block import DecoderLayer
+from attnlab.nn.cache import DecoderCache
+from attnlab.nn.feedforward import FEEDFORWARD
+from attnlab.nn.functional import padding_mask
+from attnlab.nn.norm import NORM
+from attnlab.nn.position import POSITION
+from attnlab.nn.stack import Decoder
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    """Hyperparameters of a LLaMA-style decoder (defaults: LLaMA-2 7B)."""
+
+    model_type: ClassVar[str] = "llama"
+
+    vocab_size: int = 32000
+    max_seq_len: int = 4096
+    d_model: int = 4096
+    n_heads: int = 32
+    n_kv_heads: int | None = None  # None = n_heads (multi-head); fewer = grouped-query
+    n_layers: int = 32
+    d_ff: int = 11008
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    attention_bias: bool = False  # Qwen2 has q/k/v biases
+    tie_embeddings: bool = False
+    kernel: str = "sdpa"
+    init_std: float = 0.02
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+    pad_token_id: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "max_seq_len", "d_model", "n_heads", "n_layers", "d_ff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
+        kv = self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+        if kv <= 0 or self.n_heads % kv:
+            raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({kv})")
+
+
+class Llama(nn.Module):
+    """forward(input_ids, attention_mask=None, labels=None) -> CausalLMOutput."""
+
+    config_class = LlamaConfig
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.embed_tokens = nn.Embedding(c.vocab_size, c.d_model)
+        rotary = POSITION.build("rope", d_model=c.d_model, n_heads=c.n_heads,
+                                max_seq_len=c.max_seq_len, base=c.rope_theta)
+        self.decoder = Decoder([self._layer(rotary) for _ in range(c.n_layers)],
+                               final_norm=self._norm())
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.reset_parameters()
+        if c.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+
+    def _norm(self) -> nn.Module:
+        return NORM.build("rms", d_model=self.config.d_model, eps=self.config.rms_norm_eps)
+
+    def _layer(self, rotary: nn.Module) -> DecoderLayer:
+        c = self.config
+        attention = ATTENTION.build("multi_head", d_model=c.d_model, n_heads=c.n_heads,
+                                    n_kv_heads=c.n_kv_heads, bias=c.attention_bias,
+                                    kernel=c.kernel, rotary=rotary)
+        if c.attention_bias:  # Qwen2: biases on q, k, v only
+            attention.out_proj.bias = None
+        feed_forward = FEEDFORWARD.build("swiglu", d_model=c.d_model, d_ff=c.d_ff)
+        return DecoderLayer(attention, None, feed_forward, self._norm(), None, self._norm(),
+                            dropout=0.0, norm_first=True)
+
+    def reset_parameters(self) -> None:
+        """N(0, init_std) weights, zero biases (as Hugging Face initialises LLaMA)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Embedding):
+                nn.init.normal_(module.weight, std=self.config.init_std)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def new_cache(self) -> DecoderCache:
+        return DecoderCache.empty(self.config.n_layers)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                 **settings) -> Tensor:
+        """Greedy or sampled continuation; see `attnlab.generation.generate` for the settings."""
+        from attnlab.generation.sampling import generate
+
+        return generate(self, input_ids, attention_mask, **settings)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        labels: Tensor | None = None,
+        *,
+        position_ids: Tensor | None = None,
+        cache: DecoderCache | None = None,
+        output_attentions: bool = False,
+    ) -> CausalLMOutput:
+        """input_ids (B, T) after `cache.length` cached positions; attention_mask (B, past + T);
+        labels (B, T) are the inputs (shifted inside, -100 ignored)."""
+        past = 0 if cache is None else cache.length
+        check_input_ids(input_ids, self.config, "input_ids", offset=past)
+        if position_ids is None:
+            position_ids = torch.arange(past, past + input_ids.size(1), device=input_ids.device)
+        mask = None if attention_mask is None else padding_mask(attention_mask)  # (B,1,1,S)
+        out = self.decoder(self.embed_tokens(input_ids), mask=mask, cache=cache,
+                           position_ids=position_ids, output_attentions=output_attentions)
+        logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
+                                   labels[:, 1:].reshape(-1), ignore_index=-100)
+        return CausalLMOutput(logits, loss, out.attentions, cache)
