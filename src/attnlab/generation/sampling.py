@@ -10,6 +10,8 @@ et al. 2019, CTRL), temperature, top-k, then nucleus / top-p (Holtzman et al. 20
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor, nn
 
@@ -54,7 +56,7 @@ def filter_top_k_top_p(logits: Tensor, top_k: int, top_p: float) -> Tensor:
 
 
 @torch.no_grad()
-def generate(
+def generate_steps(
     model: nn.Module,
     input_ids: Tensor,
     attention_mask: Tensor | None = None,
@@ -68,10 +70,8 @@ def generate(
     eos_token_id: int | None = None,
     pad_token_id: int | None = None,
     seed: int | None = None,
-) -> Tensor:
-    """Prompt ids (B, T), left-padded where rows differ in length (attention_mask 0 on the
-    padding), -> (B, T + n) with n <= max_new_tokens; rows that emitted EOS continue with
-    `pad_token_id` (default: the EOS id)."""
+) -> Iterator[Tensor]:
+    """Yield the next token of every row (B,) step by step (see `generate`)."""
     check_settings(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
                    top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
     config = model.config
@@ -98,7 +98,7 @@ def generate(
     sequences = input_ids
     finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
     next_position = positions[:, -1:] + 1  # (B, 1)
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         scores = penalize_repetition(logits[:, -1].float(), sequences, repetition_penalty)
         if do_sample:
             scores = filter_top_k_top_p(scores / temperature, top_k, top_p)
@@ -108,10 +108,40 @@ def generate(
         next_ids = next_ids.masked_fill(finished, pad)
         sequences = torch.cat([sequences, next_ids[:, None]], dim=1)  # (B, t + 1)
         finished |= next_ids == eos
-        if bool(finished.all()) or sequences.size(1) == T + max_new_tokens:
-            break
+        yield next_ids
+        if bool(finished.all()) or step == max_new_tokens - 1:
+            return
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)  # (B, t + 1)
         logits = model(next_ids[:, None], attention_mask=mask, position_ids=next_position,
                        cache=cache).logits  # (B, 1, V)
         next_position = next_position + 1
-    return sequences
+
+
+def generate(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None = None,
+             **settings) -> Tensor:
+    """Prompt ids (B, T), left-padded where rows differ in length (attention_mask 0 on the
+    padding), -> (B, T + n) with n <= max_new_tokens; rows that emitted EOS continue with
+    `pad_token_id` (default: the EOS id). Settings: max_new_tokens, do_sample, temperature,
+    top_k, top_p, repetition_penalty, eos_token_id, pad_token_id, seed."""
+    steps = list(generate_steps(model, input_ids, attention_mask, **settings))
+    return torch.cat([input_ids, torch.stack(steps, dim=1)], dim=1)
+
+
+def stream_text(model: nn.Module, tokenizer, prompt: str, **settings) -> Iterator[str]:
+    """Yield the continuation of `prompt` as text, piece by piece, never splitting a multi-byte
+    character (a piece is held back while its decoding ends in U+FFFD). `tokenizer` is a
+    `tokenizers.Tokenizer`; stops at EOS."""
+    ids = torch.tensor([tokenizer.encode(prompt).ids])
+    eos = settings.get("eos_token_id", model.config.eos_token_id)
+    new: list[int] = []
+    shown = ""
+    for next_ids in generate_steps(model, ids, **settings):
+        token = int(next_ids[0])
+        if token == eos:
+            break
+        new.append(token)
+        text = tokenizer.decode(new)
+        if text.endswith("\ufffd"):
+            continue  # an incomplete UTF-8 sequence: wait for its remaining bytes
+        yield text[len(shown):]
+        shown = text
