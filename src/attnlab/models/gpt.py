@@ -18,9 +18,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.models.causal_lm import (
+    CausalLM,
+    CausalLMOutput,
+    check_decoder_config,
+    next_token_loss,
+)
 from attnlab.models.common import check_input_ids
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import DecoderLayer
@@ -55,30 +60,10 @@ class GPTConfig:
     pad_token_id: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "max_seq_len", "d_model", "n_heads", "n_layers", "d_ff"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value < self.vocab_size:
-                raise ValueError(f"{name} must be in [0, vocab_size={self.vocab_size}), "
-                                 f"got {value}")
-        if self.d_model % self.n_heads:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
-            )
+        check_decoder_config(self)
 
 
-@dataclass
-class CausalLMOutput:
-    logits: Tensor  # (B, T, V)
-    loss: Tensor | None = None
-    attentions: tuple[Tensor, ...] | None = None  # per layer (B, H, T, past + T)
-    cache: DecoderCache | None = None
-
-
-class GPT(nn.Module):
+class GPT(CausalLM):
     """forward(input_ids, attention_mask=None, labels=None) -> CausalLMOutput."""
 
     config_class = GPTConfig
@@ -120,19 +105,6 @@ class GPT(nn.Module):
             nn.init.normal_(layer.self_attn.out_proj.weight, std=residual_std)
             nn.init.normal_(layer.feed_forward.down_proj.weight, std=residual_std)
 
-    def new_cache(self) -> DecoderCache:
-        return DecoderCache.empty(self.config.n_layers)
-
-    def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                 **settings) -> Tensor:
-        """Greedy or sampled continuation; see `attnlab.generation.generate` for the settings."""
-        from attnlab.generation.sampling import generate
-
-        return generate(self, input_ids, attention_mask, **settings)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
     def forward(
         self,
         input_ids: Tensor,
@@ -157,6 +129,5 @@ class GPT(nn.Module):
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
-                                   labels[:, 1:].reshape(-1), ignore_index=-100)
+            loss = next_token_loss(logits, labels)
         return CausalLMOutput(logits, loss, out.attentions, cache)

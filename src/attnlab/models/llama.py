@@ -15,11 +15,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.models.causal_lm import (
+    CausalLM,
+    CausalLMOutput,
+    check_decoder_config,
+    next_token_loss,
+)
 from attnlab.models.common import check_input_ids
-from attnlab.models.gpt import CausalLMOutput
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import DecoderLayer
 from attnlab.nn.cache import DecoderCache
@@ -54,20 +58,13 @@ class LlamaConfig:
     pad_token_id: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "max_seq_len", "d_model", "n_heads", "n_layers", "d_ff"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.d_model % self.n_heads:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
-            )
+        check_decoder_config(self)
         kv = self.n_heads if self.n_kv_heads is None else self.n_kv_heads
         if kv <= 0 or self.n_heads % kv:
             raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({kv})")
 
 
-class Llama(nn.Module):
+class Llama(CausalLM):
     """forward(input_ids, attention_mask=None, labels=None) -> CausalLMOutput."""
 
     config_class = LlamaConfig
@@ -107,19 +104,6 @@ class Llama(nn.Module):
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
 
-    def new_cache(self) -> DecoderCache:
-        return DecoderCache.empty(self.config.n_layers)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                 **settings) -> Tensor:
-        """Greedy or sampled continuation; see `attnlab.generation.generate` for the settings."""
-        from attnlab.generation.sampling import generate
-
-        return generate(self, input_ids, attention_mask, **settings)
-
     def forward(
         self,
         input_ids: Tensor,
@@ -142,6 +126,5 @@ class Llama(nn.Module):
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
-                                   labels[:, 1:].reshape(-1), ignore_index=-100)
+            loss = next_token_loss(logits, labels)
         return CausalLMOutput(logits, loss, out.attentions, cache)
