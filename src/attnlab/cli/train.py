@@ -1,4 +1,5 @@
-"""Train a model. `attnlab train translate`: the encoder-decoder Transformer on the built-in
+"""Train a model. `attnlab train lm --text FILE`: a GPT-2 / LLaMA style language model.
+`attnlab train translate`: the encoder-decoder Transformer on the built-in
 corpus (default) or on your own parallel corpus (`--data DIR --src-lang xx --tgt-lang yy`,
 files {train,valid,test}.{xx,yy}; or `--tsv` with {train,valid,test}.tsv).
 
@@ -88,6 +89,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="model config override, e.g. --set norm_first=true --set dropout=0.2")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    add_lm_arguments(tasks)
+
+
+def add_lm_arguments(tasks) -> None:
+    from attnlab.tasks.language_model import LMSettings
+
+    d = LMSettings()
+    lm = tasks.add_parser(
+        "lm", help="decoder-only language model on a text file (GPT-2 / LLaMA style)",
+        description="Train a GPT-2 or LLaMA style model on a UTF-8 text file with a byte-level "
+                    "BPE; the folder then works with `attnlab generate` and transformers.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    lm.add_argument("--text", required=True, help="UTF-8 text file to train on")
+    lm.add_argument("--out", default=d.out, help="output folder")
+    lm.add_argument("--preset", default=d.preset,
+                    choices=list_models("gpt2") + list_models("llama"))
+    lm.add_argument("--vocab-size", type=positive_int, default=d.vocab_size)
+    lm.add_argument("--block-size", type=positive_int, default=d.block_size,
+                    help="tokens of context per training window")
+    lm.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    lm.add_argument("--grad-accum", type=positive_int, default=d.grad_accum)
+    lm.add_argument("--max-steps", type=positive_int, default=d.max_steps)
+    lm.add_argument("--time-budget", type=positive_float, default=None)
+    lm.add_argument("--lr", type=positive_float, default=d.lr, help="peak AdamW learning rate")
+    lm.add_argument("--warmup-steps", type=positive_int, default=d.warmup_steps)
+    lm.add_argument("--eval-every", type=int, default=d.eval_every)
+    lm.add_argument("--save-every", type=int, default=d.save_every)
+    lm.add_argument("--seed", type=int, default=d.seed)
+    lm.add_argument("--precision", default=d.precision, choices=["auto", "fp32", "bf16"])
+    lm.add_argument("--resume", action="store_true", help="continue the run in --out")
 
 
 EPILOG = """examples:
@@ -123,7 +154,26 @@ def settings_from_args(args: argparse.Namespace) -> TranslationSettings:
     return settings_from_dict(values, "command line")
 
 
+def run_lm(args: argparse.Namespace) -> int:
+    from attnlab.tasks.language_model import LMSettings, train_language_model
+
+    names = set(LMSettings.__dataclass_fields__)
+    settings = LMSettings(**{k: v for k, v in vars(args).items() if k in names})
+    metrics = train_language_model(settings, resume=args.resume)
+    if metrics.get("stopped_by") == "interrupt":
+        print(f"interrupted at step {metrics['step']}: resume with "
+              f"`attnlab train lm --text {args.text} --out {args.out} --resume`", file=sys.stderr)
+        return 130
+    print(f"validation loss {metrics['valid_loss']:.3f} (perplexity "
+          f"{metrics['valid_perplexity']:.1f}); {metrics['steps']} steps in "
+          f"{metrics['train_seconds']:.0f}s, {metrics['train_tokens_per_second']:,} tokens/s; "
+          f"try `attnlab generate --model {args.out} --prompt ...`")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.task == "lm":
+        return run_lm(args)
     settings = settings_from_args(args)
     if args.resume:
         # The run continues with the settings it started with; only the budget may change.
