@@ -18,12 +18,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from attnlab.interop import gpt2, llama
+from attnlab.interop import bert, gpt2, llama
 from attnlab.serialization import atomic_write
 
 # HF model_type -> module with config_from_hf, config_to_hf, state_dict_from_hf, state_dict_to_hf
 FAMILIES: dict[str, ModuleType] = {"gpt2": gpt2, "llama": llama, "mistral": llama,
-                                   "qwen2": llama}
+                                   "qwen2": llama, "bert": bert}
 
 
 def _read_config(directory: Path) -> dict:
@@ -71,7 +71,11 @@ def from_pretrained(directory: str | Path) -> nn.Module:
     model = model_types()[type(config).model_type](config)
     state = family.state_dict_from_hf(_read_weights(directory), config)
     expected = model.state_dict()
-    tied = {"lm_head.weight"} if model.lm_head.weight is model.embed_tokens.weight else set()
+    head = getattr(model, "lm_head", None)
+    tied = {"lm_head.weight"} if head is not None and head.weight is model.embed_tokens.weight \
+        else set()
+    # Heads a checkpoint may lack keep their initial weights (BertForMaskedLM has no pooler).
+    tied |= {k for k in expected if k.startswith(("pooler.", "mlm_", "classifier."))}
     missing = sorted(set(expected) - set(state) - tied)
     mismatched = sorted(f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
                         for k, v in state.items() if k in expected and v.shape != expected[k].shape)

@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from attnlab.models.bert import Bert
 from attnlab.models.gpt import GPT
 from attnlab.models.llama import Llama
 from attnlab.models.transformer import Transformer
@@ -76,6 +77,13 @@ PRESETS: dict[str, Preset] = {
                     n_layers=2, d_ff=172),
         "attnlab test size with grouped-query attention (4 query heads, 2 key/value heads)",
     ),
+    # Devlin et al. 2019, Table/section 3 (BERT-BASE): L=12, H=768, A=12, 110M params.
+    "bert-base": Preset(Bert, dict(), "BERT-base (uncased vocabulary): 12 layers, d=768, 110M"),
+    "bert-tiny": Preset(
+        Bert, dict(vocab_size=1000, max_seq_len=128, d_model=64, n_heads=4, n_layers=2,
+                   d_ff=256),
+        "attnlab test size",
+    ),
 }
 
 
@@ -106,5 +114,5 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     return PRESETS[name].model_class(config)
 
 
-__all__ = ["GPT", "PRESETS", "Llama", "Preset", "Transformer", "build_model", "get_config",
+__all__ = ["GPT", "PRESETS", "Bert", "Llama", "Preset", "Transformer", "build_model", "get_config",
            "list_models"]
