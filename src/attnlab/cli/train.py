@@ -90,6 +90,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="model config override, e.g. --set norm_first=true --set dropout=0.2")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_lm_arguments(tasks)
+    add_classify_arguments(tasks)
+
+
+def add_classify_arguments(tasks) -> None:
+    from attnlab.tasks.classification import ClassifySettings
+
+    d = ClassifySettings()
+    c = tasks.add_parser(
+        "classify", help="text classification with a BERT-style encoder (TSV files)",
+        description="Train a BERT-style encoder from scratch on DIR/train.tsv and "
+                    "DIR/valid.tsv (optional DIR/test.tsv), one `text<TAB>label` per line.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c.add_argument("--data", required=True, help="folder with train.tsv and valid.tsv")
+    c.add_argument("--out", default=d.out, help="output folder")
+    c.add_argument("--preset", default=d.preset, choices=list_models("bert"))
+    c.add_argument("--vocab-size", type=positive_int, default=d.vocab_size)
+    c.add_argument("--max-len", type=positive_int, default=d.max_len,
+                   help="subwords per text (longer texts are truncated)")
+    c.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    c.add_argument("--max-steps", type=positive_int, default=d.max_steps)
+    c.add_argument("--time-budget", type=positive_float, default=None)
+    c.add_argument("--lr", type=positive_float, default=d.lr, help="peak AdamW learning rate")
+    c.add_argument("--warmup-steps", type=positive_int, default=d.warmup_steps)
+    c.add_argument("--eval-every", type=int, default=d.eval_every)
+    c.add_argument("--save-every", type=int, default=d.save_every)
+    c.add_argument("--seed", type=int, default=d.seed)
+    c.add_argument("--resume", action="store_true", help="continue the run in --out")
 
 
 def add_lm_arguments(tasks) -> None:
@@ -171,9 +198,27 @@ def run_lm(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_classify(args: argparse.Namespace) -> int:
+    from attnlab.tasks.classification import ClassifySettings, train_classifier
+
+    names = set(ClassifySettings.__dataclass_fields__)
+    settings = ClassifySettings(**{k: v for k, v in vars(args).items() if k in names})
+    metrics = train_classifier(settings, resume=args.resume)
+    if metrics.get("stopped_by") == "interrupt":
+        print(f"interrupted at step {metrics['step']}: resume with --resume", file=sys.stderr)
+        return 130
+    test = metrics.get("test_accuracy")
+    print(f"validation accuracy {metrics['valid_accuracy']:.1%}"
+          + ("" if test is None else f", test accuracy {test:.1%}")
+          + f"; {metrics['steps']} steps in {metrics['train_seconds']:.0f}s; model in {args.out}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.task == "lm":
         return run_lm(args)
+    if args.task == "classify":
+        return run_classify(args)
     settings = settings_from_args(args)
     if args.resume:
         # The run continues with the settings it started with; only the budget may change.

@@ -90,10 +90,12 @@ class Bert(nn.Module):
         self.embed_dropout = nn.Dropout(c.dropout)
         self.encoder = Encoder([self._layer() for _ in range(c.n_layers)])
         self.pooler = nn.Linear(c.d_model, c.d_model)
-        self.mlm_transform = nn.Linear(c.d_model, c.d_model)
-        self.mlm_norm = self._norm()
-        self.mlm_bias = nn.Parameter(torch.zeros(c.vocab_size))
+        # One head: sequence classification when num_labels > 0, else masked-LM.
         self.classifier = nn.Linear(c.d_model, c.num_labels) if c.num_labels else None
+        if not c.num_labels:
+            self.mlm_transform = nn.Linear(c.d_model, c.d_model)
+            self.mlm_norm = self._norm()
+            self.mlm_bias = nn.Parameter(torch.zeros(c.vocab_size))
         self.reset_parameters()
 
     def _norm(self) -> nn.Module:
