@@ -14,7 +14,7 @@ from attnlab.cli import average, demo, evaluate, generate, listing, train, trans
 COMMANDS = {
     "list": (listing, "list registered attentions, positions, kernels and model presets"),
     "demo": (demo, "train a translator on the built-in corpus: BLEU, samples, attention map"),
-    "train": (train, "train a model: translate, lm (decoder-only) or classify (encoder)"),
+    "train": (train, "train a model: translate, lm (decoder-only), mlm or classify (encoder)"),
     "translate": (translate, "translate sentences with a trained model (beam search)"),
     "evaluate": (evaluate, "BLEU / chrF of a trained model with sacreBLEU, by length bucket"),
     "average": (average, "average the last N checkpoints of a run"),

@@ -91,6 +91,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_lm_arguments(tasks)
     add_classify_arguments(tasks)
+    add_mlm_arguments(tasks)
+
+
+def add_mlm_arguments(tasks) -> None:
+    from attnlab.tasks.masked_lm import MLMSettings
+
+    d = MLMSettings()
+    m = tasks.add_parser(
+        "mlm", help="masked-LM pre-training of a BERT-style encoder on a text file",
+        description="BERT's masked language modelling (15%%: 80%% [MASK], 10%% random, 10%% "
+                    "kept) on a UTF-8 text file with a byte-level BPE.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    m.add_argument("--text", required=True, help="UTF-8 text file")
+    m.add_argument("--out", default=d.out, help="output folder")
+    m.add_argument("--preset", default=d.preset, choices=list_models("bert"))
+    m.add_argument("--vocab-size", type=positive_int, default=d.vocab_size)
+    m.add_argument("--block-size", type=positive_int, default=d.block_size)
+    m.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    m.add_argument("--max-steps", type=positive_int, default=d.max_steps)
+    m.add_argument("--time-budget", type=positive_float, default=None)
+    m.add_argument("--lr", type=positive_float, default=d.lr)
+    m.add_argument("--warmup-steps", type=positive_int, default=d.warmup_steps)
+    m.add_argument("--mask-prob", type=float, default=d.mask_prob)
+    m.add_argument("--eval-every", type=int, default=d.eval_every)
+    m.add_argument("--save-every", type=int, default=d.save_every)
+    m.add_argument("--seed", type=int, default=d.seed)
+    m.add_argument("--resume", action="store_true", help="continue the run in --out")
 
 
 def add_classify_arguments(tasks) -> None:
@@ -214,11 +241,28 @@ def run_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_mlm(args: argparse.Namespace) -> int:
+    from attnlab.tasks.masked_lm import MLMSettings, train_masked_lm
+
+    names = set(MLMSettings.__dataclass_fields__)
+    metrics = train_masked_lm(MLMSettings(**{k: v for k, v in vars(args).items() if k in names}),
+                              resume=args.resume)
+    if metrics.get("stopped_by") == "interrupt":
+        print(f"interrupted at step {metrics['step']}: resume with --resume", file=sys.stderr)
+        return 130
+    print(f"masked-token accuracy {metrics['valid_masked_accuracy']:.1%}, loss "
+          f"{metrics['valid_loss']:.3f}; {metrics['steps']} steps in "
+          f"{metrics['train_seconds']:.0f}s; model in {args.out}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.task == "lm":
         return run_lm(args)
     if args.task == "classify":
         return run_classify(args)
+    if args.task == "mlm":
+        return run_mlm(args)
     settings = settings_from_args(args)
     if args.resume:
         # The run continues with the settings it started with; only the budget may change.

@@ -1,0 +1,190 @@
+"""Pre-train a BERT-style encoder with masked language modelling on a text file (Devlin et al.
+2019, sec. 3.1): 15% of the positions are chosen; of those 80% become [MASK], 10% a random
+token and 10% stay, and the model predicts the original token at every chosen position.
+
+text file -> byte-level BPE with [PAD] [MASK] [CLS] [SEP] -> one stream, the last
+`valid_fraction` held out -> [CLS] + random windows -> Trainer -> masked-token accuracy and
+loss on the held-out stream -> a folder `transformers` loads as BertForMaskedLM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from torch import Tensor, nn
+
+from attnlab.data.parallel import DataError, read_lines
+from attnlab.interop.hf_folder import from_pretrained, save_hf
+from attnlab.models import build_model, list_models
+from attnlab.serialization import atomic_write
+from attnlab.tasks.language_model import WindowBatches
+from attnlab.training.schedule import cosine_warmup
+from attnlab.training.trainer import Trainer, TrainerConfig
+
+log = logging.getLogger(__name__)
+SPECIALS = ["[PAD]", "[MASK]", "[CLS]", "[SEP]"]  # ids 0..3
+PAD, MASK, CLS, SEP = range(4)
+
+
+@dataclass
+class MLMSettings:
+    """Everything `attnlab train mlm` takes; saved as `train_settings.json`."""
+
+    text: str = ""
+    out: str = "runs/mlm"
+    preset: str = "bert-tiny"
+    vocab_size: int = 2000
+    block_size: int = 128  # tokens per window, [CLS] included
+    batch_size: int = 16
+    max_steps: int = 2000
+    time_budget: float | None = None
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    mask_prob: float = 0.15
+    valid_fraction: float = 0.05
+    eval_every: int = 0
+    save_every: int = 500
+    keep_last: int = 3
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "batch_size", "max_steps", "warmup_steps",
+                     "keep_last"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 < self.mask_prob < 1.0:
+            raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
+        if not 0.0 < self.valid_fraction < 0.5:
+            raise ValueError(f"valid_fraction must be in (0, 0.5), got {self.valid_fraction}")
+        if self.preset not in list_models("bert"):
+            raise ValueError(f"preset must be an encoder, one of {list_models('bert')}, "
+                             f"got {self.preset!r}")
+
+
+def train_tokenizer(lines: list[str], vocab_size: int) -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(lines, trainer=trainer)
+    return tokenizer
+
+
+def mask_tokens(ids: Tensor, vocab_size: int, mask_prob: float,
+                generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """BERT's 80/10/10 corruption of (B, T) ids ([CLS] at position 0 is never chosen) ->
+    (inputs, labels with -100 at the positions not chosen)."""
+    chosen = torch.rand(ids.shape, generator=generator) < mask_prob  # (B, T)
+    chosen[:, 0] = False
+    labels = ids.masked_fill(~chosen, -100)
+    roll = torch.rand(ids.shape, generator=generator)
+    inputs = ids.masked_fill(chosen & (roll < 0.8), MASK)
+    random_ids = torch.randint(len(SPECIALS), vocab_size, ids.shape, generator=generator)
+    swap = chosen & (roll >= 0.8) & (roll < 0.9)
+    inputs = torch.where(swap, random_ids, inputs)
+    return inputs, labels
+
+
+class MaskedWindows(WindowBatches):
+    """[CLS] + a random window of the stream, corrupted by `mask_tokens`; batch i depends only
+    on (seed, i)."""
+
+    def __init__(self, stream: Tensor, block_size: int, batch_size: int, seed: int,
+                 vocab_size: int, mask_prob: float) -> None:
+        super().__init__(stream, block_size - 2, batch_size, seed)
+        self.vocab_size, self.mask_prob = vocab_size, mask_prob
+
+    def next(self) -> dict[str, Tensor]:
+        index = self.index
+        windows = super().next()["input_ids"]  # (B, block_size - 1)
+        ids = torch.cat([torch.full((windows.size(0), 1), CLS), windows], dim=1)
+        generator = torch.Generator().manual_seed(self.seed * 7_919 + index + 1)
+        inputs, labels = mask_tokens(ids, self.vocab_size, self.mask_prob, generator)
+        return {"input_ids": inputs, "labels": labels}
+
+
+def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
+    return (model(batch["input_ids"], labels=batch["labels"]).loss,
+            int((batch["labels"] != -100).sum()))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: list[dict[str, Tensor]]) -> dict[str, float]:
+    """Masked-token loss and accuracy on fixed held-out batches."""
+    model.eval()
+    total = right = 0
+    loss = 0.0
+    for batch in batches:
+        out = model(batch["input_ids"], labels=batch["labels"])
+        chosen = batch["labels"] != -100
+        n = int(chosen.sum())
+        loss += out.loss.item() * n
+        right += int((out.logits.argmax(-1)[chosen] == batch["labels"][chosen]).sum())
+        total += n
+    return {"valid_loss": loss / max(total, 1), "valid_masked_accuracy": right / max(total, 1)}
+
+
+def train_masked_lm(settings: MLMSettings, resume: bool = False) -> dict[str, Any]:
+    out, path = Path(settings.out), Path(settings.text)
+    lines = read_lines(path)
+    if not any(line.strip() for line in lines):
+        raise DataError(f"{path}: the file holds no text")
+    torch.manual_seed(settings.seed)
+    if resume:
+        if not (out / "tokenizer.json").is_file():
+            raise FileNotFoundError(f"--resume: {out} holds no run to resume (no tokenizer.json)")
+        tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+        model = from_pretrained(out)
+    else:
+        tokenizer = train_tokenizer(lines, settings.vocab_size)
+        model = build_model(settings.preset, vocab_size=tokenizer.get_vocab_size(),
+                            pad_token_id=PAD, max_seq_len=max(settings.block_size, 16))
+        out.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(str(out / "tokenizer.json"))
+        save_hf(model, out)
+        text = json.dumps(asdict(settings), indent=2) + "\n"
+        atomic_write(out / "train_settings.json", lambda t: Path(t).write_text(text))
+    ids: list[int] = []
+    for encoding in tokenizer.encode_batch([ln + "\n" for ln in lines]):
+        ids.extend(encoding.ids)
+    stream = torch.tensor(ids, dtype=torch.long)
+    split = int(stream.numel() * (1 - settings.valid_fraction))
+    vocab = tokenizer.get_vocab_size()
+    batches = MaskedWindows(stream[:split], settings.block_size, settings.batch_size,
+                            settings.seed, vocab, settings.mask_prob)
+    held_out = MaskedWindows(stream[split:], min(settings.block_size, stream.numel() - split),
+                             8, settings.seed + 1, vocab, settings.mask_prob)
+    valid = [held_out.next() for _ in range(4)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, weight_decay=0.01)
+    trainer = Trainer(
+        model, optimizer,
+        lambda step: cosine_warmup(step, peak_lr=settings.lr, warmup_steps=settings.warmup_steps,
+                                   total_steps=settings.max_steps, min_lr=settings.lr / 10),
+        batches, loss_fn,
+        TrainerConfig(max_steps=settings.max_steps, time_budget=settings.time_budget,
+                      eval_every=settings.eval_every, save_every=settings.save_every,
+                      keep_last=settings.keep_last),
+        checkpoint_dir=out / "checkpoints", evaluate=lambda m, step: evaluate(m, valid),
+    )
+    if resume and not trainer.resume():
+        log.warning("no checkpoint in %s: starting from step 0", out / "checkpoints")
+    result = trainer.fit()
+    save_hf(model, out)
+    if result.stopped_by == "interrupt":
+        return {"stopped_by": "interrupt", "step": result.step}
+    metrics = {**result.evaluations[-1], "steps": result.step, "stopped_by": result.stopped_by,
+               "train_seconds": round(result.train_seconds, 1),
+               "params": model.num_parameters(), "preset": settings.preset,
+               "evaluations": result.evaluations}
+    metrics.pop("step", None)
+    text = json.dumps(metrics, indent=2) + "\n"
+    atomic_write(out / "metrics.json", lambda t: Path(t).write_text(text))
+    return metrics
