@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,15 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.data.parallel import DataError, read_lines
-from attnlab.interop.hf_folder import from_pretrained, save_hf
+from attnlab.interop.hf_folder import from_pretrained
 from attnlab.models import build_model, list_models
-from attnlab.serialization import atomic_write
+from attnlab.tasks.common import (
+    check_positive_ints,
+    fit,
+    start_run,
+    write_metrics,
+)
 from attnlab.tokenizers import Tokenizer
-from attnlab.training.schedule import cosine_warmup
-from attnlab.training.trainer import Trainer, TrainerConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +53,8 @@ class ClassifySettings:
     seed: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "max_len", "batch_size", "max_steps", "warmup_steps",
-                     "keep_last"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(self, ("vocab_size", "max_len", "batch_size", "max_steps",
+                                   "warmup_steps", "keep_last"))
         if self.preset not in list_models("bert"):
             raise ValueError(f"preset must be an encoder, one of {list_models('bert')}, "
                              f"got {self.preset!r}")
@@ -159,34 +159,13 @@ def train_classifier(settings: ClassifySettings, resume: bool = False) -> dict[s
         model = build_model(settings.preset, vocab_size=tokenizer.vocab_size,
                             num_labels=len(labels), pad_token_id=tokenizer.pad_id,
                             max_seq_len=max(settings.max_len, 16))
-        out.mkdir(parents=True, exist_ok=True)
-        tokenizer.save(out / "tokenizer.json")
-        save_hf(model, out)
-        for name, value in (("labels.json", labels), ("train_settings.json", asdict(settings))):
-            text = json.dumps(value, indent=2) + "\n"
-            atomic_write(out / name, lambda t, text=text: Path(t).write_text(text))
+        start_run(out, model, settings, tokenizer.save, extra={"labels.json": labels})
     train = encode(tokenizer, train_rows, labels, settings.max_len, str(data / "train.tsv"))
     valid = encode(tokenizer, valid_rows, labels, settings.max_len, str(data / "valid.tsv"))
     batches = ShuffledBatches(train, settings.batch_size, tokenizer.pad_id, settings.seed)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=0.0)
-    trainer = Trainer(
-        model, optimizer,
-        lambda step: cosine_warmup(step, peak_lr=settings.lr, warmup_steps=settings.warmup_steps,
-                                   total_steps=settings.max_steps),
-        batches, loss_fn,
-        TrainerConfig(max_steps=settings.max_steps, time_budget=settings.time_budget,
-                      eval_every=settings.eval_every, save_every=settings.save_every,
-                      keep_last=settings.keep_last),
-        checkpoint_dir=out / "checkpoints",
-        evaluate=lambda m, step: {"valid_accuracy": accuracy(m, valid, tokenizer.pad_id)},
-    )
-    if resume and not trainer.resume():
-        log.warning("no checkpoint in %s: starting from step 0", out / "checkpoints")
-    result = trainer.fit()
-    save_hf(model, out)
+    result = fit(model, settings, batches, loss_fn,
+                 lambda m, step: {"valid_accuracy": accuracy(m, valid, tokenizer.pad_id)},
+                 out, resume)
     if result.stopped_by == "interrupt":
         return {"stopped_by": "interrupt", "step": result.step}
     metrics: dict[str, Any] = {
@@ -199,6 +178,5 @@ def train_classifier(settings: ClassifySettings, resume: bool = False) -> dict[s
     if test_rows is not None:
         test = encode(tokenizer, test_rows, labels, settings.max_len, str(data / "test.tsv"))
         metrics["test_accuracy"] = accuracy(model, test, tokenizer.pad_id)
-    text = json.dumps(metrics, indent=2) + "\n"
-    atomic_write(out / "metrics.json", lambda t: Path(t).write_text(text))
+    write_metrics(out, metrics)
     return metrics

@@ -9,23 +9,28 @@ tokenizer.json) plus metrics.json (validation loss and perplexity) and a loss cu
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 from torch import Tensor, nn
 
-from attnlab.data.parallel import DataError, read_lines
-from attnlab.interop.hf_folder import from_pretrained, save_hf
+from attnlab.data.parallel import DataError
+from attnlab.interop.hf_folder import from_pretrained
 from attnlab.models import build_model, list_models
-from attnlab.serialization import atomic_write
-from attnlab.training.schedule import cosine_warmup
-from attnlab.training.trainer import Trainer, TrainerConfig, resolve_precision
+from attnlab.tasks.common import (
+    check_positive_ints,
+    fit,
+    read_text,
+    start_run,
+    train_byte_bpe,
+    write_metrics,
+)
+from attnlab.training.trainer import resolve_precision
 
 log = logging.getLogger(__name__)
 EOS = "<|endoftext|>"
@@ -56,11 +61,8 @@ class LMSettings:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "batch_size", "grad_accum", "max_steps",
-                     "warmup_steps", "keep_last"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(self, ("vocab_size", "block_size", "batch_size", "grad_accum",
+                                   "max_steps", "warmup_steps", "keep_last"))
         if not 0.0 < self.valid_fraction < 0.5:
             raise ValueError(f"valid_fraction must be in (0, 0.5), got {self.valid_fraction}")
         if not self.lr > 0:
@@ -72,14 +74,8 @@ class LMSettings:
 
 
 def train_tokenizer(lines: list[str], vocab_size: int) -> Tokenizer:
-    """Byte-level BPE (GPT-2's scheme): every byte is in the alphabet, so nothing is unknown."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(lines, trainer=trainer)
-    return tokenizer
+    """Byte-level BPE (GPT-2's scheme) with the end-of-text token as id 0."""
+    return train_byte_bpe(lines, vocab_size, [EOS])
 
 
 def encode_text(tokenizer: Tokenizer, lines: list[str]) -> Tensor:
@@ -145,10 +141,7 @@ def validation_loss(model: nn.Module, stream: Tensor, block_size: int) -> float:
 
 def train_language_model(settings: LMSettings, resume: bool = False) -> dict[str, Any]:
     out = Path(settings.out)
-    path = Path(settings.text)
-    lines = read_lines(path)  # DataError on a missing file or bad UTF-8, with the line
-    if not any(line.strip() for line in lines):
-        raise DataError(f"{path}: the file holds no text")
+    lines = read_text(settings.text)
     torch.manual_seed(settings.seed)
     if resume:
         if not (out / "tokenizer.json").is_file():
@@ -161,37 +154,15 @@ def train_language_model(settings: LMSettings, resume: bool = False) -> dict[str
         model = build_model(settings.preset, vocab_size=tokenizer.get_vocab_size(),
                             bos_token_id=eos, eos_token_id=eos,
                             max_seq_len=max(settings.block_size + 1, 128))
-        out.mkdir(parents=True, exist_ok=True)
-        tokenizer.save(str(out / "tokenizer.json"))
-        save_hf(model, out)
-        text = json.dumps(asdict(settings), indent=2) + "\n"
-        atomic_write(out / "train_settings.json", lambda t: Path(t).write_text(text))
+        start_run(out, model, settings, lambda path: tokenizer.save(str(path)))
     stream = encode_text(tokenizer, lines)
     split = int(stream.numel() * (1 - settings.valid_fraction))
     train, valid = stream[:split], stream[split:]
     batches = WindowBatches(train, settings.block_size, settings.batch_size, settings.seed)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=0.0, betas=(0.9, 0.95))
-    trainer = Trainer(
-        model, optimizer,
-        lambda step: cosine_warmup(step, peak_lr=settings.lr, warmup_steps=settings.warmup_steps,
-                                   total_steps=settings.max_steps, min_lr=settings.lr / 10),
-        batches, loss_fn,
-        TrainerConfig(max_steps=settings.max_steps, time_budget=settings.time_budget,
-                      grad_accum=settings.grad_accum, clip_norm=settings.clip_norm,
-                      eval_every=settings.eval_every, save_every=settings.save_every,
-                      keep_last=settings.keep_last,
-                      precision=resolve_precision(settings.precision)),
-        checkpoint_dir=out / "checkpoints",
-        evaluate=lambda m, step: {"valid_loss": validation_loss(m, valid, settings.block_size)},
-    )
-    if resume and not trainer.resume():
-        log.warning("no checkpoint in %s: starting from step 0", out / "checkpoints")
-    result = trainer.fit()
-    save_hf(model, out)
+    result = fit(model, settings, batches, loss_fn,
+                 lambda m, step: {"valid_loss": validation_loss(m, valid, settings.block_size)},
+                 out, resume, betas=(0.9, 0.95), grad_accum=settings.grad_accum,
+                 clip_norm=settings.clip_norm, precision=resolve_precision(settings.precision))
     if result.stopped_by == "interrupt":
         return {"stopped_by": "interrupt", "step": result.step}
     from attnlab.viz.curves import plot_training_curves
@@ -206,7 +177,6 @@ def train_language_model(settings: LMSettings, resume: bool = False) -> dict[str
         "vocab_size": tokenizer.get_vocab_size(), "train_stream_tokens": int(train.numel()),
         "valid_stream_tokens": int(valid.numel()), "evaluations": result.evaluations,
     }
-    text = json.dumps(metrics, indent=2) + "\n"
-    atomic_write(out / "metrics.json", lambda t: Path(t).write_text(text))
+    write_metrics(out, metrics)
     plot_training_curves(result.history, result.evaluations, out / "loss_curve.png")
     return metrics

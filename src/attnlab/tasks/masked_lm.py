@@ -9,23 +9,26 @@ loss on the held-out stream -> a folder `transformers` loads as BertForMaskedLM.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 from torch import Tensor, nn
 
-from attnlab.data.parallel import DataError, read_lines
-from attnlab.interop.hf_folder import from_pretrained, save_hf
+from attnlab.interop.hf_folder import from_pretrained
 from attnlab.models import build_model, list_models
-from attnlab.serialization import atomic_write
+from attnlab.tasks.common import (
+    check_positive_ints,
+    fit,
+    read_text,
+    start_run,
+    train_byte_bpe,
+    write_metrics,
+)
 from attnlab.tasks.language_model import WindowBatches
-from attnlab.training.schedule import cosine_warmup
-from attnlab.training.trainer import Trainer, TrainerConfig
 
 log = logging.getLogger(__name__)
 SPECIALS = ["[PAD]", "[MASK]", "[CLS]", "[SEP]"]  # ids 0..3
@@ -47,6 +50,7 @@ class MLMSettings:
     lr: float = 1e-3
     warmup_steps: int = 100
     mask_prob: float = 0.15
+    weight_decay: float = 0.01
     valid_fraction: float = 0.05
     eval_every: int = 0
     save_every: int = 500
@@ -54,11 +58,8 @@ class MLMSettings:
     seed: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "batch_size", "max_steps", "warmup_steps",
-                     "keep_last"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(self, ("vocab_size", "block_size", "batch_size", "max_steps",
+                                   "warmup_steps", "keep_last"))
         if not 0.0 < self.mask_prob < 1.0:
             raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
         if not 0.0 < self.valid_fraction < 0.5:
@@ -66,16 +67,6 @@ class MLMSettings:
         if self.preset not in list_models("bert"):
             raise ValueError(f"preset must be an encoder, one of {list_models('bert')}, "
                              f"got {self.preset!r}")
-
-
-def train_tokenizer(lines: list[str], vocab_size: int) -> Tokenizer:
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(lines, trainer=trainer)
-    return tokenizer
 
 
 def mask_tokens(ids: Tensor, vocab_size: int, mask_prob: float,
@@ -133,10 +124,8 @@ def evaluate(model: nn.Module, batches: list[dict[str, Tensor]]) -> dict[str, fl
 
 
 def train_masked_lm(settings: MLMSettings, resume: bool = False) -> dict[str, Any]:
-    out, path = Path(settings.out), Path(settings.text)
-    lines = read_lines(path)
-    if not any(line.strip() for line in lines):
-        raise DataError(f"{path}: the file holds no text")
+    out = Path(settings.out)
+    lines = read_text(settings.text)
     torch.manual_seed(settings.seed)
     if resume:
         if not (out / "tokenizer.json").is_file():
@@ -144,14 +133,10 @@ def train_masked_lm(settings: MLMSettings, resume: bool = False) -> dict[str, An
         tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
         model = from_pretrained(out)
     else:
-        tokenizer = train_tokenizer(lines, settings.vocab_size)
+        tokenizer = train_byte_bpe(lines, settings.vocab_size, SPECIALS)
         model = build_model(settings.preset, vocab_size=tokenizer.get_vocab_size(),
                             pad_token_id=PAD, max_seq_len=max(settings.block_size, 16))
-        out.mkdir(parents=True, exist_ok=True)
-        tokenizer.save(str(out / "tokenizer.json"))
-        save_hf(model, out)
-        text = json.dumps(asdict(settings), indent=2) + "\n"
-        atomic_write(out / "train_settings.json", lambda t: Path(t).write_text(text))
+        start_run(out, model, settings, lambda path: tokenizer.save(str(path)))
     ids: list[int] = []
     for encoding in tokenizer.encode_batch([ln + "\n" for ln in lines]):
         ids.extend(encoding.ids)
@@ -163,21 +148,8 @@ def train_masked_lm(settings: MLMSettings, resume: bool = False) -> dict[str, An
     held_out = MaskedWindows(stream[split:], min(settings.block_size, stream.numel() - split),
                              8, settings.seed + 1, vocab, settings.mask_prob)
     valid = [held_out.next() for _ in range(4)]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, weight_decay=0.01)
-    trainer = Trainer(
-        model, optimizer,
-        lambda step: cosine_warmup(step, peak_lr=settings.lr, warmup_steps=settings.warmup_steps,
-                                   total_steps=settings.max_steps, min_lr=settings.lr / 10),
-        batches, loss_fn,
-        TrainerConfig(max_steps=settings.max_steps, time_budget=settings.time_budget,
-                      eval_every=settings.eval_every, save_every=settings.save_every,
-                      keep_last=settings.keep_last),
-        checkpoint_dir=out / "checkpoints", evaluate=lambda m, step: evaluate(m, valid),
-    )
-    if resume and not trainer.resume():
-        log.warning("no checkpoint in %s: starting from step 0", out / "checkpoints")
-    result = trainer.fit()
-    save_hf(model, out)
+    result = fit(model, settings, batches, loss_fn, lambda m, step: evaluate(m, valid), out,
+                 resume)
     if result.stopped_by == "interrupt":
         return {"stopped_by": "interrupt", "step": result.step}
     metrics = {**result.evaluations[-1], "steps": result.step, "stopped_by": result.stopped_by,
@@ -185,6 +157,5 @@ def train_masked_lm(settings: MLMSettings, resume: bool = False) -> dict[str, An
                "params": model.num_parameters(), "preset": settings.preset,
                "evaluations": result.evaluations}
     metrics.pop("step", None)
-    text = json.dumps(metrics, indent=2) + "\n"
-    atomic_write(out / "metrics.json", lambda t: Path(t).write_text(text))
+    write_metrics(out, metrics)
     return metrics
