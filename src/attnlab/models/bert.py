@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.models.common import check_input_ids
+from attnlab.models.common import check_input_ids, check_positive_ints, init_normal_
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import EncoderLayer
 from attnlab.nn.feedforward import FEEDFORWARD
@@ -51,11 +51,8 @@ class BertConfig:
     pad_token_id: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "max_seq_len", "type_vocab_size", "d_model", "n_heads",
-                     "n_layers", "d_ff"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(self, ("vocab_size", "max_seq_len", "type_vocab_size", "d_model",
+                                   "n_heads", "n_layers", "d_ff"))
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
@@ -111,11 +108,7 @@ class Bert(nn.Module):
 
     def reset_parameters(self) -> None:
         """BERT's initialisation: N(0, 0.02) weights, zero biases, unit norms."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear | nn.Embedding):
-                nn.init.normal_(module.weight, std=self.config.init_std)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
+        init_normal_(self, self.config.init_std)
         with torch.no_grad():
             self.embed_tokens.weight[self.config.pad_token_id].zero_()
 

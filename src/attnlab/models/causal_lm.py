@@ -6,18 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.models.common import check_input_ids, check_positive_ints
 from attnlab.nn.cache import DecoderCache
+from attnlab.nn.functional import padding_mask
 
 
 def check_decoder_config(config: Any) -> None:
     """Positive sizes, heads dividing the width, special token ids inside the vocabulary."""
-    for name in ("vocab_size", "max_seq_len", "d_model", "n_heads", "n_layers", "d_ff"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_ints(config, ("vocab_size", "max_seq_len", "d_model", "n_heads", "n_layers",
+                                 "d_ff"))
     if config.d_model % config.n_heads:
         raise ValueError(
             f"d_model ({config.d_model}) must be divisible by n_heads ({config.n_heads})"
@@ -44,10 +45,38 @@ def next_token_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 class CausalLM(nn.Module):
-    """Base of decoder-only models: needs `config.n_layers` and a forward taking
-    (input_ids, attention_mask, position_ids=, cache=)."""
+    """Base of decoder-only models. A family supplies `config`, `embed_tokens`, `decoder` (an
+    attnlab.nn Decoder without cross-attention), `lm_head` and `embed`."""
 
     config: Any
+
+    def embed(self, input_ids: Tensor, position_ids: Tensor) -> Tensor:
+        """(B, T) ids and their positions -> (B, T, D) decoder input."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        labels: Tensor | None = None,
+        *,
+        position_ids: Tensor | None = None,
+        cache: DecoderCache | None = None,
+        output_attentions: bool = False,
+    ) -> CausalLMOutput:
+        """input_ids (B, T) after `cache.length` cached positions; attention_mask (B, past + T)
+        with 1 for real tokens; labels (B, T) are the inputs themselves (shifted inside, -100
+        ignored), as in Hugging Face. Positions default to past .. past + T - 1."""
+        past = 0 if cache is None else cache.length
+        check_input_ids(input_ids, self.config, "input_ids", offset=past)
+        if position_ids is None:
+            position_ids = torch.arange(past, past + input_ids.size(1), device=input_ids.device)
+        mask = None if attention_mask is None else padding_mask(attention_mask)  # (B,1,1,S)
+        out = self.decoder(self.embed(input_ids, position_ids), mask=mask, cache=cache,
+                           position_ids=position_ids, output_attentions=output_attentions)
+        logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
+        loss = None if labels is None else next_token_loss(logits, labels)
+        return CausalLMOutput(logits, loss, out.attentions, cache)
 
     def new_cache(self) -> DecoderCache:
         return DecoderCache.empty(self.config.n_layers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def check_input_ids(ids: Tensor, config: Any, name: str = "input_ids", offset: int = 0) -> None:
@@ -39,3 +39,21 @@ def shift_right(labels: Tensor, start_token_id: int, pad_token_id: int) -> Tenso
     shifted[:, 1:] = labels[:, :-1]
     shifted[:, 0] = start_token_id
     return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+def check_positive_ints(obj: Any, names: tuple[str, ...]) -> None:
+    """Raise ValueError naming the first of `names` on `obj` that is not a positive int."""
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def init_normal_(model: nn.Module, std: float) -> None:
+    """N(0, std) for every Linear and Embedding weight, zeros for Linear biases (the GPT-2,
+    BERT and LLaMA initialisation; norms keep their ones/zeros)."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)

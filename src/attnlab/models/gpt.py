@@ -17,21 +17,13 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
 from torch import Tensor, nn
 
-from attnlab.models.causal_lm import (
-    CausalLM,
-    CausalLMOutput,
-    check_decoder_config,
-    next_token_loss,
-)
-from attnlab.models.common import check_input_ids
+from attnlab.models.causal_lm import CausalLM, check_decoder_config
+from attnlab.models.common import init_normal_
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import DecoderLayer
-from attnlab.nn.cache import DecoderCache
 from attnlab.nn.feedforward import FEEDFORWARD
-from attnlab.nn.functional import padding_mask
 from attnlab.nn.norm import NORM
 from attnlab.nn.position import POSITION
 from attnlab.nn.stack import Decoder
@@ -95,39 +87,12 @@ class GPT(CausalLM):
         """GPT-2's initialisation: N(0, 0.02) everywhere, residual projections (attention output,
         feed-forward down) N(0, 0.02 / sqrt(2 * n_layers)), zero biases, unit norms."""
         std = self.config.init_std
-        for module in self.modules():
-            if isinstance(module, nn.Linear | nn.Embedding):
-                nn.init.normal_(module.weight, std=std)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
+        init_normal_(self, std)
         residual_std = std / math.sqrt(2 * self.config.n_layers)
         for layer in self.decoder.layers:
             nn.init.normal_(layer.self_attn.out_proj.weight, std=residual_std)
             nn.init.normal_(layer.feed_forward.down_proj.weight, std=residual_std)
 
-    def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        labels: Tensor | None = None,
-        *,
-        position_ids: Tensor | None = None,
-        cache: DecoderCache | None = None,
-        output_attentions: bool = False,
-    ) -> CausalLMOutput:
-        """input_ids (B, T) after `cache.length` cached positions; attention_mask (B, past + T)
-        with 1 for real tokens; labels (B, T) are the inputs themselves (shifted inside, -100
-        ignored), as in Hugging Face."""
-        past = 0 if cache is None else cache.length
-        check_input_ids(input_ids, self.config, "input_ids", offset=past)
-        if position_ids is None:
-            position_ids = torch.arange(past, past + input_ids.size(1), device=input_ids.device)
-        x = self.embed_tokens(input_ids) + self.position(position_ids)  # (B, T, D)
-        mask = None if attention_mask is None else padding_mask(attention_mask)  # (B,1,1,S)
-        out = self.decoder(self.embed_dropout(x), mask=mask, cache=cache,
-                           output_attentions=output_attentions)
-        logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
-        loss = None
-        if labels is not None:
-            loss = next_token_loss(logits, labels)
-        return CausalLMOutput(logits, loss, out.attentions, cache)
+    def embed(self, input_ids: Tensor, position_ids: Tensor) -> Tensor:
+        """Token + learned position embeddings, then dropout: (B, T) -> (B, T, D)."""
+        return self.embed_dropout(self.embed_tokens(input_ids) + self.position(position_ids))

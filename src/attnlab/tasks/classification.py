@@ -10,7 +10,6 @@ labels.json) and metrics.json.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,14 @@ from torch import Tensor, nn
 from attnlab.data.parallel import DataError, read_lines
 from attnlab.interop.hf_folder import from_pretrained
 from attnlab.models import build_model, list_models
+from attnlab.models.common import check_positive_ints
 from attnlab.tasks.common import (
-    check_positive_ints,
+    check_resumable,
     fit,
     start_run,
     write_metrics,
 )
 from attnlab.tokenizers import Tokenizer
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -145,8 +143,7 @@ def train_classifier(settings: ClassifySettings, resume: bool = False) -> dict[s
     test_rows = read_tsv(data / "test.tsv") if (data / "test.tsv").is_file() else None
     torch.manual_seed(settings.seed)
     if resume:
-        if not (out / "labels.json").is_file():
-            raise FileNotFoundError(f"--resume: {out} holds no run to resume (no labels.json)")
+        check_resumable(out, "labels.json")
         labels = json.loads((out / "labels.json").read_text(encoding="utf-8"))
         tokenizer = Tokenizer.load(out / "tokenizer.json")
         model = from_pretrained(out)

@@ -1,4 +1,4 @@
-"""What the model-family training tasks (lm, mlm, classify) share: settings checks, reading a
+"""What the model-family training tasks (lm, mlm, classify) share: resume checks, reading a
 text file, a byte-level BPE, starting or resuming a run folder, and the AdamW + warmup/cosine
 training loop on the shared Trainer that leaves a Hugging Face-layout folder behind."""
 
@@ -24,11 +24,10 @@ from attnlab.training.trainer import BatchSource, Trainer, TrainerConfig, TrainR
 log = logging.getLogger(__name__)
 
 
-def check_positive_ints(settings: Any, names: tuple[str, ...]) -> None:
-    for name in names:
-        value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def check_resumable(out: Path, marker: str) -> None:
+    """--resume needs a run folder this task started (it holds `marker`)."""
+    if not (out / marker).is_file():
+        raise FileNotFoundError(f"--resume: {out} holds no run to resume (no {marker})")
 
 
 def read_text(path: str | Path) -> list[str]:

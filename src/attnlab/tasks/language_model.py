@@ -9,7 +9,6 @@ tokenizer.json) plus metrics.json (validation loss and perplexity) and a loss cu
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,9 @@ from torch import Tensor, nn
 from attnlab.data.parallel import DataError
 from attnlab.interop.hf_folder import from_pretrained
 from attnlab.models import build_model, list_models
+from attnlab.models.common import check_positive_ints
 from attnlab.tasks.common import (
-    check_positive_ints,
+    check_resumable,
     fit,
     read_text,
     start_run,
@@ -32,7 +32,6 @@ from attnlab.tasks.common import (
 )
 from attnlab.training.trainer import resolve_precision
 
-log = logging.getLogger(__name__)
 EOS = "<|endoftext|>"
 
 
@@ -144,8 +143,7 @@ def train_language_model(settings: LMSettings, resume: bool = False) -> dict[str
     lines = read_text(settings.text)
     torch.manual_seed(settings.seed)
     if resume:
-        if not (out / "tokenizer.json").is_file():
-            raise FileNotFoundError(f"--resume: {out} holds no run to resume (no tokenizer.json)")
+        check_resumable(out, "tokenizer.json")
         tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
         model = from_pretrained(out)
     else:

@@ -9,7 +9,6 @@ loss on the held-out stream -> a folder `transformers` loads as BertForMaskedLM.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,9 @@ from torch import Tensor, nn
 
 from attnlab.interop.hf_folder import from_pretrained
 from attnlab.models import build_model, list_models
+from attnlab.models.common import check_positive_ints
 from attnlab.tasks.common import (
-    check_positive_ints,
+    check_resumable,
     fit,
     read_text,
     start_run,
@@ -30,7 +30,6 @@ from attnlab.tasks.common import (
 )
 from attnlab.tasks.language_model import WindowBatches
 
-log = logging.getLogger(__name__)
 SPECIALS = ["[PAD]", "[MASK]", "[CLS]", "[SEP]"]  # ids 0..3
 PAD, MASK, CLS, SEP = range(4)
 
@@ -128,8 +127,7 @@ def train_masked_lm(settings: MLMSettings, resume: bool = False) -> dict[str, An
     lines = read_text(settings.text)
     torch.manual_seed(settings.seed)
     if resume:
-        if not (out / "tokenizer.json").is_file():
-            raise FileNotFoundError(f"--resume: {out} holds no run to resume (no tokenizer.json)")
+        check_resumable(out, "tokenizer.json")
         tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
         model = from_pretrained(out)
     else:

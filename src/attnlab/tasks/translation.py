@@ -24,6 +24,7 @@ from attnlab.evaluation import bucket_bleu, score_corpus
 from attnlab.generation import greedy_decode
 from attnlab.generation.beam import beam_search
 from attnlab.models import build_model
+from attnlab.models.common import check_positive_ints
 from attnlab.models.io import from_pretrained, save_pretrained
 from attnlab.serialization import atomic_write
 from attnlab.tokenizers import Tokenizer
@@ -75,13 +76,10 @@ class TranslationSettings:
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        positive = ("builtin_train_size", "builtin_valid_size", "builtin_test_size", "vocab_size",
-                    "max_len", "max_tokens", "grad_accum", "max_steps", "warmup_steps",
-                    "keep_last", "beam_size", "eval_sentences")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(self, ("builtin_train_size", "builtin_valid_size",
+                                   "builtin_test_size", "vocab_size", "max_len", "max_tokens",
+                                   "grad_accum", "max_steps", "warmup_steps", "keep_last",
+                                   "beam_size", "eval_sentences"))
         for name in ("eval_every", "save_every", "average_last"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
