@@ -88,3 +88,16 @@ def test_sequence_classification_and_folders_both_ways(tmp_path):
 def test_unsupported_settings_are_named():
     with pytest.raises(ValueError, match="position_embedding_type 'relative_key'"):
         config_from_hf({**TINY, "position_embedding_type": "relative_key"})
+
+
+def test_only_the_pooler_may_be_missing_from_a_folder(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(3)
+    hf = transformers.BertForSequenceClassification(transformers.BertConfig(**TINY, num_labels=2))
+    hf.save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    save_file({k: v for k, v in state.items() if not k.startswith("classifier.")},
+              str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"missing=\['classifier.bias', 'classifier.weight'\]"):
+        attnlab.from_pretrained(tmp_path)

@@ -10,6 +10,8 @@ from torch import Tensor, nn
 from attnlab.models.bert import BertConfig
 
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "relu": "relu"}
+# BertForMaskedLM checkpoints have no pooler; the pooler then keeps its initial weights.
+OPTIONAL_PREFIXES = ("pooler.",)
 
 
 def config_from_hf(hf: dict[str, Any]) -> BertConfig:
@@ -29,7 +31,8 @@ def config_from_hf(hf: dict[str, Any]) -> BertConfig:
         attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
         layer_norm_eps=hf.get("layer_norm_eps", 1e-12), feedforward=ACTIVATIONS[activation],
         init_std=hf.get("initializer_range", 0.02),
-        num_labels=len(hf.get("id2label") or {}) if classify else 0,
+        # transformers leaves id2label out of config.json when it is its 2-label default
+        num_labels=(len(hf.get("id2label") or {}) or 2) if classify else 0,
         pad_token_id=hf.get("pad_token_id", 0) or 0,
     )
 

@@ -22,6 +22,7 @@ from attnlab.interop import bert, gpt2, llama
 from attnlab.serialization import atomic_write
 
 # HF model_type -> module with config_from_hf, config_to_hf, state_dict_from_hf, state_dict_to_hf
+# (and optionally OPTIONAL_PREFIXES: our weight names its checkpoints may lack)
 FAMILIES: dict[str, ModuleType] = {"gpt2": gpt2, "llama": llama, "mistral": llama,
                                    "qwen2": llama, "bert": bert}
 
@@ -74,9 +75,9 @@ def from_pretrained(directory: str | Path) -> nn.Module:
     head = getattr(model, "lm_head", None)
     tied = {"lm_head.weight"} if head is not None and head.weight is model.embed_tokens.weight \
         else set()
-    # Heads a checkpoint may lack keep their initial weights (BertForMaskedLM has no pooler).
-    tied |= {k for k in expected if k.startswith(("pooler.", "mlm_", "classifier."))}
-    missing = sorted(set(expected) - set(state) - tied)
+    # Weights a family's checkpoints may lack keep their initial values.
+    optional = {k for k in expected if k.startswith(getattr(family, "OPTIONAL_PREFIXES", ()))}
+    missing = sorted(set(expected) - set(state) - tied - optional)
     mismatched = sorted(f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
                         for k, v in state.items() if k in expected and v.shape != expected[k].shape)
     if missing or mismatched:
