@@ -94,85 +94,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_mlm_arguments(tasks)
 
 
+def add_family_task(tasks, name: str, defaults, presets: list[str], input_flag: str,
+                    input_help: str, **parser_options) -> argparse.ArgumentParser:
+    """A `train` sub-command for a model family task (lm, mlm, classify) with the flags they
+    share; the caller adds its own."""
+    p = tasks.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                         **parser_options)
+    p.add_argument(input_flag, required=True, help=input_help)
+    p.add_argument("--out", default=defaults.out, help="output folder")
+    p.add_argument("--preset", default=defaults.preset, choices=presets)
+    p.add_argument("--vocab-size", type=positive_int, default=defaults.vocab_size)
+    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    p.add_argument("--max-steps", type=positive_int, default=defaults.max_steps)
+    p.add_argument("--time-budget", type=positive_float, default=None)
+    p.add_argument("--lr", type=positive_float, default=defaults.lr,
+                   help="peak AdamW learning rate")
+    p.add_argument("--warmup-steps", type=positive_int, default=defaults.warmup_steps)
+    p.add_argument("--eval-every", type=int, default=defaults.eval_every)
+    p.add_argument("--save-every", type=int, default=defaults.save_every)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    return p
+
+
 def add_mlm_arguments(tasks) -> None:
     from attnlab.tasks.masked_lm import MLMSettings
 
     d = MLMSettings()
-    m = tasks.add_parser(
-        "mlm", help="masked-LM pre-training of a BERT-style encoder on a text file",
+    m = add_family_task(
+        tasks, "mlm", d, list_models("bert"), "--text", "UTF-8 text file",
+        help="masked-LM pre-training of a BERT-style encoder on a text file",
         description="BERT's masked language modelling (15%%: 80%% [MASK], 10%% random, 10%% "
-                    "kept) on a UTF-8 text file with a byte-level BPE.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    m.add_argument("--text", required=True, help="UTF-8 text file")
-    m.add_argument("--out", default=d.out, help="output folder")
-    m.add_argument("--preset", default=d.preset, choices=list_models("bert"))
-    m.add_argument("--vocab-size", type=positive_int, default=d.vocab_size)
+                    "kept) on a UTF-8 text file with a byte-level BPE.")
     m.add_argument("--block-size", type=positive_int, default=d.block_size)
-    m.add_argument("--batch-size", type=positive_int, default=d.batch_size)
-    m.add_argument("--max-steps", type=positive_int, default=d.max_steps)
-    m.add_argument("--time-budget", type=positive_float, default=None)
-    m.add_argument("--lr", type=positive_float, default=d.lr)
-    m.add_argument("--warmup-steps", type=positive_int, default=d.warmup_steps)
     m.add_argument("--mask-prob", type=float, default=d.mask_prob)
-    m.add_argument("--eval-every", type=int, default=d.eval_every)
-    m.add_argument("--save-every", type=int, default=d.save_every)
-    m.add_argument("--seed", type=int, default=d.seed)
-    m.add_argument("--resume", action="store_true", help="continue the run in --out")
 
 
 def add_classify_arguments(tasks) -> None:
     from attnlab.tasks.classification import ClassifySettings
 
     d = ClassifySettings()
-    c = tasks.add_parser(
-        "classify", help="text classification with a BERT-style encoder (TSV files)",
+    c = add_family_task(
+        tasks, "classify", d, list_models("bert"), "--data",
+        "folder with train.tsv and valid.tsv",
+        help="text classification with a BERT-style encoder (TSV files)",
         description="Train a BERT-style encoder from scratch on DIR/train.tsv and "
-                    "DIR/valid.tsv (optional DIR/test.tsv), one `text<TAB>label` per line.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    c.add_argument("--data", required=True, help="folder with train.tsv and valid.tsv")
-    c.add_argument("--out", default=d.out, help="output folder")
-    c.add_argument("--preset", default=d.preset, choices=list_models("bert"))
-    c.add_argument("--vocab-size", type=positive_int, default=d.vocab_size)
+                    "DIR/valid.tsv (optional DIR/test.tsv), one `text<TAB>label` per line.")
     c.add_argument("--max-len", type=positive_int, default=d.max_len,
                    help="subwords per text (longer texts are truncated)")
-    c.add_argument("--batch-size", type=positive_int, default=d.batch_size)
-    c.add_argument("--max-steps", type=positive_int, default=d.max_steps)
-    c.add_argument("--time-budget", type=positive_float, default=None)
-    c.add_argument("--lr", type=positive_float, default=d.lr, help="peak AdamW learning rate")
-    c.add_argument("--warmup-steps", type=positive_int, default=d.warmup_steps)
-    c.add_argument("--eval-every", type=int, default=d.eval_every)
-    c.add_argument("--save-every", type=int, default=d.save_every)
-    c.add_argument("--seed", type=int, default=d.seed)
-    c.add_argument("--resume", action="store_true", help="continue the run in --out")
 
 
 def add_lm_arguments(tasks) -> None:
     from attnlab.tasks.language_model import LMSettings
 
     d = LMSettings()
-    lm = tasks.add_parser(
-        "lm", help="decoder-only language model on a text file (GPT-2 / LLaMA style)",
+    lm = add_family_task(
+        tasks, "lm", d, list_models("gpt2") + list_models("llama"), "--text",
+        "UTF-8 text file to train on",
+        help="decoder-only language model on a text file (GPT-2 / LLaMA style)",
         description="Train a GPT-2 or LLaMA style model on a UTF-8 text file with a byte-level "
-                    "BPE; the folder then works with `attnlab generate` and transformers.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    lm.add_argument("--text", required=True, help="UTF-8 text file to train on")
-    lm.add_argument("--out", default=d.out, help="output folder")
-    lm.add_argument("--preset", default=d.preset,
-                    choices=list_models("gpt2") + list_models("llama"))
-    lm.add_argument("--vocab-size", type=positive_int, default=d.vocab_size)
+                    "BPE; the folder then works with `attnlab generate` and transformers.")
     lm.add_argument("--block-size", type=positive_int, default=d.block_size,
                     help="tokens of context per training window")
-    lm.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     lm.add_argument("--grad-accum", type=positive_int, default=d.grad_accum)
-    lm.add_argument("--max-steps", type=positive_int, default=d.max_steps)
-    lm.add_argument("--time-budget", type=positive_float, default=None)
-    lm.add_argument("--lr", type=positive_float, default=d.lr, help="peak AdamW learning rate")
-    lm.add_argument("--warmup-steps", type=positive_int, default=d.warmup_steps)
-    lm.add_argument("--eval-every", type=int, default=d.eval_every)
-    lm.add_argument("--save-every", type=int, default=d.save_every)
-    lm.add_argument("--seed", type=int, default=d.seed)
     lm.add_argument("--precision", default=d.precision, choices=["auto", "fp32", "bf16"])
-    lm.add_argument("--resume", action="store_true", help="continue the run in --out")
 
 
 EPILOG = """examples:
@@ -208,15 +193,24 @@ def settings_from_args(args: argparse.Namespace) -> TranslationSettings:
     return settings_from_dict(values, "command line")
 
 
+def run_family_task(args: argparse.Namespace, settings_class, train) -> dict | None:
+    """Settings from the parsed flags, then train; None (after saying how to resume) when
+    Ctrl-C stopped the run."""
+    names = set(settings_class.__dataclass_fields__)
+    settings = settings_class(**{k: v for k, v in vars(args).items() if k in names})
+    metrics = train(settings, resume=args.resume)
+    if metrics.get("stopped_by") == "interrupt":
+        print(f"interrupted at step {metrics['step']}: resume with the same "
+              f"`attnlab train {args.task}` command plus --resume", file=sys.stderr)
+        return None
+    return metrics
+
+
 def run_lm(args: argparse.Namespace) -> int:
     from attnlab.tasks.language_model import LMSettings, train_language_model
 
-    names = set(LMSettings.__dataclass_fields__)
-    settings = LMSettings(**{k: v for k, v in vars(args).items() if k in names})
-    metrics = train_language_model(settings, resume=args.resume)
-    if metrics.get("stopped_by") == "interrupt":
-        print(f"interrupted at step {metrics['step']}: resume with "
-              f"`attnlab train lm --text {args.text} --out {args.out} --resume`", file=sys.stderr)
+    metrics = run_family_task(args, LMSettings, train_language_model)
+    if metrics is None:
         return 130
     print(f"validation loss {metrics['valid_loss']:.3f} (perplexity "
           f"{metrics['valid_perplexity']:.1f}); {metrics['steps']} steps in "
@@ -228,11 +222,8 @@ def run_lm(args: argparse.Namespace) -> int:
 def run_classify(args: argparse.Namespace) -> int:
     from attnlab.tasks.classification import ClassifySettings, train_classifier
 
-    names = set(ClassifySettings.__dataclass_fields__)
-    settings = ClassifySettings(**{k: v for k, v in vars(args).items() if k in names})
-    metrics = train_classifier(settings, resume=args.resume)
-    if metrics.get("stopped_by") == "interrupt":
-        print(f"interrupted at step {metrics['step']}: resume with --resume", file=sys.stderr)
+    metrics = run_family_task(args, ClassifySettings, train_classifier)
+    if metrics is None:
         return 130
     test = metrics.get("test_accuracy")
     print(f"validation accuracy {metrics['valid_accuracy']:.1%}"
@@ -244,11 +235,8 @@ def run_classify(args: argparse.Namespace) -> int:
 def run_mlm(args: argparse.Namespace) -> int:
     from attnlab.tasks.masked_lm import MLMSettings, train_masked_lm
 
-    names = set(MLMSettings.__dataclass_fields__)
-    metrics = train_masked_lm(MLMSettings(**{k: v for k, v in vars(args).items() if k in names}),
-                              resume=args.resume)
-    if metrics.get("stopped_by") == "interrupt":
-        print(f"interrupted at step {metrics['step']}: resume with --resume", file=sys.stderr)
+    metrics = run_family_task(args, MLMSettings, train_masked_lm)
+    if metrics is None:
         return 130
     print(f"masked-token accuracy {metrics['valid_masked_accuracy']:.1%}, loss "
           f"{metrics['valid_loss']:.3f}; {metrics['steps']} steps in "
