@@ -132,7 +132,9 @@ def stream_text(model: nn.Module, tokenizer, prompt: str, **settings) -> Iterato
     character (a piece is held back while its decoding ends in U+FFFD). `tokenizer` is a
     `tokenizers.Tokenizer`; stops at EOS."""
     ids = torch.tensor([tokenizer.encode(prompt).ids])
-    eos = settings.get("eos_token_id", model.config.eos_token_id)
+    eos = settings.get("eos_token_id")
+    if eos is None:  # absent or None: the model's, as in generate_steps
+        eos = model.config.eos_token_id
     new: list[int] = []
     shown = ""
     for next_ids in generate_steps(model, ids, **settings):
