@@ -66,13 +66,17 @@ def build_pair(family: str, values: dict):
     return ours, hf
 
 
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def alternate(runs: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each side's callable, the two sides alternating (order flipped every
+    repeat) so drift on a shared machine hits both alike."""
+    seconds: dict[str, list[float]] = {side: [] for side in runs}
+    order = list(runs.items())
+    for r in range(repeats):
+        for side, fn in order if r % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            fn()
+            seconds[side].append(time.perf_counter() - start)
+    return {side: statistics.median(times) for side, times in seconds.items()}
 
 
 def train_step(model, ids):
@@ -88,14 +92,11 @@ def measure(name: str, family: str, values: dict, args) -> list[dict]:
     ours.train(), hf.train()
     for model in (ours, hf):  # warm up
         train_step(model, ids)
-    sides = {"attnlab": [], "transformers": []}
-    for r in range(args.repeats):
-        order = (("attnlab", ours), ("transformers", hf))
-        for side, model in order if r % 2 == 0 else order[::-1]:
-            sides[side].append(median_seconds(lambda m=model: train_step(m, ids), 1))
+    median = alternate({"attnlab": lambda: train_step(ours, ids),
+                        "transformers": lambda: train_step(hf, ids)}, args.repeats)
     tokens = ids.numel()
-    ours_tps = tokens / statistics.median(sides["attnlab"])
-    hf_tps = tokens / statistics.median(sides["transformers"])
+    ours_tps = tokens / median["attnlab"]
+    hf_tps = tokens / median["transformers"]
     records.append({"model": name, "task": "train_step", "batch": args.train_batch,
                     "length": args.train_len, "attnlab_tokens_per_s": round(ours_tps, 1),
                     "transformers_tokens_per_s": round(hf_tps, 1),
@@ -112,13 +113,9 @@ def measure(name: str, family: str, values: dict, args) -> list[dict]:
             do_sample=False, pad_token_id=0)
         with torch.no_grad():
             same = torch.equal(run_ours(), run_hf())  # also the warm-up
-            seconds = {"attnlab": [], "transformers": []}
-            for r in range(args.repeats):
-                order = (("attnlab", run_ours), ("transformers", run_hf))
-                for side, fn in order if r % 2 == 0 else order[::-1]:
-                    seconds[side].append(median_seconds(fn, 1))
-        ours_tps = batch * new / statistics.median(seconds["attnlab"])
-        hf_tps = batch * new / statistics.median(seconds["transformers"])
+            median = alternate({"attnlab": run_ours, "transformers": run_hf}, args.repeats)
+        ours_tps = batch * new / median["attnlab"]
+        hf_tps = batch * new / median["transformers"]
         records.append({"model": name, "task": "greedy_generation", "batch": batch,
                         "prompt": args.prompt_len, "new_tokens": new,
                         "attnlab_tokens_per_s": round(ours_tps, 1),
