@@ -18,7 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.models.common import check_input_ids, check_positive_ints, init_normal_
+from attnlab.models.common import (
+    PretrainedModel,
+    check_input_ids,
+    check_positive_ints,
+    init_normal_,
+)
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import EncoderLayer
 from attnlab.nn.feedforward import FEEDFORWARD
@@ -70,7 +75,7 @@ class BertOutput:
     attentions: tuple[Tensor, ...] | None = None  # per layer (B, H, T, T)
 
 
-class Bert(nn.Module):
+class Bert(PretrainedModel):
     """forward(input_ids, attention_mask=None, token_type_ids=None, labels=None) -> BertOutput.
     labels: (B, T) masked-LM targets (-100 ignored), or (B,) classes with num_labels > 0."""
 
@@ -112,8 +117,6 @@ class Bert(nn.Module):
         with torch.no_grad():
             self.embed_tokens.weight[self.config.pad_token_id].zero_()
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     def forward(
         self,

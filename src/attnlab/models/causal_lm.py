@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from attnlab.models.common import check_input_ids, check_positive_ints
+from attnlab.models.common import PretrainedModel, check_input_ids, check_positive_ints
 from attnlab.nn.cache import DecoderCache
 from attnlab.nn.functional import padding_mask
 
@@ -44,7 +44,7 @@ def next_token_loss(logits: Tensor, labels: Tensor) -> Tensor:
                            labels[:, 1:].reshape(-1), ignore_index=-100)
 
 
-class CausalLM(nn.Module):
+class CausalLM(PretrainedModel):
     """Base of decoder-only models. A family supplies `config`, `embed_tokens`, `decoder` (an
     attnlab.nn Decoder without cross-attention), `lm_head` and `embed`."""
 
@@ -81,8 +81,6 @@ class CausalLM(nn.Module):
     def new_cache(self) -> DecoderCache:
         return DecoderCache.empty(self.config.n_layers)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                  **settings) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -57,3 +58,30 @@ def init_normal_(model: nn.Module, std: float) -> None:
             nn.init.normal_(module.weight, std=std)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+class PretrainedModel(nn.Module):
+    """Base of every family: `save_pretrained(dir)` next to `attnlab.from_pretrained(dir)`."""
+
+    config: Any
+
+    def save_pretrained(self, directory: str | Path, *, layout: str = "auto") -> Path:
+        """Write `config.json` + `model.safetensors` into `directory` (created if needed).
+
+        layout "hf" writes Hugging Face names, so `transformers` loads the folder with its own
+        `from_pretrained`; "attnlab" writes our names; "auto" picks "hf" for the families
+        transformers has (GPT-2, LLaMA, BERT, T5) and "attnlab" for the others.
+        """
+        # Late imports: interop maps onto models, so models may not import it at load time.
+        from attnlab.interop.hf_folder import FAMILIES, save_hf
+        from attnlab.models.io import save_pretrained as save_native
+
+        if layout not in ("auto", "hf", "attnlab"):
+            raise ValueError(f"layout must be 'auto', 'hf' or 'attnlab', got {layout!r}")
+        if layout == "auto":
+            layout = "hf" if type(self.config).model_type in FAMILIES else "attnlab"
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        return save_hf(self, directory) if layout == "hf" else save_native(self, directory)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

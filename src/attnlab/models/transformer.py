@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.models.common import check_input_ids, shift_right
+from attnlab.models.common import PretrainedModel, check_input_ids, shift_right
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import DecoderLayer, EncoderLayer
 from attnlab.nn.cache import DecoderCache
@@ -103,7 +103,7 @@ class Seq2SeqOutput:
     cache: DecoderCache | None = None
 
 
-class Transformer(nn.Module):
+class Transformer(PretrainedModel):
     """Encoder-decoder Transformer. forward(input_ids, decoder_input_ids, attention_mask,
     decoder_attention_mask, labels) -> Seq2SeqOutput(logits (B, T, V), loss)."""
 
@@ -272,6 +272,3 @@ class Transformer(nn.Module):
         """An empty cache for incremental decoding with `decode`."""
         return DecoderCache.empty(len(self.decoder.layers))
 
-    def num_parameters(self) -> int:
-        """Parameters counted once (tied embeddings are one tensor)."""
-        return sum(p.numel() for p in self.parameters())
