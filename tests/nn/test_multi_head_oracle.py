@@ -287,3 +287,19 @@ def test_matches_hugging_face_llama_attention(kernel, rotary):
                                want_w.transpose(1, 2)[real], **TOL)
     fast = ours(x, mask=AF.padding_mask(keep), causal=True, position_ids=position_ids).output
     torch.testing.assert_close(fast[real], want[real], **TOL)
+
+
+@pytest.mark.parametrize("kernel", ["reference", "sdpa"])
+def test_score_scale_knob_matches_manual_attention(kernel):
+    """scale=1.0 (T5) leaves q k^T unscaled; both kernels honour it."""
+    from attnlab.nn.attention.multi_head import MultiHeadAttention
+
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(16, 2, bias=False, kernel=kernel, scale=1.0).eval()
+    x = torch.randn(2, 5, 16)
+    q, k, v = (attn.split_heads(proj(x), 2) for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
+    weights = torch.softmax(q @ k.transpose(-2, -1), dim=-1)  # no 1/sqrt(Dh)
+    expected = attn.out_proj((weights @ v).transpose(1, 2).reshape(2, 5, 16))
+    torch.testing.assert_close(attn(x).output, expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="scale must be a positive number"):
+        MultiHeadAttention(16, 2, scale=0.0)

@@ -18,13 +18,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from attnlab.interop import bert, gpt2, llama
+from attnlab.interop import bert, gpt2, llama, t5
 from attnlab.serialization import atomic_write
 
 # HF model_type -> module with config_from_hf, config_to_hf, state_dict_from_hf, state_dict_to_hf
 # (and optionally OPTIONAL_PREFIXES: our weight names its checkpoints may lack)
 FAMILIES: dict[str, ModuleType] = {"gpt2": gpt2, "llama": llama, "mistral": llama,
-                                   "qwen2": llama, "bert": bert}
+                                   "qwen2": llama, "bert": bert, "t5": t5}
 
 
 def _read_config(directory: Path) -> dict:

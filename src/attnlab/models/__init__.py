@@ -15,6 +15,7 @@ from torch import nn
 from attnlab.models.bert import Bert
 from attnlab.models.gpt import GPT
 from attnlab.models.llama import Llama
+from attnlab.models.t5 import T5
 from attnlab.models.transformer import Transformer
 
 
@@ -84,6 +85,23 @@ PRESETS: dict[str, Preset] = {
                    d_ff=256),
         "attnlab test size",
     ),
+    # Raffel et al. 2020, sec. 3.1.1 and Table 14 (the released "t5-small" / "t5-base").
+    "t5-small": Preset(T5, dict(), "T5 small: 6+6 layers, d=512, 8 heads, ReLU FFN, 60M params"),
+    "t5-base": Preset(
+        T5, dict(d_model=768, n_heads=12, n_layers=12, d_ff=3072),
+        "T5 base: 12+12 layers, d=768, 12 heads, ReLU FFN, 220M params",
+    ),
+    # The v1.1 revision (google/t5-v1_1-base config): gated-GELU, untied head, d_ff 2048.
+    "t5-v1_1-base": Preset(
+        T5, dict(d_model=768, n_heads=12, n_layers=12, d_ff=2048, feed_forward="gated-gelu",
+                 tie_word_embeddings=False, dropout=0.0),
+        "T5 v1.1 base: gated-GELU feed-forward, untied output layer, 248M params",
+    ),
+    "t5-tiny": Preset(
+        T5, dict(vocab_size=1000, d_model=64, n_heads=4, head_dim=16, n_layers=2, d_ff=128,
+                 num_buckets=16, max_distance=64, max_seq_len=256),
+        "attnlab test size",
+    ),
 }
 
 
@@ -114,5 +132,5 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     return PRESETS[name].model_class(config)
 
 
-__all__ = ["GPT", "PRESETS", "Bert", "Llama", "Preset", "Transformer", "build_model", "get_config",
-           "list_models"]
+__all__ = ["GPT", "PRESETS", "Bert", "Llama", "Preset", "T5", "Transformer", "build_model",
+           "get_config", "list_models"]

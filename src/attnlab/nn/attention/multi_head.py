@@ -31,6 +31,8 @@ class MultiHeadAttention(Attention):
         kernel: "sdpa" (PyTorch fused) or "reference" (the paper's four steps).
         rotary: an optional rotary position module (kind "rotary") applied to q and k in
             self-attention; shared modules are fine (it holds no parameters).
+        scale: factor on q k^T (default 1 / sqrt(Dh)); T5 uses 1.0, its initialisation
+            having folded the 1 / sqrt(Dh) into the query projection.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class MultiHeadAttention(Attention):
         dropout: float = 0.0,
         kernel: str = "sdpa",
         rotary: nn.Module | None = None,
+        scale: float | None = None,
     ) -> None:
         super().__init__(d_model, n_heads)
         n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
@@ -61,6 +64,9 @@ class MultiHeadAttention(Attention):
         check_positive("head_dim", head_dim)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if scale is not None and not (isinstance(scale, int | float) and scale > 0):
+            raise ValueError(f"scale must be a positive number or None, got {scale!r}")
+        self.scale = scale
         self.kernel_fn = KERNELS.get(kernel)
         self.kernel = kernel
         self.n_kv_heads = n_kv_heads
@@ -117,6 +123,7 @@ class MultiHeadAttention(Attention):
             q, k, v,
             mask=mask,
             causal=causal,
+            scale=self.scale,
             dropout_p=self.dropout if self.training else 0.0,
             need_weights=need_weights,
             bias=bias,
@@ -128,4 +135,5 @@ class MultiHeadAttention(Attention):
         return (
             f"n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, head_dim={self.head_dim}, "
             f"kernel={self.kernel!r}, dropout={self.dropout}"
+            + ("" if self.scale is None else f", scale={self.scale}")
         )

@@ -1,0 +1,242 @@
+"""T5: the text-to-text encoder-decoder Transformer (Raffel et al., 2020, "Exploring the Limits
+of Transfer Learning with a Unified Text-to-Text Transformer"), and its v1.1 revision.
+
+Differences from the 2017 Transformer, each a setting of attnlab.nn blocks:
+- no absolute positions: one bucketed relative position bias per stack, learned by the first
+  layer and shared by all (encoder: both directions; decoder: the past only); none in
+  cross-attention;
+- scores are not scaled by 1/sqrt(Dh) (the initialisation folds it into the query weights);
+- pre-norm with an RMS norm without bias (Zhang and Sennrich, 2019), no biases anywhere;
+- v1.0: ReLU feed-forward, output projection tied to the embedding, decoder output scaled by
+  d_model^-0.5 before it; v1.1: gated-GELU feed-forward (Shazeer, 2020), untied head, no
+  scaling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnlab.models.common import (
+    PretrainedModel,
+    check_input_ids,
+    check_positive_ints,
+    shift_right,
+)
+from attnlab.models.transformer import Seq2SeqOutput
+from attnlab.nn.attention import ATTENTION
+from attnlab.nn.block import DecoderLayer, EncoderLayer
+from attnlab.nn.cache import DecoderCache
+from attnlab.nn.feedforward import FeedForward, GatedFeedForward
+from attnlab.nn.functional import padding_mask
+from attnlab.nn.norm import RMSNorm
+from attnlab.nn.position import POSITION
+from attnlab.nn.stack import Decoder, Encoder, EncoderOutput
+
+FEED_FORWARDS = ("relu", "gated-gelu")
+
+
+@dataclass(frozen=True)
+class T5Config:
+    """Defaults: t5-small (Raffel et al., 2020, sec. 3.1.1)."""
+
+    model_type: ClassVar[str] = "t5"
+
+    vocab_size: int = 32128
+    d_model: int = 512
+    n_heads: int = 8
+    head_dim: int = 64  # HF d_kv; n_heads * head_dim need not equal d_model
+    n_layers: int = 6  # encoder layers
+    n_decoder_layers: int | None = None  # default: n_layers
+    d_ff: int = 2048
+    feed_forward: str = "relu"  # "relu" (v1.0) or "gated-gelu" (v1.1, tanh GELU)
+    num_buckets: int = 32
+    max_distance: int = 128
+    max_seq_len: int = 512  # relative positions have no hard limit; inputs are checked to this
+    dropout: float = 0.1
+    norm_eps: float = 1e-6
+    tie_word_embeddings: bool = True
+    scale_decoder_outputs: bool | None = None  # default: tie_word_embeddings (v1.0 behaviour)
+    pad_token_id: int = 0
+    eos_token_id: int = 1
+    decoder_start_token_id: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_decoder_layers is None:
+            object.__setattr__(self, "n_decoder_layers", self.n_layers)
+        if self.scale_decoder_outputs is None:
+            object.__setattr__(self, "scale_decoder_outputs", self.tie_word_embeddings)
+        check_positive_ints(self, ("vocab_size", "d_model", "n_heads", "head_dim", "n_layers",
+                                   "n_decoder_layers", "d_ff", "num_buckets", "max_distance",
+                                   "max_seq_len"))
+        if self.feed_forward not in FEED_FORWARDS:
+            raise ValueError(f"feed_forward must be one of {FEED_FORWARDS}, "
+                             f"got {self.feed_forward!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
+            value = getattr(self, name)
+            if not 0 <= value < self.vocab_size:
+                raise ValueError(f"{name} must be in [0, vocab_size={self.vocab_size}), "
+                                 f"got {value}")
+
+
+class ScaledLMHead(nn.Linear):
+    """Output projection D -> V, with T5 v1.0's d_model^-0.5 rescaling of its input."""
+
+    def __init__(self, d_model: int, vocab_size: int, scale: float) -> None:
+        super().__init__(d_model, vocab_size, bias=False)
+        self.scale = scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x * self.scale if self.scale != 1.0 else x)  # (..., V)
+
+
+class T5(PretrainedModel):
+    """T5ForConditionalGeneration: forward(input_ids, decoder_input_ids, attention_mask,
+    decoder_attention_mask, labels) -> Seq2SeqOutput(logits (B, T, V), loss)."""
+
+    config_class = T5Config
+
+    def __init__(self, config: T5Config) -> None:
+        super().__init__()
+        self.config = c = config
+        self.embed_tokens = nn.Embedding(c.vocab_size, c.d_model)
+        self.dropout = nn.Dropout(c.dropout)
+        self.encoder = Encoder([self._encoder_layer() for _ in range(c.n_layers)],
+                               final_norm=self._norm(), position_bias=self._relative(True))
+        self.decoder = Decoder([self._decoder_layer() for _ in range(c.n_decoder_layers)],
+                               final_norm=self._norm(), position_bias=self._relative(False))
+        scale = c.d_model**-0.5 if c.scale_decoder_outputs else 1.0
+        self.lm_head = ScaledLMHead(c.d_model, c.vocab_size, scale)
+        self.reset_parameters()
+        if c.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+
+    # -- construction -------------------------------------------------------------------------
+
+    def _norm(self) -> nn.Module:
+        return RMSNorm(self.config.d_model, eps=self.config.norm_eps)
+
+    def _attention(self) -> nn.Module:
+        c = self.config
+        return ATTENTION.build("multi_head", d_model=c.d_model, n_heads=c.n_heads,
+                               head_dim=c.head_dim, bias=False, dropout=c.dropout, scale=1.0)
+
+    def _feed_forward(self) -> nn.Module:
+        c = self.config
+        if c.feed_forward == "relu":
+            return FeedForward(c.d_model, c.d_ff, activation="relu", dropout=c.dropout,
+                               bias=False)
+        return GatedFeedForward(c.d_model, c.d_ff, activation="gelu_tanh", dropout=c.dropout)
+
+    def _relative(self, bidirectional: bool) -> nn.Module:
+        c = self.config
+        return POSITION.build("relative", d_model=c.d_model, n_heads=c.n_heads,
+                              max_seq_len=c.max_seq_len, num_buckets=c.num_buckets,
+                              max_distance=c.max_distance, bidirectional=bidirectional)
+
+    def _encoder_layer(self) -> EncoderLayer:
+        return EncoderLayer(self._attention(), self._feed_forward(), self._norm(), self._norm(),
+                            dropout=self.config.dropout, norm_first=True)
+
+    def _decoder_layer(self) -> DecoderLayer:
+        return DecoderLayer(self._attention(), self._attention(), self._feed_forward(),
+                            self._norm(), self._norm(), self._norm(),
+                            dropout=self.config.dropout, norm_first=True)
+
+    def reset_parameters(self) -> None:
+        """T5's initialisation (Mesh TensorFlow): N(0, 1) embeddings, N(0, fan_in^-1/2)
+        projections, except queries N(0, (D * Dh)^-1/2), which stands in for the 1/sqrt(Dh)
+        the unscaled scores leave out."""
+        c = self.config
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Embedding):
+                std = c.d_model**-0.5 if "relative_attention_bias" in name else 1.0
+                nn.init.normal_(module.weight, std=std)
+            elif isinstance(module, nn.Linear):
+                fan_in = module.in_features * (c.head_dim if name.endswith("q_proj") else 1)
+                nn.init.normal_(module.weight, std=fan_in**-0.5)
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+               output_attentions: bool = False) -> EncoderOutput:
+        """input_ids (B, S) -> EncoderOutput(last_hidden_state (B, S, D))."""
+        check_input_ids(input_ids, self.config, "input_ids")
+        mask = None if attention_mask is None else padding_mask(attention_mask)  # (B,1,1,S)
+        x = self.dropout(self.embed_tokens(input_ids))  # (B, S, D)
+        out = self.encoder(x, mask=mask, output_attentions=output_attentions)
+        out.last_hidden_state = self.dropout(out.last_hidden_state)
+        return out
+
+    def decode(self, decoder_input_ids: Tensor, memory: Tensor | None, *,
+               attention_mask: Tensor | None = None,
+               decoder_attention_mask: Tensor | None = None, cache: DecoderCache | None = None,
+               output_attentions: bool = False):
+        """New target ids (B, T) after `cache.length` cached ones -> DecoderOutput (B, T, D)."""
+        past = 0 if cache is None else cache.length
+        check_input_ids(decoder_input_ids, self.config, "decoder_input_ids", offset=past)
+        memory_mask = None if attention_mask is None else padding_mask(attention_mask)
+        self_mask = None if decoder_attention_mask is None else padding_mask(decoder_attention_mask)
+        x = self.dropout(self.embed_tokens(decoder_input_ids))  # (B, T, D)
+        out = self.decoder(x, memory, mask=self_mask, memory_mask=memory_mask, cache=cache,
+                           output_attentions=output_attentions)
+        out.last_hidden_state = self.dropout(out.last_hidden_state)
+        return out
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        decoder_input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        decoder_attention_mask: Tensor | None = None,
+        labels: Tensor | None = None,
+        *,
+        output_attentions: bool = False,
+        cache: DecoderCache | None = None,
+    ) -> Seq2SeqOutput:
+        """labels (B, T) are the targets; decoder inputs default to them shifted right after
+        `decoder_start_token_id` (the pad id in T5), -100 ignored by the loss, as in HF."""
+        c = self.config
+        if decoder_input_ids is None:
+            if labels is None:
+                raise ValueError("pass decoder_input_ids, or labels to derive them from")
+            decoder_input_ids = shift_right(labels, c.decoder_start_token_id, c.pad_token_id)
+        enc = self.encode(input_ids, attention_mask, output_attentions)
+        dec = self.decode(decoder_input_ids, enc.last_hidden_state, attention_mask=attention_mask,
+                          decoder_attention_mask=decoder_attention_mask, cache=cache,
+                          output_attentions=output_attentions)
+        logits = self.lm_head(dec.last_hidden_state)  # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
+                                   ignore_index=-100)
+        return Seq2SeqOutput(logits=logits, loss=loss,
+                             encoder_last_hidden_state=enc.last_hidden_state,
+                             encoder_attentions=enc.attentions,
+                             decoder_attentions=dec.attentions,
+                             cross_attentions=dec.cross_attentions, cache=dec.cache)
+
+    def new_cache(self) -> DecoderCache:
+        """An empty cache for incremental decoding with `decode`."""
+        return DecoderCache.empty(len(self.decoder.layers))
+
+    @torch.no_grad()
+    def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, *,
+                 max_new_tokens: int = 64, num_beams: int = 1,
+                 length_penalty: float = 0.6) -> Tensor:
+        """Greedy (num_beams=1) or beam-search output ids (B, <= max_new_tokens), without the
+        start token; finished rows are padded with pad_token_id."""
+        from attnlab.generation.beam import beam_search
+        from attnlab.generation.greedy import greedy_decode
+
+        if num_beams == 1:
+            return greedy_decode(self, input_ids, attention_mask, max_new_tokens=max_new_tokens)
+        out = beam_search(self, input_ids, attention_mask, beam_size=num_beams,
+                          length_penalty=length_penalty, max_new_tokens=max_new_tokens)
+        return out.sequences
