@@ -1,5 +1,6 @@
 """Text generation for decoder-only models (GPT-2 style): greedy or sampled, batched with left
-padding, with a KV cache so each step feeds one token.
+padding, with a KV cache so each step feeds one token (preallocated for the whole run by
+default, as Hugging Face's static cache; `preallocate_cache=False` grows it by concatenation).
 
 Sampling follows the usual pipeline on the last position's logits: repetition penalty (Keskar
 et al. 2019, CTRL), temperature, top-k, then nucleus / top-p (Holtzman et al. 2020).
@@ -70,6 +71,7 @@ def generate_steps(
     eos_token_id: int | None = None,
     pad_token_id: int | None = None,
     seed: int | None = None,
+    preallocate_cache: bool = True,
 ) -> Iterator[Tensor]:
     """Yield the next token of every row (B,) step by step (see `generate`)."""
     check_settings(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
@@ -93,7 +95,10 @@ def generate_steps(
     mask = attention_mask.long()
     # Left padding: real tokens count positions from 0; padding positions are never attended.
     positions = (mask.cumsum(-1) - 1).clamp_min(0)  # (B, T)
-    cache = model.new_cache()
+    # Preallocated: keys/values written in place into room for the whole run, not re-copied by
+    # torch.cat every step. Padding positions occupy cache slots too (they are masked out).
+    cache_length = min(T + max_new_tokens, config.max_seq_len)
+    cache = model.new_cache(cache_length if preallocate_cache else None)
     logits = model(input_ids, attention_mask=mask, position_ids=positions, cache=cache).logits
     sequences = input_ids
     finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
@@ -122,7 +127,9 @@ def generate(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None 
     """Prompt ids (B, T), left-padded where rows differ in length (attention_mask 0 on the
     padding), -> (B, T + n) with n <= max_new_tokens; rows that emitted EOS continue with
     `pad_token_id` (default: the EOS id). Settings: max_new_tokens, do_sample, temperature,
-    top_k, top_p, repetition_penalty, eos_token_id, pad_token_id, seed."""
+    top_k, top_p, repetition_penalty, eos_token_id, pad_token_id, seed, preallocate_cache
+    (default True: a KV cache preallocated for prompt + max_new_tokens positions; False: one
+    that grows by concatenation, the same tokens)."""
     steps = list(generate_steps(model, input_ids, attention_mask, **settings))
     return torch.cat([input_ids, torch.stack(steps, dim=1)], dim=1)
 

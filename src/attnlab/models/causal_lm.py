@@ -78,9 +78,13 @@ class CausalLM(PretrainedModel):
         loss = None if labels is None else next_token_loss(logits, labels)
         return CausalLMOutput(logits, loss, out.attentions, cache)
 
-    def new_cache(self) -> DecoderCache:
-        return DecoderCache.empty(self.config.n_layers)
-
+    def new_cache(self, max_length: int | None = None) -> DecoderCache:
+        """An empty cache for incremental decoding; `max_length` preallocates room for that many
+        positions (at most config.max_seq_len) instead of growing the keys/values each step."""
+        if max_length is not None and not 0 < max_length <= self.config.max_seq_len:
+            raise ValueError(f"max_length must be in [1, max_seq_len={self.config.max_seq_len}],"
+                             f" got {max_length}")
+        return DecoderCache.empty(self.config.n_layers, max_length=max_length)
 
     def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                  **settings) -> Tensor:

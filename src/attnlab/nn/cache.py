@@ -1,9 +1,14 @@
 """Key/value caches for incremental (autoregressive) decoding.
 
 A cache is an explicit object: passed into an attention forward and returned by it, never
-hidden on a module. Self-attention caches grow by the new keys/values each step; a
+hidden on a module. Self-attention caches hold the keys/values of every decoded position; a
 cross-attention cache is filled once from the encoder output and then reused, so the
 encoder-side projections run once per sentence instead of once per generated token.
+
+A self-attention cache either grows (`torch.cat` of the new keys each step: a fresh copy of
+everything cached, O(S) per step) or is preallocated with `max_length` positions, as in
+Hugging Face's StaticCache and llama/gpt-fast: one (B, Hkv, max_length, Dh) buffer, each step
+written in place by slice assignment, and attention reads the view of the filled positions.
 """
 
 from __future__ import annotations
@@ -17,47 +22,108 @@ from torch import Tensor
 class KVCache:
     """Keys and values of one attention layer, each (B, Hkv, S, Dh).
 
-    `cross=True` marks a cross-attention cache: once filled, `update` is not called again and
-    the attention module reuses `key`/`value` as they are.
+    Args:
+        cross: marks a cross-attention cache: once filled, `update` is not called again and
+            the attention module reuses `key`/`value` as they are.
+        max_length: preallocate room for this many positions on the first `update` (dtype and
+            device from the keys) and write later keys in place; None grows by concatenation.
+            Going past it is a ValueError.
     """
 
-    def __init__(self, *, cross: bool = False) -> None:
+    def __init__(self, *, cross: bool = False, max_length: int | None = None) -> None:
+        if max_length is not None:
+            if isinstance(max_length, bool) or not isinstance(max_length, int):
+                raise TypeError(f"max_length must be an int or None, got {max_length!r}")
+            if max_length <= 0:
+                raise ValueError(f"max_length must be positive, got {max_length}")
+            if cross:
+                raise ValueError("max_length is for self-attention caches; a cross-attention "
+                                 "cache is filled once, got cross=True with max_length="
+                                 f"{max_length}")
         self.cross = cross
-        self.key: Tensor | None = None
-        self.value: Tensor | None = None
+        self.max_length = max_length
+        # Growing: the cached tensors themselves. Preallocated: buffers of max_length positions
+        # of which the first `_length` are filled.
+        self._key: Tensor | None = None
+        self._value: Tensor | None = None
+        self._length = 0
+
+    @property
+    def key(self) -> Tensor | None:
+        """Cached keys (B, Hkv, S, Dh), or None when empty."""
+        if self._key is None or self.max_length is None:
+            return self._key
+        return self._key[:, :, : self._length]  # (B, Hkv, S, Dh) view of the buffer
+
+    @property
+    def value(self) -> Tensor | None:
+        """Cached values (B, Hkv, S, Dh), or None when empty."""
+        if self._value is None or self.max_length is None:
+            return self._value
+        return self._value[:, :, : self._length]  # (B, Hkv, S, Dh) view of the buffer
 
     @property
     def length(self) -> int:
         """Number of cached key positions S (0 when empty)."""
-        return 0 if self.key is None else self.key.size(2)
+        return self._length
 
     @property
     def is_filled(self) -> bool:
-        return self.key is not None
+        return self._key is not None
 
     def update(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
         """Append new keys/values (B, Hkv, T_new, Dh) and return all of them (B, Hkv, S, Dh)."""
-        if self.key is None or self.value is None:
-            self.key, self.value = key, value
-        else:
-            if key.shape[:2] != self.key.shape[:2] or key.size(-1) != self.key.size(-1):
-                raise ValueError(
-                    f"new keys {tuple(key.shape)} do not match the cache {tuple(self.key.shape)} "
-                    "on (batch, heads, head_dim)"
-                )
-            self.key = torch.cat([self.key, key], dim=2)  # (B, Hkv, S + T_new, Dh)
-            self.value = torch.cat([self.value, value], dim=2)  # (B, Hkv, S + T_new, Dh)
+        if self._key is not None and (
+            key.shape[:2] != self._key.shape[:2] or key.size(-1) != self._key.size(-1)
+        ):
+            raise ValueError(
+                f"new keys {tuple(key.shape)} do not match the cache {tuple(self._key.shape)} "
+                "on (batch, heads, head_dim)"
+            )
+        end = self._length + key.size(2)
+        if self.max_length is None:
+            if self._key is None or self._value is None:
+                self._key, self._value = key, value
+            else:
+                self._key = torch.cat([self._key, key], dim=2)  # (B, Hkv, S + T_new, Dh)
+                self._value = torch.cat([self._value, value], dim=2)  # (B, Hkv, S + T_new, Dh)
+            self._length = end
+            return self._key, self._value
+        if end > self.max_length:
+            raise ValueError(
+                f"KV cache capacity exceeded: max_length={self.max_length}, requested length "
+                f"{end} ({self._length} cached + {key.size(2)} new positions)"
+            )
+        if self._key is None or self._value is None:
+            B, Hkv, _, Dh = key.shape
+            self._key = key.new_empty(B, Hkv, self.max_length, Dh)  # (B, Hkv, max_length, Dh)
+            self._value = value.new_empty(B, Hkv, self.max_length, value.size(-1))
+        self._key[:, :, self._length : end] = key
+        self._value[:, :, self._length : end] = value
+        self._length = end
         return self.key, self.value
 
     def reorder(self, index: Tensor) -> None:
         """Select batch rows (beam search: keep the surviving hypotheses' histories)."""
-        if self.key is not None and self.value is not None:
-            self.key = self.key.index_select(0, index)
-            self.value = self.value.index_select(0, index)
+        if self._key is None or self._value is None:
+            return
+        if self.max_length is None:
+            self._key = self._key.index_select(0, index)
+            self._value = self._value.index_select(0, index)
+            return
+        # Copy only the filled positions into fresh buffers, so tensors returned earlier
+        # never change under their holders (as with the growing cache).
+        L = self._length
+        for name in ("_key", "_value"):
+            buffer: Tensor = getattr(self, name)
+            rows = buffer[:, :, :L].index_select(0, index)  # (B', Hkv, L, Dh)
+            fresh = buffer.new_empty(rows.size(0), *buffer.shape[1:])  # (B', Hkv, max_length, Dh)
+            fresh[:, :, :L] = rows
+            setattr(self, name, fresh)
 
     def __repr__(self) -> str:
         shape = None if self.key is None else tuple(self.key.shape)
-        return f"KVCache(cross={self.cross}, shape={shape})"
+        return f"KVCache(cross={self.cross}, max_length={self.max_length}, shape={shape})"
 
 
 @dataclass
@@ -75,8 +141,11 @@ class DecoderCache:
     layers: list[DecoderLayerCache]
 
     @classmethod
-    def empty(cls, n_layers: int) -> DecoderCache:
-        return cls([DecoderLayerCache() for _ in range(n_layers)])
+    def empty(cls, n_layers: int, max_length: int | None = None) -> DecoderCache:
+        """Empty caches for `n_layers` layers; `max_length` preallocates every self-attention
+        cache for that many positions (cross-attention caches are filled once either way)."""
+        return cls([DecoderLayerCache(self_attn=KVCache(max_length=max_length))
+                    for _ in range(n_layers)])
 
     @property
     def length(self) -> int:
