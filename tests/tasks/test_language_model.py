@@ -1,13 +1,15 @@
 """`attnlab train lm`: learns, resumes exactly, writes a folder transformers and `generate`
-load, and refuses bad input clearly."""
+load (byte-level BPE or characters), and refuses bad input clearly."""
 
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
 import torch
+from tokenizers import Tokenizer
 
 from attnlab.cli.main import main
 from attnlab.data.parallel import DataError
@@ -78,3 +80,24 @@ def test_bad_input_is_a_clear_error(tmp_path):
     tiny.write_text("a b\n")
     with pytest.raises(DataError, match="fewer than --block-size"):
         train_language_model(settings(tiny, tmp_path / "z", block_size=64))
+
+
+def test_character_tokenizer_trains_and_generates(text_file, tmp_path, capsys):
+    out = tmp_path / "chars"
+    assert main(["train", "lm", "--text", str(text_file), "--out", str(out), "--tokenizer",
+                 "chars", "--block-size", "32", "--batch-size", "8", "--max-steps", "30",
+                 "--warmup-steps", "5", "--save-every", "0", "--lr", "3e-3"]) == 0
+    capsys.readouterr()
+    text = text_file.read_text(encoding="utf-8")
+    tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+    assert tokenizer.get_vocab_size() == 2 + len(set(text))  # EOS, <unk>, the characters
+    assert tokenizer.decode(tokenizer.encode(text).ids) == text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tokenizer"] == "chars" and metrics["vocab_size"] == 2 + len(set(text))
+    assert metrics["valid_loss"] < math.log(metrics["vocab_size"])  # better than uniform
+    assert main(["generate", "--model", str(out), "--prompt", "the café", "--max-new-tokens",
+                 "20", "--do-sample", "--seed", "0"]) == 0
+    generated = capsys.readouterr().out
+    assert generated.startswith("the café") and len(generated) > len("the café\n")
+    with pytest.raises(ValueError, match="tokenizer must be one of"):
+        LMSettings(text="x", tokenizer="words")

@@ -1,7 +1,9 @@
-"""Train a model. `attnlab train lm --text FILE`: a GPT-2 / LLaMA style language model.
-`attnlab train translate`: the encoder-decoder Transformer on the built-in
+"""Train a model. `attnlab train translate`: the encoder-decoder Transformer on the built-in
 corpus (default) or on your own parallel corpus (`--data DIR --src-lang xx --tgt-lang yy`,
 files {train,valid,test}.{xx,yy}; or `--tsv` with {train,valid,test}.tsv).
+`attnlab train lm --text FILE [--tokenizer chars]`: a GPT-2 / LLaMA style language model;
+`mlm --text FILE`: BERT pre-training; `classify --data DIR [--init BERT_DIR]`: a classifier
+(from scratch, or fine-tuning a pre-trained BERT). See `attnlab train TASK --help`.
 
 Ctrl-C saves a resumable checkpoint and stops; `--resume` continues the same run exactly.
 """
@@ -89,75 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="model config override, e.g. --set norm_first=true --set dropout=0.2")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
-    add_lm_arguments(tasks)
-    add_classify_arguments(tasks)
-    add_mlm_arguments(tasks)
+    from attnlab.cli.train_family import add_family_tasks
 
-
-def add_family_task(tasks, name: str, defaults, presets: list[str], input_flag: str,
-                    input_help: str, **parser_options) -> argparse.ArgumentParser:
-    """A `train` sub-command for a model family task (lm, mlm, classify) with the flags they
-    share; the caller adds its own."""
-    p = tasks.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                         **parser_options)
-    p.add_argument(input_flag, required=True, help=input_help)
-    p.add_argument("--out", default=defaults.out, help="output folder")
-    p.add_argument("--preset", default=defaults.preset, choices=presets)
-    p.add_argument("--vocab-size", type=positive_int, default=defaults.vocab_size)
-    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
-    p.add_argument("--max-steps", type=positive_int, default=defaults.max_steps)
-    p.add_argument("--time-budget", type=positive_float, default=None)
-    p.add_argument("--lr", type=positive_float, default=defaults.lr,
-                   help="peak AdamW learning rate")
-    p.add_argument("--warmup-steps", type=positive_int, default=defaults.warmup_steps)
-    p.add_argument("--eval-every", type=int, default=defaults.eval_every)
-    p.add_argument("--save-every", type=int, default=defaults.save_every)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    return p
-
-
-def add_mlm_arguments(tasks) -> None:
-    from attnlab.tasks.masked_lm import MLMSettings
-
-    d = MLMSettings()
-    m = add_family_task(
-        tasks, "mlm", d, list_models("bert"), "--text", "UTF-8 text file",
-        help="masked-LM pre-training of a BERT-style encoder on a text file",
-        description="BERT's masked language modelling (15%%: 80%% [MASK], 10%% random, 10%% "
-                    "kept) on a UTF-8 text file with a byte-level BPE.")
-    m.add_argument("--block-size", type=positive_int, default=d.block_size)
-    m.add_argument("--mask-prob", type=float, default=d.mask_prob)
-
-
-def add_classify_arguments(tasks) -> None:
-    from attnlab.tasks.classification import ClassifySettings
-
-    d = ClassifySettings()
-    c = add_family_task(
-        tasks, "classify", d, list_models("bert"), "--data",
-        "folder with train.tsv and valid.tsv",
-        help="text classification with a BERT-style encoder (TSV files)",
-        description="Train a BERT-style encoder from scratch on DIR/train.tsv and "
-                    "DIR/valid.tsv (optional DIR/test.tsv), one `text<TAB>label` per line.")
-    c.add_argument("--max-len", type=positive_int, default=d.max_len,
-                   help="subwords per text (longer texts are truncated)")
-
-
-def add_lm_arguments(tasks) -> None:
-    from attnlab.tasks.language_model import LMSettings
-
-    d = LMSettings()
-    lm = add_family_task(
-        tasks, "lm", d, list_models("gpt2") + list_models("llama"), "--text",
-        "UTF-8 text file to train on",
-        help="decoder-only language model on a text file (GPT-2 / LLaMA style)",
-        description="Train a GPT-2 or LLaMA style model on a UTF-8 text file with a byte-level "
-                    "BPE; the folder then works with `attnlab generate` and transformers.")
-    lm.add_argument("--block-size", type=positive_int, default=d.block_size,
-                    help="tokens of context per training window")
-    lm.add_argument("--grad-accum", type=positive_int, default=d.grad_accum)
-    lm.add_argument("--precision", default=d.precision, choices=["auto", "fp32", "bf16"])
+    add_family_tasks(tasks)
 
 
 EPILOG = """examples:
@@ -193,64 +129,11 @@ def settings_from_args(args: argparse.Namespace) -> TranslationSettings:
     return settings_from_dict(values, "command line")
 
 
-def run_family_task(args: argparse.Namespace, settings_class, train) -> dict | None:
-    """Settings from the parsed flags, then train; None (after saying how to resume) when
-    Ctrl-C stopped the run."""
-    names = set(settings_class.__dataclass_fields__)
-    settings = settings_class(**{k: v for k, v in vars(args).items() if k in names})
-    metrics = train(settings, resume=args.resume)
-    if metrics.get("stopped_by") == "interrupt":
-        print(f"interrupted at step {metrics['step']}: resume with the same "
-              f"`attnlab train {args.task}` command plus --resume", file=sys.stderr)
-        return None
-    return metrics
-
-
-def run_lm(args: argparse.Namespace) -> int:
-    from attnlab.tasks.language_model import LMSettings, train_language_model
-
-    metrics = run_family_task(args, LMSettings, train_language_model)
-    if metrics is None:
-        return 130
-    print(f"validation loss {metrics['valid_loss']:.3f} (perplexity "
-          f"{metrics['valid_perplexity']:.1f}); {metrics['steps']} steps in "
-          f"{metrics['train_seconds']:.0f}s, {metrics['train_tokens_per_second']:,} tokens/s; "
-          f"try `attnlab generate --model {args.out} --prompt ...`")
-    return 0
-
-
-def run_classify(args: argparse.Namespace) -> int:
-    from attnlab.tasks.classification import ClassifySettings, train_classifier
-
-    metrics = run_family_task(args, ClassifySettings, train_classifier)
-    if metrics is None:
-        return 130
-    test = metrics.get("test_accuracy")
-    print(f"validation accuracy {metrics['valid_accuracy']:.1%}"
-          + ("" if test is None else f", test accuracy {test:.1%}")
-          + f"; {metrics['steps']} steps in {metrics['train_seconds']:.0f}s; model in {args.out}")
-    return 0
-
-
-def run_mlm(args: argparse.Namespace) -> int:
-    from attnlab.tasks.masked_lm import MLMSettings, train_masked_lm
-
-    metrics = run_family_task(args, MLMSettings, train_masked_lm)
-    if metrics is None:
-        return 130
-    print(f"masked-token accuracy {metrics['valid_masked_accuracy']:.1%}, loss "
-          f"{metrics['valid_loss']:.3f}; {metrics['steps']} steps in "
-          f"{metrics['train_seconds']:.0f}s; model in {args.out}")
-    return 0
-
-
 def run(args: argparse.Namespace) -> int:
-    if args.task == "lm":
-        return run_lm(args)
-    if args.task == "classify":
-        return run_classify(args)
-    if args.task == "mlm":
-        return run_mlm(args)
+    if args.task in ("lm", "mlm", "classify"):
+        from attnlab.cli.train_family import run_family
+
+        return run_family(args)
     settings = settings_from_args(args)
     if args.resume:
         # The run continues with the settings it started with; only the budget may change.

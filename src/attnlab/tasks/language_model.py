@@ -1,7 +1,9 @@
 """Train a decoder-only language model (GPT-2 or LLaMA style) on a text file.
 
-text file -> byte-level BPE (`tokenizers`, so any UTF-8 text round-trips) -> one token stream,
-the last `valid_fraction` held out -> random windows of `block_size + 1` tokens -> Trainer
+text file -> byte-level BPE (`tokenizers`, so any UTF-8 text round-trips) or, with
+`tokenizer="chars"`, one token per character (also `tokenizers`; characters the text lacks
+become <unk>) -> one token stream, the last `valid_fraction` held out -> random windows of
+`block_size + 1` tokens -> Trainer
 (AdamW, linear warmup + cosine decay, clipping, accumulation, checkpoints, exact resume) ->
 a folder `transformers` and `attnlab generate` both load (config.json, model.safetensors,
 tokenizer.json) plus metrics.json (validation loss and perplexity) and a loss curve.
@@ -30,9 +32,11 @@ from attnlab.tasks.common import (
     train_byte_bpe,
     write_metrics,
 )
+from attnlab.tokenizers.chars import train_char_tokenizer
 from attnlab.training.trainer import resolve_precision
 
 EOS = "<|endoftext|>"
+TOKENIZERS = ("bpe", "chars")
 
 
 @dataclass
@@ -42,7 +46,8 @@ class LMSettings:
     text: str = ""
     out: str = "runs/lm"
     preset: str = "gpt2-tiny"
-    vocab_size: int = 2000
+    tokenizer: str = "bpe"  # "bpe" (byte-level) or "chars" (one token per character)
+    vocab_size: int = 2000  # BPE size; with chars, the most tokens kept (rarest chars -> <unk>)
     block_size: int = 128
     batch_size: int = 16
     grad_accum: int = 1
@@ -66,14 +71,20 @@ class LMSettings:
             raise ValueError(f"valid_fraction must be in (0, 0.5), got {self.valid_fraction}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {list(TOKENIZERS)}, "
+                             f"got {self.tokenizer!r}")
         decoder_only = list_models("gpt2") + list_models("llama")
         if self.preset not in decoder_only:
             raise ValueError(f"preset must be a decoder-only model, one of {decoder_only}, "
                              f"got {self.preset!r}")
 
 
-def train_tokenizer(lines: list[str], vocab_size: int) -> Tokenizer:
-    """Byte-level BPE (GPT-2's scheme) with the end-of-text token as id 0."""
+def train_tokenizer(lines: list[str], vocab_size: int, kind: str = "bpe") -> Tokenizer:
+    """Byte-level BPE (GPT-2's scheme) or a character vocabulary (of at most `vocab_size`
+    tokens, newline included), with the end-of-text token as id 0."""
+    if kind == "chars":
+        return train_char_tokenizer((ln + "\n" for ln in lines), [EOS], max_size=vocab_size)
     return train_byte_bpe(lines, vocab_size, [EOS])
 
 
@@ -147,7 +158,7 @@ def train_language_model(settings: LMSettings, resume: bool = False) -> dict[str
         tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
         model = from_pretrained(out)
     else:
-        tokenizer = train_tokenizer(lines, settings.vocab_size)
+        tokenizer = train_tokenizer(lines, settings.vocab_size, settings.tokenizer)
         eos = tokenizer.token_to_id(EOS)
         model = build_model(settings.preset, vocab_size=tokenizer.get_vocab_size(),
                             bos_token_id=eos, eos_token_id=eos,
@@ -172,7 +183,8 @@ def train_language_model(settings: LMSettings, resume: bool = False) -> dict[str
         "train_seconds": round(result.train_seconds, 1), "train_tokens": result.train_tokens,
         "train_tokens_per_second": round(result.tokens_per_second),
         "params": model.num_parameters(), "preset": settings.preset,
-        "vocab_size": tokenizer.get_vocab_size(), "train_stream_tokens": int(train.numel()),
+        "tokenizer": settings.tokenizer, "vocab_size": tokenizer.get_vocab_size(),
+        "train_stream_tokens": int(train.numel()),
         "valid_stream_tokens": int(valid.numel()), "evaluations": result.evaluations,
     }
     write_metrics(out, metrics)
