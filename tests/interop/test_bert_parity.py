@@ -101,3 +101,25 @@ def test_only_the_pooler_may_be_missing_from_a_folder(tmp_path):
               str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match=r"missing=\['classifier.bias', 'classifier.weight'\]"):
         attnlab.from_pretrained(tmp_path)
+
+
+def test_bare_bert_model_folder_loads_without_a_head(tmp_path):
+    """A transformers BertModel folder has no masked-LM head; its encoder loads, while a
+    BertForMaskedLM folder that lost its head is still refused."""
+    torch.manual_seed(5)
+    hf = perturb(transformers.BertModel(transformers.BertConfig(**TINY)))
+    hf.save_pretrained(tmp_path / "bare")
+    ours = attnlab.from_pretrained(tmp_path / "bare")
+    ids = torch.randint(5, TINY["vocab_size"], (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids).last_hidden_state, hf(ids).last_hidden_state,
+                                   atol=1e-4, rtol=1e-4)
+    mlm = transformers.BertForMaskedLM(transformers.BertConfig(**TINY))
+    mlm.save_pretrained(tmp_path / "mlm")
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(tmp_path / "mlm" / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if not k.startswith("cls.")},
+              tmp_path / "mlm" / "model.safetensors")
+    with pytest.raises(ValueError, match="mlm_"):
+        attnlab.from_pretrained(tmp_path / "mlm")

@@ -10,8 +10,16 @@ from torch import Tensor, nn
 from attnlab.models.bert import BertConfig
 
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "relu": "relu"}
-# BertForMaskedLM checkpoints have no pooler; the pooler then keeps its initial weights.
-OPTIONAL_PREFIXES = ("pooler.",)
+
+
+def optional_prefixes(hf: dict[str, Any]) -> tuple[str, ...]:
+    """Weights a folder may lack: BertForMaskedLM has no pooler, and a bare BertModel has no
+    head at all (the missing parts keep their initial weights)."""
+    architectures = hf.get("architectures") or []
+    with_head = ("MaskedLM", "PreTraining", "SequenceClassification")
+    if any(kind in a for a in architectures for kind in with_head):
+        return ("pooler.",)
+    return ("pooler.", "mlm_")
 
 
 def config_from_hf(hf: dict[str, Any]) -> BertConfig:

@@ -22,7 +22,7 @@ from attnlab.interop import bert, gpt2, llama, t5
 from attnlab.serialization import atomic_write
 
 # HF model_type -> module with config_from_hf, config_to_hf, state_dict_from_hf, state_dict_to_hf
-# (and optionally OPTIONAL_PREFIXES: our weight names its checkpoints may lack)
+# (and optionally optional_prefixes(config values): our weight names a folder may lack)
 FAMILIES: dict[str, ModuleType] = {"gpt2": gpt2, "llama": llama, "mistral": llama,
                                    "qwen2": llama, "bert": bert, "t5": t5}
 
@@ -37,7 +37,7 @@ def _read_config(directory: Path) -> dict:
         raise ValueError(f"{path}: invalid JSON ({error})") from None
 
 
-def _read_weights(directory: Path) -> dict[str, Tensor]:
+def read_weights(directory: Path) -> dict[str, Tensor]:
     safetensors_path, bin_path = directory / "model.safetensors", directory / "pytorch_model.bin"
     if safetensors_path.is_file():
         try:
@@ -70,13 +70,14 @@ def from_pretrained(directory: str | Path) -> nn.Module:
     from attnlab.models.io import model_types
 
     model = model_types()[type(config).model_type](config)
-    state = family.state_dict_from_hf(_read_weights(directory), config)
+    state = family.state_dict_from_hf(read_weights(directory), config)
     expected = model.state_dict()
     head = getattr(model, "lm_head", None)
     tied = {"lm_head.weight"} if head is not None and head.weight is model.embed_tokens.weight \
         else set()
     # Weights a family's checkpoints may lack keep their initial values.
-    optional = {k for k in expected if k.startswith(getattr(family, "OPTIONAL_PREFIXES", ()))}
+    prefixes = family.optional_prefixes(values) if hasattr(family, "optional_prefixes") else ()
+    optional = {k for k in expected if k.startswith(prefixes)}
     missing = sorted(set(expected) - set(state) - tied - optional)
     mismatched = sorted(f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
                         for k, v in state.items() if k in expected and v.shape != expected[k].shape)

@@ -24,7 +24,7 @@ from tokenizers import Tokenizer
 from torch import Tensor
 
 from attnlab.interop import bert as hf_bert
-from attnlab.interop.hf_folder import _read_weights, from_pretrained
+from attnlab.interop.hf_folder import from_pretrained, read_weights
 from attnlab.models.bert import Bert, BertConfig
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def read_bert(directory: Path) -> tuple[BertConfig, dict[str, Tensor]]:
         model = from_pretrained(directory)
         return model.config, model.state_dict()
     config = hf_bert.config_from_hf(values)
-    return config, hf_bert.state_dict_from_hf(_read_weights(directory), config)
+    return config, hf_bert.state_dict_from_hf(read_weights(directory), config)
 
 
 def encoder_with_new_head(directory: str | Path, num_labels: int,
