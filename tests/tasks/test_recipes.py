@@ -90,7 +90,7 @@ def test_device_and_precision_resolution():
     ("label_smoothing", 1.0, r"label_smoothing must be in \[0, 1\), got 1.0"),
     ("precision", "fp16", "precision must be auto, fp32 or bf16"),
     ("average_last", 9, "average_last=9 needs keep_last >= it"),
-    ("preset", "gpt2", "preset must be an encoder-decoder Transformer"),
+    ("preset", "gpt2", "preset must be an encoder-decoder model"),
 ])
 def test_bad_settings_name_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):

@@ -40,6 +40,11 @@ from attnlab.training.trainer import (
 log = logging.getLogger(__name__)
 
 
+# Model families the translation task trains: the 2017 Transformer and the RNN / ConvS2S
+# baselines share its interface (encode, decode, lm_head, new_cache, label_smoothing).
+SEQ2SEQ_TYPES = ("transformer", "rnn", "convs2s")
+
+
 @dataclass
 class TranslationSettings:
     """Everything `attnlab train translate` takes; saved as `train_settings.json`."""
@@ -93,9 +98,10 @@ class TranslationSettings:
                              f"and {self.time_budget}")
         from attnlab.models import list_models
 
-        if self.preset not in list_models("transformer"):
-            raise ValueError(f"preset must be an encoder-decoder Transformer, one of "
-                             f"{list_models('transformer')}, got {self.preset!r}")
+        presets = [name for kind in SEQ2SEQ_TYPES for name in list_models(kind)]
+        if self.preset not in presets:
+            raise ValueError(f"preset must be an encoder-decoder model, one of {presets}, "
+                             f"got {self.preset!r}")
         if self.average_last > self.keep_last:
             raise ValueError(f"average_last={self.average_last} needs keep_last >= it, "
                              f"got keep_last={self.keep_last}")
