@@ -12,11 +12,12 @@ from typing import Any
 
 from torch import nn
 
-from attnlab.models import conv
+from attnlab.models import conv, rnn
 from attnlab.models.bert import Bert
 from attnlab.models.conv import ConvS2S
 from attnlab.models.gpt import GPT
 from attnlab.models.llama import Llama
+from attnlab.models.rnn import RNNSeq2Seq
 from attnlab.models.t5 import T5
 from attnlab.models.transformer import Transformer
 
@@ -107,7 +108,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 # Baselines of issue 6 keep their presets beside their code: name -> (values, source).
-for _model_class, _presets in ((ConvS2S, conv.PRESETS),):
+for _model_class, _presets in ((RNNSeq2Seq, rnn.PRESETS), (ConvS2S, conv.PRESETS)):
     PRESETS.update({name: Preset(_model_class, values, source)
                     for name, (values, source) in _presets.items()})
 
@@ -139,5 +140,5 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     return PRESETS[name].model_class(config)
 
 
-__all__ = ["GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "Preset", "T5", "Transformer",
-           "build_model", "get_config", "list_models"]
+__all__ = ["GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "Preset", "RNNSeq2Seq", "T5",
+           "Transformer", "build_model", "get_config", "list_models"]

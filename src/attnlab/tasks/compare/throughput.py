@@ -1,0 +1,74 @@
+"""Training cost against sequence length: tokens per second of a forward + backward step and
+the allocator's peak memory during it, for each architecture, at a fixed token count per batch.
+
+Timing runs the architectures round-robin (a slow moment of a shared machine hits them all)
+and keeps the median. Peak memory is read from the PyTorch profiler's allocation events: the
+high-water mark of bytes allocated by the step (activations, gradients, workspaces; weights
+already held are not counted), on CPU as on GPU.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+
+
+def random_batch(vocab_size: int, batch: int, length: int, seed: int = 0) -> dict[str, Any]:
+    """Source and target ids (B, L) of real tokens (ids 4.. avoid the special tokens)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, vocab_size, (batch, length), generator=g)
+    labels = torch.randint(4, vocab_size, (batch, length), generator=g)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+
+def train_step(model: nn.Module, batch: dict[str, Any]) -> None:
+    model.zero_grad(set_to_none=True)
+    model(**batch).loss.backward()
+
+
+def peak_bytes(fn: Callable[[], None]) -> int:
+    """High-water mark of bytes allocated while `fn` runs (profiler memory events)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    current = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        current += event.self_cpu_memory_usage
+        peak = max(peak, current)
+    return peak
+
+
+def measure(models: dict[str, nn.Module], vocab_size: int, lengths: list[int], *,
+            tokens_per_batch: int = 2048, repeats: int = 3,
+            progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """One record per (architecture, length): tokens/s (median) and peak MiB of a step."""
+    records = []
+    for length in lengths:
+        batch_size = max(1, tokens_per_batch // length)
+        batch = random_batch(vocab_size, batch_size, length)
+        tokens = batch_size * length * 2  # source + target positions processed
+        for model in models.values():
+            model.train()
+            train_step(model, batch)  # warm-up: allocator, kernel selection
+        times: dict[str, list[float]] = {name: [] for name in models}
+        for _ in range(repeats):
+            for name, model in models.items():
+                start = time.perf_counter()
+                train_step(model, batch)
+                times[name].append(time.perf_counter() - start)
+        for name, model in models.items():
+            if progress:
+                progress(f"{name} L={length}")
+            seconds = statistics.median(times[name])
+            records.append({
+                "model": name, "length": length, "batch": batch_size,
+                "tokens_per_second": tokens / seconds, "step_seconds": seconds,
+                "peak_mib": peak_bytes(lambda m=model, b=batch: train_step(m, b)) / 2**20,
+            })
+            model.zero_grad(set_to_none=True)
+    return records
