@@ -80,10 +80,20 @@ def _fake_results(lstm_speed: float) -> dict:
 
 def test_notes_say_where_the_folklore_fails():
     text = "\n".join(notes(_fake_results(lstm_speed=300.0)))
-    assert "rnn-luong trains 3.0x faster than the Transformer at L=16" in text
-    assert "needs less memory than the Transformer at L=512" in text
+    assert "rnn-luong trains faster than the Transformer at L = 16, 512" in text
+    assert "(3.0x at L=16)" in text
+    assert "peak memory barely grows from L=16 to L=512" in text  # 50 -> 50 MiB
     assert "faster than the Transformer" not in "\n".join(notes(_fake_results(50.0)))
     assert "| rnn-luong |" in markdown(_fake_results(300.0))
+
+
+def test_learning_rate_scale_reaches_the_stated_peak():
+    from attnlab.tasks.compare.study import lr_scale_for
+    from attnlab.training.schedule import inverse_sqrt_warmup
+
+    scale = lr_scale_for(0.005, d_model=144, warmup_steps=100)
+    assert inverse_sqrt_warmup(100, d_model=144, warmup_steps=100, scale=scale) == \
+        pytest.approx(0.005)
 
 
 def test_settings_are_checked():

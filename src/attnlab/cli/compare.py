@@ -3,7 +3,7 @@ sequence length, Table 1 (sequential operations, path length) counted on real la
 equal time and parameter budget, and long-range probes (copy, reverse, key-value recall).
 
     attnlab compare --quick --out runs/compare          # about 10 minutes on 2 CPU cores
-    attnlab compare --out runs/compare                   # 3 seeds, 5-minute BLEU budgets
+    attnlab compare --out runs/compare                   # 3 seeds, 150 s BLEU budgets
     attnlab compare --parts cost table1 --archs transformer rnn-bahdanau
 
 Writes results.json (after every part, so an interrupted run keeps what finished),
@@ -40,9 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=positive_int, default=None,
                         help="seeds per BLEU run and probe (default 3; --quick 1)")
     parser.add_argument("--bleu-seconds", type=positive_float, default=None,
-                        help="training seconds per architecture and seed (default 300; quick 45)")
+                        help="training seconds per architecture and seed (default 150; quick 60)")
     parser.add_argument("--probe-seconds", type=positive_float, default=None,
-                        help="training seconds per probe (default 60; quick 12)")
+                        help="training seconds per probe (default 30; quick 8)")
     parser.add_argument("--lengths", type=positive_int, nargs="+", default=None,
                         help="sequence lengths for the cost part (default 16 ... 512)")
 

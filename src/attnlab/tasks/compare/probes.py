@@ -121,7 +121,7 @@ def score(model: nn.Module, task: str, d: int, spec: ProbeSpec, *, examples: int
 
 def run_probe(build: Callable[[int], nn.Module], task: str, distances: list[int], *,
               seconds: float, seed: int = 0, spec: ProbeSpec | None = None,
-              lr: float = 1e-3, batch_size: int = 32) -> dict[str, Any]:
+              lr: float = 3e-3, batch_size: int = 32) -> dict[str, Any]:
     """Train `build(vocab_size)` on the task for `seconds`, then score every distance."""
     spec = spec or ProbeSpec()
     torch.manual_seed(seed)

@@ -167,31 +167,38 @@ def notes(results: dict[str, Any]) -> list[str]:
     """Where the measurement disagrees with the folklore, or agrees only in part."""
     found = []
     cost = _cost_by(results)
-    if "transformer" in cost:
-        ref = cost["transformer"]
+    ref = cost.get("transformer")
+    if ref:
         for arch, rows in cost.items():
-            if arch == "transformer":
-                continue
-            for length in sorted(rows):
-                if length in ref and rows[length]["tokens_per_second"] > \
-                        ref[length]["tokens_per_second"]:
-                    ratio = rows[length]["tokens_per_second"] / ref[length]["tokens_per_second"]
-                    found.append(f"{arch} trains {ratio:.1f}x faster than the Transformer at "
-                                 f"L={length} on this machine: recurrence/convolution is not "
-                                 "slower everywhere; at short lengths attention's fixed costs "
-                                 "dominate.")
-                    break
-            longest = max(rows)
-            if longest in ref and rows[longest]["peak_mib"] < ref[longest]["peak_mib"]:
-                found.append(f"{arch} needs less memory than the Transformer at L={longest} "
-                             f"({rows[longest]['peak_mib']:,.0f} vs "
-                             f"{ref[longest]['peak_mib']:,.0f} MiB): attention's n^2 scores.")
+            if not arch.startswith("rnn"):
+                continue  # a fast convolution is the ConvS2S paper's own claim, not a surprise
+            faster = [n for n in sorted(rows) if n in ref and
+                      rows[n]["tokens_per_second"] > ref[n]["tokens_per_second"]]
+            if faster:
+                ratio = rows[faster[0]]["tokens_per_second"] / ref[faster[0]]["tokens_per_second"]
+                found.append(f"{arch} trains faster than the Transformer at L = "
+                             f"{', '.join(map(str, faster))} on this machine ({ratio:.1f}x at "
+                             f"L={faster[0]}): the folklore has recurrence as the slow one; on a "
+                             "2-core CPU the fused LSTM kernel is not starved for parallelism.")
+        short, long = min(ref), max(ref)
+        growth = ref[long]["peak_mib"] / ref[short]["peak_mib"]
+        if growth < 1.5:
+            found.append(f"The Transformer's peak memory barely grows from L={short} to "
+                         f"L={long} at equal tokens per batch ({ref[short]['peak_mib']:,.0f} -> "
+                         f"{ref[long]['peak_mib']:,.0f} MiB): the fused attention kernel never "
+                         "stores the n x n scores, so attention's O(n^2) is compute here, not "
+                         "memory.")
     bleu = results.get("bleu", {})
     if "transformer" in bleu:
+        t = bleu["transformer"]["bleu"]
         for arch, run in bleu.items():
-            if arch != "transformer" and run["bleu"]["mean"] > bleu["transformer"]["bleu"]["mean"]:
+            b = run["bleu"]
+            if arch != "transformer" and b["mean"] > t["mean"]:
+                separated = b["n"] > 1 and b["min"] > t["max"]
                 found.append(f"{arch} beats the Transformer on BLEU at this budget "
-                             f"({_pm(run['bleu'])} vs {_pm(bleu['transformer']['bleu'])}).")
+                             f"({_pm(b)} vs {_pm(t)}"
+                             + (", every seed)" if separated else
+                                "; within the seed spread)" if b["n"] > 1 else "; one seed)"))
     if not found:
         found.append("No measurement here contradicts the usual account.")
     return ["## Notes", "", *(f"- {n}" for n in found), ""]
