@@ -65,7 +65,7 @@ class CompareSettings:
     table1_lengths: list[int] = field(default_factory=lambda: [8, 16, 32, 64])
     bleu_seconds: float = 150.0
     train_size: int = 60_000
-    test_size: int = 1000
+    test_size: int = 500
     vocab_size: int = 4000
     beam_size: int = 4
     warmup_steps: int = 300
