@@ -226,6 +226,7 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
             ax_mem.plot(lengths, [rows[n]["peak_mib"] for n in lengths], "o-", label=arch)
         for ax, label in ((ax_speed, "training tokens/s"), (ax_mem, "peak MiB per step")):
             ax.set(xscale="log", yscale="log", xlabel="sequence length", ylabel=label)
+            _integer_ticks(ax, sorted({n for rows in cost.values() for n in rows}))
             ax.grid(alpha=0.3)
         ax_speed.legend(fontsize=8)
         written.append(_save(fig, out / "cost.png"))
@@ -255,6 +256,8 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
                 ax.errorbar(ds, [by[d]["mean"] for d in ds], yerr=[by[d]["std"] for d in ds],
                             marker="o", label=arch, capsize=2)
             ax.set(xscale="log", xlabel="distance d", title=task, ylim=(-0.02, 1.02))
+            _integer_ticks(ax, sorted({int(d) for t in results["probes"].values()
+                                       for d in t[task]["by_distance"]}))
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("accuracy")
         axes[0].legend(fontsize=8)
@@ -268,10 +271,17 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
                          label=kind)
         for ax, label in ((ax_seq, "sequential steps per layer"), (ax_path, "max path length")):
             ax.set(xscale="log", yscale="log", xlabel="n (positions)", ylabel=label)
+            _integer_ticks(ax, ns)
             ax.grid(alpha=0.3)
         ax_seq.legend(fontsize=8)
         written.append(_save(fig, out / "table1.png"))
     return written
+
+
+def _integer_ticks(ax, values: list[int]) -> None:
+    """Label a log x-axis at the measured values, as plain integers."""
+    ax.set_xticks(values, [str(v) for v in values])
+    ax.minorticks_off()
 
 
 def _save(fig, path: Path) -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,8 @@ def run_compare(s: CompareSettings) -> dict[str, Any]:
 
     out = Path(s.out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"settings": asdict(s), "machine": machine_info()}
+    results: dict[str, Any] = {"command": " ".join(["attnlab", *sys.argv[1:]]),
+                               "settings": asdict(s), "machine": machine_info()}
     with tqdm(total=len(s.parts), desc="compare", unit="part") as bar:
         for part in s.parts:
             if part == "cost":
