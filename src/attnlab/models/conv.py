@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.models.common import PretrainedModel, check_input_ids, check_positive_ints, shift_right
-from attnlab.models.transformer import Seq2SeqOutput
+from attnlab.models.common import check_input_ids, check_positive_ints
+from attnlab.models.seq2seq import EncoderDecoderModel
 from attnlab.nn.position import POSITION
 
 SQRT_HALF = math.sqrt(0.5)  # keeps the variance of a sum of two unit-variance terms (sec. 3.4)
@@ -211,7 +211,7 @@ class ConvDecoder(ConvStack):
         return ConvOutput(h, tuple(weights) if output_attentions else None, cache)
 
 
-class ConvS2S(PretrainedModel):
+class ConvS2S(EncoderDecoderModel):
     """ConvS2S. forward(input_ids, decoder_input_ids, attention_mask, decoder_attention_mask,
     labels) -> Seq2SeqOutput(logits (B, T, V), loss); encode / decode / lm_head / new_cache for
     greedy and beam search."""
@@ -272,28 +272,6 @@ class ConvS2S(PretrainedModel):
         if mask is None:
             mask = memory.new_ones(memory.shape[:2], dtype=torch.bool)  # (B, S)
         return self.decoder(decoder_input_ids, memory, mask, cache, output_attentions)
-
-    def forward(self, input_ids: Tensor, decoder_input_ids: Tensor | None = None,
-                attention_mask: Tensor | None = None, decoder_attention_mask: Tensor | None = None,
-                labels: Tensor | None = None, *, output_attentions: bool = False,
-                cache: ConvDecoderCache | None = None) -> Seq2SeqOutput:
-        if decoder_input_ids is None:
-            if labels is None:
-                raise ValueError("pass decoder_input_ids, or labels to derive them from")
-            decoder_input_ids = shift_right(labels, self.config.decoder_start_token_id,
-                                            self.config.pad_token_id)
-        enc = self.encode(input_ids, attention_mask)
-        dec = self.decode(decoder_input_ids, enc.last_hidden_state,
-                          attention_mask=attention_mask, cache=cache,
-                          output_attentions=output_attentions)
-        logits = self.lm_head(dec.last_hidden_state)  # (B, T, V)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
-                                   ignore_index=-100, label_smoothing=self.config.label_smoothing)
-        return Seq2SeqOutput(logits=logits, loss=loss,
-                             encoder_last_hidden_state=enc.last_hidden_state,
-                             cross_attentions=dec.cross_attentions, cache=dec.cache)
 
     def new_cache(self) -> ConvDecoderCache:
         """An empty cache for incremental decoding with `decode`."""

@@ -38,12 +38,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from attnlab.models.common import PretrainedModel, check_input_ids, check_positive_ints, shift_right
-from attnlab.models.transformer import Seq2SeqOutput
+from attnlab.models.common import check_input_ids, check_positive_ints
+from attnlab.models.seq2seq import EncoderDecoderModel
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.cache import KVCache
 from attnlab.nn.functional import padding_mask
@@ -157,7 +156,7 @@ def reverse_rows(x: Tensor, lengths: Tensor | None) -> Tensor:
     return x.gather(1, index.view(*index.shape, 1).expand_as(x))  # (B, S, D)
 
 
-class RNNSeq2Seq(PretrainedModel):
+class RNNSeq2Seq(EncoderDecoderModel):
     """RNN encoder-decoder. forward(input_ids, decoder_input_ids, attention_mask,
     decoder_attention_mask, labels) -> Seq2SeqOutput(logits (B, T, V), loss)."""
 
@@ -302,35 +301,6 @@ class RNNSeq2Seq(PretrainedModel):
         if output_attentions and self.attention is not None:
             cross = (torch.cat([weights for _, weights in steps], dim=2),)  # (B, 1, T, S)
         return DecoderOutput(hidden, cross_attentions=cross, cache=cache)
-
-    def forward(
-        self,
-        input_ids: Tensor,
-        decoder_input_ids: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-        decoder_attention_mask: Tensor | None = None,
-        labels: Tensor | None = None,
-        *,
-        output_attentions: bool = False,
-        cache: RNNCache | None = None,
-    ) -> Seq2SeqOutput:
-        if decoder_input_ids is None:
-            if labels is None:
-                raise ValueError("pass decoder_input_ids, or labels to derive them from")
-            decoder_input_ids = shift_right(labels, self.config.decoder_start_token_id,
-                                            self.config.pad_token_id)
-        enc = self.encode(input_ids, attention_mask)
-        dec = self.decode(decoder_input_ids, enc.last_hidden_state, attention_mask=attention_mask,
-                          decoder_attention_mask=decoder_attention_mask, cache=cache,
-                          output_attentions=output_attentions)
-        logits = self.lm_head(dec.last_hidden_state)  # (B, T, V)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
-                                   ignore_index=-100, label_smoothing=self.config.label_smoothing)
-        return Seq2SeqOutput(logits=logits, loss=loss,
-                             encoder_last_hidden_state=enc.last_hidden_state,
-                             cross_attentions=dec.cross_attentions, cache=dec.cache)
 
     def new_cache(self) -> RNNCache:
         """An empty decoder state for incremental decoding with `decode`."""

@@ -18,16 +18,13 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.models.common import (
-    PretrainedModel,
     check_input_ids,
     check_positive_ints,
-    shift_right,
 )
-from attnlab.models.transformer import Seq2SeqOutput
+from attnlab.models.seq2seq import EncoderDecoderModel
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import DecoderLayer, EncoderLayer
 from attnlab.nn.cache import DecoderCache
@@ -96,7 +93,7 @@ class ScaledLMHead(nn.Linear):
         return super().forward(x * self.scale if self.scale != 1.0 else x)  # (..., V)
 
 
-class T5(PretrainedModel):
+class T5(EncoderDecoderModel):
     """T5ForConditionalGeneration: forward(input_ids, decoder_input_ids, attention_mask,
     decoder_attention_mask, labels) -> Seq2SeqOutput(logits (B, T, V), loss)."""
 
@@ -188,39 +185,6 @@ class T5(PretrainedModel):
                            output_attentions=output_attentions)
         out.last_hidden_state = self.dropout(out.last_hidden_state)
         return out
-
-    def forward(
-        self,
-        input_ids: Tensor,
-        decoder_input_ids: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-        decoder_attention_mask: Tensor | None = None,
-        labels: Tensor | None = None,
-        *,
-        output_attentions: bool = False,
-        cache: DecoderCache | None = None,
-    ) -> Seq2SeqOutput:
-        """labels (B, T) are the targets; decoder inputs default to them shifted right after
-        `decoder_start_token_id` (the pad id in T5), -100 ignored by the loss, as in HF."""
-        c = self.config
-        if decoder_input_ids is None:
-            if labels is None:
-                raise ValueError("pass decoder_input_ids, or labels to derive them from")
-            decoder_input_ids = shift_right(labels, c.decoder_start_token_id, c.pad_token_id)
-        enc = self.encode(input_ids, attention_mask, output_attentions)
-        dec = self.decode(decoder_input_ids, enc.last_hidden_state, attention_mask=attention_mask,
-                          decoder_attention_mask=decoder_attention_mask, cache=cache,
-                          output_attentions=output_attentions)
-        logits = self.lm_head(dec.last_hidden_state)  # (B, T, V)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
-                                   ignore_index=-100)
-        return Seq2SeqOutput(logits=logits, loss=loss,
-                             encoder_last_hidden_state=enc.last_hidden_state,
-                             encoder_attentions=enc.attentions,
-                             decoder_attentions=dec.attentions,
-                             cross_attentions=dec.cross_attentions, cache=dec.cache)
 
     def new_cache(self) -> DecoderCache:
         """An empty cache for incremental decoding with `decode`."""

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.models.common import PretrainedModel, check_input_ids, shift_right
+from attnlab.models.common import check_input_ids
+from attnlab.models.seq2seq import EncoderDecoderModel, Seq2SeqOutput  # noqa: F401
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import DecoderLayer, EncoderLayer
 from attnlab.nn.cache import DecoderCache
@@ -90,20 +90,7 @@ class TransformerConfig:
         return self.bos_token_id
 
 
-@dataclass
-class Seq2SeqOutput:
-    """Hugging Face style output of an encoder-decoder forward pass."""
-
-    logits: Tensor  # (B, T, V)
-    loss: Tensor | None = None
-    encoder_last_hidden_state: Tensor | None = None  # (B, S, D)
-    encoder_attentions: tuple[Tensor, ...] | None = None  # per layer (B, H, S, S)
-    decoder_attentions: tuple[Tensor, ...] | None = None  # per layer (B, H, T, T)
-    cross_attentions: tuple[Tensor, ...] | None = None  # per layer (B, H, T, S)
-    cache: DecoderCache | None = None
-
-
-class Transformer(PretrainedModel):
+class Transformer(EncoderDecoderModel):
     """Encoder-decoder Transformer. forward(input_ids, decoder_input_ids, attention_mask,
     decoder_attention_mask, labels) -> Seq2SeqOutput(logits (B, T, V), loss)."""
 
@@ -227,45 +214,6 @@ class Transformer(PretrainedModel):
         return self.decoder(
             self.embed(decoder_input_ids, offset=past), memory, mask=self_mask,
             memory_mask=memory_mask, cache=cache, output_attentions=output_attentions,
-        )
-
-    def forward(
-        self,
-        input_ids: Tensor,
-        decoder_input_ids: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-        decoder_attention_mask: Tensor | None = None,
-        labels: Tensor | None = None,
-        *,
-        output_attentions: bool = False,
-        cache: DecoderCache | None = None,
-    ) -> Seq2SeqOutput:
-        if decoder_input_ids is None:
-            if labels is None:
-                raise ValueError("pass decoder_input_ids, or labels to derive them from")
-            decoder_input_ids = shift_right(labels, self.config.decoder_start_token_id,
-                                            self.config.pad_token_id)
-        enc = self.encode(input_ids, attention_mask, output_attentions)
-        dec = self.decode(
-            decoder_input_ids, enc.last_hidden_state, attention_mask=attention_mask,
-            decoder_attention_mask=decoder_attention_mask, cache=cache,
-            output_attentions=output_attentions,
-        )
-        logits = self.lm_head(dec.last_hidden_state)  # (B, T, V)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
-                label_smoothing=self.config.label_smoothing,
-            )
-        return Seq2SeqOutput(
-            logits=logits,
-            loss=loss,
-            encoder_last_hidden_state=enc.last_hidden_state,
-            encoder_attentions=enc.attentions,
-            decoder_attentions=dec.attentions,
-            cross_attentions=dec.cross_attentions,
-            cache=dec.cache,
         )
 
     def new_cache(self) -> DecoderCache:
