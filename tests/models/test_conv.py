@@ -22,13 +22,7 @@ TINY = dict(vocab_size=V, d_model=32, d_hidden=48, n_layers=2, n_decoder_layers=
             kernel_size=3, dropout=0.0, max_seq_len=64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second intra-op thread only adds contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/models/conftest.py
 
 
 def tiny(seed: int = 0, **overrides) -> ConvS2S:

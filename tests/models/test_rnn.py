@@ -25,13 +25,7 @@ CASES = [(a, cell, extra) for a, extra in VARIANTS for cell in ("lstm", "gru")]
 IDS = [f"{a}-{cell}" for a, cell, _ in CASES]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second intra-op thread only adds contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/models/conftest.py
 
 
 def tiny(attention: str, cell: str = "lstm", seed: int = 0, **extra) -> RNNSeq2Seq:

@@ -16,15 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from attnlab.cli.train import positive_int
+from attnlab.cli.train import positive_float, positive_int
 from attnlab.tasks.compare.study import ARCHITECTURES, PARTS, CompareSettings, run_compare
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
