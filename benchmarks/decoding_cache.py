@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from attnlab.evaluation.machine import machine_info
 from attnlab.generation import beam_search, greedy_decode
 from attnlab.models import build_model
+from attnlab.serialization import atomic_write
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "decoding_cache.json"
 QUICK = dict(d_model=256, n_heads=4, n_layers=3, d_ff=1024, vocab_size=4000, repeats=2)
@@ -148,10 +149,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              if isinstance(v, int | float | str | bool)}},
         "records": records,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(args.out)  # never leave a half-written results file
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))  # never half-written
     return result
 
 

@@ -32,6 +32,7 @@ import torch
 from attnlab.evaluation.machine import machine_info
 from attnlab.generation import generate_steps
 from attnlab.models import build_model
+from attnlab.serialization import atomic_write
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "preallocated_cache.json"
 MODELS = {  # name -> (preset, overrides); llama-small is vs_transformers.py's small LLaMA
@@ -139,10 +140,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "models": models,
         "records": records,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(args.out)  # never leave a half-written results file
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))  # never half-written
     return result
 
 

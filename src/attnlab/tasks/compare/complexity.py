@@ -134,14 +134,14 @@ def measure(kind: str, n: int, *, d: int = 32, kernel_size: int = 3,
     if n < 2:
         raise ValueError(f"n must be at least 2 positions, got {n}")
     torch.manual_seed(0)
-    layers = [build_layer(kind, d, kernel_size) for _ in range(min(max_layers, n + 1))]
-    chain, steps = sequential_steps(layers[0], n, d)
+    first = build_layer(kind, d, kernel_size)
+    chain, steps = sequential_steps(first, n, d)
     record: dict[str, Any] = {"kind": kind, "n": n, "critical_path_ops": chain,
                               "sequential_steps": steps, "layers_needed": None,
                               "path_length": None}
     leaves, x = _leaves(n, d)
-    for count, layer in enumerate(layers, start=1):
-        x = layer(x)
+    for count in range(1, min(max_layers, n + 1) + 1):  # stack layers until position 0 reaches
+        x = (first if count == 1 else build_layer(kind, d, kernel_size))(x)
         (grad,) = torch.autograd.grad(x[0, -1].sum(), leaves[0], retain_graph=True,
                                       allow_unused=True)
         if grad is not None and bool(grad.abs().sum() > 0):

@@ -25,7 +25,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from attnlab.evaluation.machine import machine_info
-from attnlab.models import build_model, list_models
+from attnlab.models import build_model, get_config, list_models
 from attnlab.serialization import atomic_write
 from attnlab.tasks.compare import complexity, probes, throughput
 
@@ -141,7 +141,7 @@ def run_bleu(s: CompareSettings, out: Path, bar: tqdm) -> dict[str, Any]:
         seeds = []
         for seed in range(1, s.seeds + 1):
             bar.set_postfix_str(f"bleu {arch} seed {seed}")
-            d_model = build_model(s.preset(arch), vocab_size=s.vocab_size).config.d_model
+            d_model = get_config(s.preset(arch), vocab_size=s.vocab_size).d_model
             recipe = {"warmup_steps": s.warmup_steps, "lr_scale": lr_scale_for(
                 PEAK_LR[arch], d_model, s.warmup_steps)}
             settings = TranslationSettings(
