@@ -2,8 +2,10 @@
 
 A new mechanism is tested by being registered. Mechanisms whose constructor takes `kernel` run
 once per registered kernel. A check is skipped only through the mechanism's capability flags
-(`supports_causal`, `supports_mask`, `supports_cache`, `supports_cross`, `supports_bias`, and
-`permutation_equivariant`, read with a default of True, for mechanisms that look at positions).
+(`supports_causal`, `supports_mask`, `supports_full_mask`, `supports_cache`, `supports_cross`,
+`supports_bias`, and `permutation_equivariant` for mechanisms that look at positions), each read
+with a default of True. `weights_over_keys = False` (Linformer) means need_weights returns
+weights over the mechanism's own slots, (B, H, T, slots), instead of over the keys.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ def inputs(seed=0, batch=B, length=T, context_length=S):
     return x, context
 
 
+def over_keys(attn):
+    return getattr(type(attn), "weights_over_keys", True)
+
+
 def need(attn, *flags):
     for flag in flags:
         if not getattr(type(attn), flag, True):
@@ -69,7 +75,9 @@ def test_self_attention_shapes_and_weights(name, extra):
     x, _ = inputs()
     result = attn(x, need_weights=True)
     assert result.output.shape == (B, T, D)
-    assert result.weights.shape == (B, H, T, T)
+    assert result.weights.shape[:3] == (B, H, T)
+    if over_keys(attn):
+        assert result.weights.shape == (B, H, T, T)
     assert result.cache is None
     torch.testing.assert_close(result.weights.sum(-1), torch.ones(B, H, T), **TOL)
     assert (result.weights >= 0).all()
@@ -83,7 +91,9 @@ def test_cross_attention_shapes_and_weights(name, extra):
     x, context = inputs()
     result = attn(x, context, need_weights=True)
     assert result.output.shape == (B, T, D)
-    assert result.weights.shape == (B, H, T, S)
+    assert result.weights.shape[:3] == (B, H, T)
+    if over_keys(attn):
+        assert result.weights.shape == (B, H, T, S)
     torch.testing.assert_close(result.weights.sum(-1), torch.ones(B, H, T), **TOL)
     # The output depends on the context.
     other = attn(x, context + 1.0).output
@@ -152,7 +162,8 @@ def test_padding_invariance_self_attention(name, extra):
         want = attn(x, causal=causal).output
         got = attn(padded, mask=AF.padding_mask(keep), causal=causal, need_weights=True)
         torch.testing.assert_close(got.output[:, :T], want, **TOL)
-        assert (got.weights[..., T:] == 0).all()
+        if over_keys(attn):
+            assert (got.weights[..., T:] == 0).all()
 
 
 @pytest.mark.parametrize("name, extra", VARIANTS)
@@ -201,7 +212,7 @@ def test_batch_rows_are_independent(name, extra):
 @pytest.mark.parametrize("name, extra", VARIANTS)
 def test_fully_masked_rows_are_finite_and_isolated(name, extra):
     attn = build(name, extra).train()  # train mode with dropout 0: the path that backprops
-    need(attn, "supports_mask")
+    need(attn, "supports_mask", "supports_full_mask")
     x, _ = inputs()
     x.requires_grad_(True)
     mask = torch.ones(B, 1, T, T, dtype=torch.bool)
@@ -407,7 +418,8 @@ def test_unsupported_features_raise(name, extra):
     cls = type(attn)
     calls = {
         "supports_causal": dict(causal=True),
-        "supports_mask": dict(mask=torch.ones(T, T, dtype=torch.bool)),
+        "supports_mask": dict(mask=torch.ones(B, 1, 1, T, dtype=torch.bool)),
+        "supports_full_mask": dict(mask=torch.ones(T, T, dtype=torch.bool)),
         "supports_cache": dict(cache=KVCache()),
         "supports_cross": dict(context=context),
         "supports_bias": dict(bias=torch.zeros(1, H, T, T)),

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from attnlab import __version__
-from attnlab.cli import average, compare, demo, evaluate, generate, listing, train, translate
+from attnlab.cli import average, bench, compare, demo, evaluate, generate, listing, train, translate
 
 # name -> (module with `add_arguments(parser)` and `run(args) -> int`, one-line help)
 COMMANDS = {
@@ -19,6 +19,7 @@ COMMANDS = {
     "evaluate": (evaluate, "BLEU / chrF of a trained model with sacreBLEU, by length bucket"),
     "average": (average, "average the last N checkpoints of a run"),
     "generate": (generate, "continue a prompt with a GPT-2 / LLaMA style model folder"),
+    "bench": (bench, "efficient attention variants: speed, memory, error; LRA-style accuracy"),
     "compare": (compare, "Transformer vs RNN vs CNN: cost, Table 1, BLEU, long-range probes"),
 }
 

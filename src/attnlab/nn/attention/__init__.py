@@ -5,7 +5,21 @@
     out, weights, cache = attn(x, need_weights=True)
 """
 
+import importlib
+
 from attnlab.nn.attention import additive, multi_head, multiplicative  # noqa: F401  (register)
+
+# TEMPORARY while issue 7 is being written: efficient variants register when their file exists.
+EFFICIENT_VARIANTS = (
+    "sliding_window", "sparse", "longformer", "bigbird", "linformer", "performer", "linear",
+    "reformer", "routing", "synthesizer", "nystrom",
+)
+for _module in EFFICIENT_VARIANTS:
+    try:
+        importlib.import_module(f"attnlab.nn.attention.{_module}")
+    except ModuleNotFoundError as _error:
+        if _error.name != f"attnlab.nn.attention.{_module}":
+            raise
 from attnlab.nn.attention.additive import AdditiveAttention
 from attnlab.nn.attention.base import ATTENTION, Attention, AttentionOutput
 from attnlab.nn.attention.kernels import KERNELS

@@ -41,6 +41,8 @@ class Attention(nn.Module):
     supports_cache: ClassVar[bool] = True
     supports_cross: ClassVar[bool] = True
     supports_bias: ClassVar[bool] = True
+    supports_full_mask: ClassVar[bool] = True  # False: key-padding masks (B, 1, 1, S) only
+    weights_over_keys: ClassVar[bool] = True  # False: need_weights is over the mechanism's slots
 
     def __init__(self, d_model: int, n_heads: int) -> None:
         super().__init__()
