@@ -52,6 +52,8 @@ class EfficientAttention(Attention):
     # The constructor argument that trades cost for accuracy ("window", "n_features", "rank",
     # "n_hashes", ...), None where the variant is not an approximation of softmax attention.
     budget_knob: ClassVar[str | None] = None
+    # True (Reformer): keys come from the query projection, K = X W^Q; there is no k_proj.
+    shared_qk: ClassVar[bool] = False
     # Time and memory in T (queries), S (keys), Dh and the variant's knobs, e.g.
     # "time O(T w Dh), memory O(T w)"; also stated in the class docstring.
     complexity: ClassVar[str] = ""
@@ -77,7 +79,11 @@ class EfficientAttention(Attention):
         self.head_dim = head_dim
         d_context = d_model if d_context is None else d_context
         self.q_proj = nn.Linear(d_model, n_heads * head_dim, bias=bias)
-        self.k_proj = nn.Linear(d_context, n_heads * head_dim, bias=bias)
+        if self.shared_qk and d_context != d_model:
+            raise ValueError(f"shared query-key projection needs d_context == d_model "
+                             f"({d_model}), got {d_context}")
+        if not self.shared_qk:
+            self.k_proj = nn.Linear(d_context, n_heads * head_dim, bias=bias)
         self.v_proj = nn.Linear(d_context, n_heads * head_dim, bias=bias)
         self.out_proj = nn.Linear(n_heads * head_dim, d_model, bias=bias)
 
@@ -138,11 +144,12 @@ class EfficientAttention(Attention):
             source = x if context is None else context
             if is_cross and context is None:
                 raise ValueError("cross-attention with an empty cache needs `context`")
-            if source.size(-1) != self.k_proj.in_features:
+            key_proj = self.q_proj if self.shared_qk else self.k_proj
+            if source.size(-1) != key_proj.in_features:
                 raise ValueError(
-                    f"context width must be {self.k_proj.in_features}, got {source.size(-1)}"
+                    f"context width must be {key_proj.in_features}, got {source.size(-1)}"
                 )
-            k = self.split_heads(self.k_proj(source))  # (B, H, S_new, Dh)
+            k = self.split_heads(key_proj(source))  # (B, H, S_new, Dh)
             v = self.split_heads(self.v_proj(source))  # (B, H, S_new, Dh)
             if cache is not None:
                 k, v = cache.update(k, v)  # (B, H, S, Dh)
