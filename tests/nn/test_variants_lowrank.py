@@ -370,17 +370,19 @@ def test_nystrom_one_landmark_per_token_is_exact():
 
 
 def test_nystrom_error_shrinks_with_n_landmarks():
+    # The paper's 6 pseudo-inverse steps. (A converged pinv is exact at m = T, see above, but
+    # below it amplifies the ill-conditioning of near-uniform attention: errors > 100% at m = 4.)
     def error(m, seeds=3):
         total = 0.0
         for seed in range(seeds):
-            attn = build("nystrom", seed=seed, d_model=32, n_landmarks=m, pinv_iterations=40)
+            attn = build("nystrom", seed=seed, d_model=32, n_landmarks=m)
             x = data(1, 64, 400 + seed, d_model=32)
             total += relative_error(attn(x).output, exact_twin(attn)(x).output)
         return total / seeds
 
     errors = [error(m) for m in (4, 16, 32, 64)]
     assert errors[0] > errors[1] > errors[2] > errors[3]
-    assert errors[3] < 1e-6
+    assert errors[3] < 0.05
 
 
 def test_nystrom_self_attention_padding_keeps_the_landmarks():
