@@ -52,6 +52,12 @@ class EfficientAttention(Attention):
     # The constructor argument that trades cost for accuracy ("window", "n_features", "rank",
     # "n_hashes", ...), None where the variant is not an approximation of softmax attention.
     budget_knob: ClassVar[str | None] = None
+    # False (Nystrom): the implied weights need not be non-negative nor sum exactly to 1.
+    normalized_weights: ClassVar[bool] = True
+    # True: `attend` also receives query_keep (B, T) bool or None: in self-attention without a
+    # cache the key-padding mask marks padded queries too (Nystrom leaves them out of the query
+    # landmarks); None in cross-attention and decoding, where queries carry no padding mask.
+    needs_query_keep: ClassVar[bool] = False
     # True (Reformer): keys come from the query projection, K = X W^Q; there is no k_proj.
     shared_qk: ClassVar[bool] = False
     # Time and memory in T (queries), S (keys), Dh and the variant's knobs, e.g.
@@ -154,8 +160,12 @@ class EfficientAttention(Attention):
             if cache is not None:
                 k, v = cache.update(k, v)  # (B, H, S, Dh)
         key_keep, full_mask = self.split_mask(mask, B, T, k.size(2))
+        extra = {}
+        if self.needs_query_keep:
+            extra["query_keep"] = key_keep if context is None and cache is None else None
         out, weights = self.attend(
-            q, k, v, key_keep=key_keep, mask=full_mask, causal=causal, need_weights=need_weights
+            q, k, v, key_keep=key_keep, mask=full_mask, causal=causal, need_weights=need_weights,
+            **extra,
         )  # (B, H, T, Dh)
         out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, H * Dh)
         return AttentionOutput(self.out_proj(out), weights, cache)

@@ -64,8 +64,8 @@ class NystromAttention(EfficientAttention):
     Time O((T + S) m Dh + i m^3), memory O((T + S) m + m^2) per head (m = n_landmarks,
     i = pinv_iterations). Exact (up to the pseudo-inverse's convergence) when m >= T and
     m >= S: every landmark is then one token. Masked keys are left out of the key landmarks
-    and of softmax(Q~ K^T); in self-attention (T == S) the key-padding mask also marks the
-    padded queries, which are left out of the query landmarks. The implied weights
+    and of softmax(Q~ K^T); in self-attention the key-padding mask also marks the padded
+    queries, which are left out of the query landmarks (`needs_query_keep`). The implied weights
     C pinv(W) R rows sum to 1 only up to convergence and may hold negative entries.
     Not causal: every landmark averages a whole segment, the future included.
 
@@ -80,6 +80,8 @@ class NystromAttention(EfficientAttention):
     supports_cross: ClassVar[bool] = True
     supports_cache: ClassVar[bool] = False
     permutation_equivariant: ClassVar[bool] = False
+    normalized_weights: ClassVar[bool] = False
+    needs_query_keep: ClassVar[bool] = True
     budget_knob: ClassVar[str | None] = "n_landmarks"
     complexity: ClassVar[str] = "time O((T + S) m Dh + i m^3), memory O((T + S) m + m^2)"
 
@@ -110,10 +112,9 @@ class NystromAttention(EfficientAttention):
         mask: Tensor | None,
         causal: bool,
         need_weights: bool,
+        query_keep: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        T, S = q.size(2), k.size(2)
         q = q * q.size(-1) ** -0.5  # the softmax scale, folded into the queries and landmarks
-        query_keep = key_keep if T == S else None  # self-attention: padded queries too
         q_land, q_present = segment_means(q, self.n_landmarks, query_keep)  # (B, H, mq, Dh)
         k_land, k_present = segment_means(k, self.n_landmarks, key_keep)  # (B, H, mk, Dh)
         key_mask = None if key_keep is None else key_keep[:, None, None, :]  # (B, 1, 1, S)
