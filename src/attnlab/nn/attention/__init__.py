@@ -8,6 +8,11 @@
 import importlib
 
 from attnlab.nn.attention import additive, multi_head, multiplicative  # noqa: F401  (register)
+from attnlab.nn.attention.additive import AdditiveAttention
+from attnlab.nn.attention.base import ATTENTION, Attention, AttentionOutput
+from attnlab.nn.attention.kernels import KERNELS
+from attnlab.nn.attention.multi_head import MultiHeadAttention
+from attnlab.nn.attention.multiplicative import MultiplicativeAttention
 
 # TEMPORARY while issue 7 is being written: efficient variants register when their file exists.
 EFFICIENT_VARIANTS = (
@@ -20,11 +25,6 @@ for _module in EFFICIENT_VARIANTS:
     except ModuleNotFoundError as _error:
         if _error.name != f"attnlab.nn.attention.{_module}":
             raise
-from attnlab.nn.attention.additive import AdditiveAttention
-from attnlab.nn.attention.base import ATTENTION, Attention, AttentionOutput
-from attnlab.nn.attention.kernels import KERNELS
-from attnlab.nn.attention.multi_head import MultiHeadAttention
-from attnlab.nn.attention.multiplicative import MultiplicativeAttention
 
 __all__ = [
     "ATTENTION",
