@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attnlab.nn import functional as AF
 from attnlab.nn.attention.base import ATTENTION, check_positive
 from attnlab.nn.attention.efficient import EfficientAttention
 
@@ -155,13 +154,19 @@ class RoutingAttention(EfficientAttention):
         own_ok = keep[:, None, :] & ~own_in  # (B, H, T)
         k_own, v_own = rows(k.to(dtype), q_pos), rows(v.to(dtype), q_pos)  # (B, H, L, Dh)
         own_score = (qb.flatten(2, 3) * k_own).sum(-1).view(B, H, n_blocks, bq, 1) * Dh ** -0.5
-        scores = torch.cat([scores, own_score], dim=-1)  # (B, H, nb, bq, 3u + 1)
-        seen = torch.cat([seen, per_slot(own_ok) & filled.view(B, H, n_blocks, bq, 1)], dim=-1)
-        p = AF.masked_softmax(scores, seen)  # (B, H, nb, bq, 3u + 1)
-        out = p[..., :-1] @ vb + p[..., -1:] * v_own.view(B, H, n_blocks, bq, Dh)
+        own_seen = per_slot(own_ok) & filled.view(B, H, n_blocks, bq, 1)  # (B, H, nb, bq, 1)
+        # One softmax over the window and the own key, normalised after the weighted sum.
+        low = torch.finfo(dtype).min
+        scores, own_score = scores.masked_fill(~seen, low), own_score.masked_fill(~own_seen, low)
+        top = torch.maximum(scores.amax(-1, keepdim=True), own_score).detach()  # (..., bq, 1)
+        e, e_own = (scores - top).exp() * seen, (own_score - top).exp() * own_seen
+        total = e.sum(-1, keepdim=True) + e_own  # (B, H, nb, bq, 1); 0 for an empty row
+        total = total.masked_fill(total == 0, 1.0)
+        out = (e @ vb + e_own * v_own.view(B, H, n_blocks, bq, Dh)) / total
         output = rows(out.flatten(2, 3), q_slot).to(v.dtype)  # (B, H, T, Dh)
         if not need_weights:
             return output, None
+        p = torch.cat([e, e_own], dim=-1) / total  # (B, H, nb, bq, 3u + 1)
         query = q_pos.view(B, H, n_blocks, bq, 1)
         index = torch.cat([query * S + k_pos[..., None, :], query * S + query], dim=-1)
         weights = p.new_zeros(B, H, T * S).scatter_add_(2, index.flatten(2), p.flatten(2))
