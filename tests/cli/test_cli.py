@@ -18,6 +18,13 @@ def test_list_shows_every_registry(capsys):
         assert name in out, name
 
 
+def test_list_shows_what_each_attention_supports(capsys):
+    assert main(["list", "--json"]) == 0
+    attention = json.loads(capsys.readouterr().out)["attention"]
+    assert "[causal, padding, cross, cache]" in attention["multi_head"]
+    assert "causal" not in attention["longformer"] and "O(" in attention["longformer"]
+
+
 def test_list_json(capsys):
     assert main(["list", "--json"]) == 0
     table = json.loads(capsys.readouterr().out)

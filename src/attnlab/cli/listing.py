@@ -23,12 +23,30 @@ def first_line(obj: object) -> str:
     return doc.splitlines()[0] if doc else ""
 
 
+CAPABILITIES = {  # capability flag -> what `attnlab list` calls it
+    "supports_causal": "causal",
+    "supports_mask": "padding",
+    "supports_cross": "cross",
+    "supports_cache": "cache",
+}
+
+
+def attention_line(name: str) -> str:
+    """First docstring line, what the mechanism supports and, if stated, its cost."""
+    cls = ATTENTION.get(name)
+    supported = [label for flag, label in CAPABILITIES.items() if getattr(cls, flag, True)]
+    title = first_line(inspect.getmodule(cls)).split(" (")[0]  # the name before the citation
+    line = f"{title} [{', '.join(supported) or 'no masks'}]"
+    complexity = getattr(cls, "complexity", "")
+    return f"{line} {complexity}" if complexity else line
+
+
 def collect() -> dict[str, dict[str, str]]:
     def module_line(obj: object) -> str:
         return first_line(inspect.getmodule(obj))
 
     return {
-        "attention": {n: module_line(ATTENTION.get(n)) for n in ATTENTION.names()},
+        "attention": {n: attention_line(n) for n in ATTENTION.names()},
         "kernels": {n: first_line(KERNELS.get(n)) for n in KERNELS.names()},
         "position": {n: module_line(POSITION.get(n)) for n in POSITION.names()},
         "norm": {n: first_line(NORM.get(n)) for n in NORM.names()},
