@@ -72,6 +72,10 @@ def _one_seed(name: str, extra: dict[str, Any], s: AttentionBenchSettings, seed:
         factor = math.sqrt(ratio) if shared else ratio  # shared: scores scale as factor^2
         for param in q_proj.parameters():
             param.mul_(factor)
+        global_q = getattr(module, "global_q_proj", None)  # Longformer's global-row queries
+        if isinstance(global_q, nn.Linear):
+            for param in global_q.parameters():
+                param.mul_(factor)
     oracle = MultiHeadAttention(s.d_model, H, head_dim=Dh, bias=q_proj.bias is not None,
                                 kernel="reference").to(device).eval()
     state = dict(module.state_dict())
