@@ -1,13 +1,63 @@
-"""attnlab bench lra: UNFINISHED placeholder, being written (issue 7)."""
+"""Accuracy of every attention variant on Long-Range-Arena-style tasks (Tay et al., 2021):
+ListOps, key-value retrieval at long distance, and handwritten digits as 1,024-pixel sequences.
+Same classifier, optimiser, steps, batches and seeds for every variant; data generated here,
+seeded (the digits ship with scikit-learn).
+
+    attnlab bench lra --quick --out runs/lra-quick    # ~15 minutes on 2 CPU cores
+    attnlab bench lra --out runs/lra                  # full: bigger model, longer sequences
+    attnlab bench lra --quick --tasks listops --names multi_head linformer --seeds 1
+
+Writes results.json (after every run, so an interrupted study keeps what finished; --resume
+continues it), results.md (mean ± std per task and variant beside the published LRA numbers,
+with notes where the rankings disagree) and results.png into --out.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from attnlab.cli.train import positive_int
+from attnlab.nn.attention import ATTENTION
+from attnlab.tasks.lra.study import TASKS, LRASettings, default_names, run_lra
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="short run")
+    parser.add_argument("--quick", action="store_true",
+                        help="small model, short sequences, ~100-step runs: about 15 minutes "
+                             "on 2 CPU cores for 12 variants x 3 tasks x 3 seeds")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default runs/lra, or runs/lra-quick with --quick)")
+    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=None,
+                        help="tasks to run (default: all)")
+    parser.add_argument("--names", nargs="+", default=None, metavar="NAME",
+                        help="attention variants (default: multi_head and every registered "
+                             "mechanism except the RNN-era additive / multiplicative)")
+    parser.add_argument("--seeds", type=positive_int, default=None,
+                        help="seeds per task and variant (default 3)")
+    parser.add_argument("--steps", type=positive_int, default=None,
+                        help="training steps of every run (default: per task, see results.md)")
+    parser.add_argument("--device", default=None, help="torch device (default cpu)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the finished runs of an interrupted study in --out")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise ValueError("attnlab bench lra is not written yet")
+    if args.names is not None:
+        unknown = [n for n in args.names if n not in ATTENTION]
+        if unknown:
+            raise ValueError(f"--names: unknown attention {unknown}; registered: "
+                             f"{ATTENTION.names()} (default: {default_names()})")
+    overrides = {key: value for key, value in (
+        ("out", args.out or ("runs/lra-quick" if args.quick else "runs/lra")),
+        ("tasks", args.tasks), ("names", args.names), ("seeds", args.seeds),
+        ("device", args.device),
+    ) if value is not None}
+    settings = LRASettings.quick(**overrides) if args.quick else LRASettings(**overrides)
+    if args.steps is not None:
+        settings = settings.with_steps(args.steps)
+    run_lra(settings, resume=args.resume)
+    report = Path(settings.out) / "results.md"
+    print(report.read_text(encoding="utf-8"))
+    print(f"written: {report}, results.json and results.png beside it")
+    return 0

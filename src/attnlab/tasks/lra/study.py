@@ -1,0 +1,325 @@
+"""`attnlab bench lra`: every attention variant trained on the same Long-Range-Arena-style tasks
+(Tay et al., 2021) with the same model size, optimiser, steps, batches and seeds, scored by test
+accuracy.
+
+For each task (generated once, seeded), each seed and each variant: build a SequenceClassifier
+with that variant in every layer, train it with AdamW and linear warmup + cosine decay (the
+Trainer of attnlab.training), and record test accuracy, training time and parameter count.
+results.json is rewritten atomically after every run, so an interrupted study keeps what
+finished (and `resume` continues it); report.py turns it into results.md and results.png.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field, fields
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from attnlab.evaluation.machine import machine_info
+from attnlab.nn.attention import ATTENTION
+from attnlab.serialization import atomic_write
+from attnlab.tasks.lra.data import Split, TaskData
+from attnlab.tasks.lra.listops import make_listops
+from attnlab.tasks.lra.model import SequenceClassifier
+from attnlab.tasks.lra.pixels import make_pixels
+from attnlab.tasks.lra.retrieval import make_retrieval
+from attnlab.training.schedule import cosine_warmup
+from attnlab.training.trainer import Trainer, TrainerConfig
+
+log = logging.getLogger(__name__)
+
+TASKS = ("listops", "retrieval", "pixels")
+RNN_ERA = ("additive", "multiplicative")  # attention of RNN encoder-decoders, not for encoders
+
+
+def default_names() -> list[str]:
+    """multi_head (exact attention, fused kernel) first, then every other registered mechanism
+    except the RNN-era ones."""
+    return ["multi_head", *(n for n in ATTENTION.names() if n not in ("multi_head", *RNN_ERA))]
+
+
+@dataclass
+class Budget:
+    """Training of one run on one task; identical for every variant."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    warmup_steps: int
+
+
+@dataclass
+class LRASettings:
+    """Everything a study depends on; saved in results.json. The defaults are the full mode
+    (about 8-10 hours on 2 CPU cores, estimated from measured step times); `quick()` is the
+    15-minute mode."""
+
+    out: str = "runs/lra"
+    mode: str = "full"  # "full" or "quick": which preset the numbers came from
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    names: list[str] = field(default_factory=default_names)
+    seeds: int = 3
+    device: str = "cpu"
+    # the classifier (same for every variant and task)
+    d_model: int = 64
+    n_heads: int = 2
+    n_layers: int = 2
+    d_ff: int = 128
+    dropout: float = 0.1
+    position: str = "learned"
+    # per-variant constructor keywords, e.g. {"sliding_window": {"window": 32}}; a variant not
+    # named here runs at its registry defaults (recorded per run as its budget knob's value)
+    knobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    weight_decay: float = 0.01
+    eval_batch_size: int = 64
+    # ListOps
+    listops_min_length: int = 100
+    listops_max_length: int = 500
+    listops_max_depth: int = 10
+    listops_max_args: int = 10
+    listops_train: int = 10_000
+    listops_test: int = 1000
+    # key-value retrieval
+    retrieval_pairs: int = 63
+    retrieval_keys: int = 64
+    retrieval_values: int = 4
+    retrieval_min_distance: int = 64
+    retrieval_train: int = 20_000
+    retrieval_test: int = 1000
+    # pixels
+    pixel_levels: int = 256
+    budgets: dict[str, Budget] = field(default_factory=lambda: {
+        "listops": Budget(steps=600, batch_size=32, lr=1e-3, warmup_steps=60),
+        "retrieval": Budget(steps=2000, batch_size=32, lr=1e-3, warmup_steps=100),
+        "pixels": Budget(steps=400, batch_size=16, lr=1e-3, warmup_steps=40),
+    })
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> LRASettings:
+        """About 15 minutes on 2 shared CPU cores for 12 variants x 3 tasks x 3 seeds: a
+        one-layer, one-head d_model 32 encoder (the size of LRA's own Image configuration),
+        ListOps of 64-256 tokens, retrieval over 128 tokens, pixels at 8 grey levels, 120-150
+        steps per run. Exact attention learns ListOps and pixels well above chance in that
+        budget; retrieval stays at chance (it needs two hops of attention)."""
+        values: dict[str, Any] = dict(
+            mode="quick", d_model=32, n_heads=1, n_layers=1, d_ff=64, dropout=0.0,
+            listops_min_length=64, listops_max_length=256, listops_train=2000, listops_test=500,
+            retrieval_pairs=63, retrieval_keys=64, retrieval_values=4,
+            retrieval_min_distance=64, retrieval_train=4000, retrieval_test=500,
+            pixel_levels=8,
+            budgets={
+                "listops": Budget(steps=150, batch_size=32, lr=3e-3, warmup_steps=15),
+                "retrieval": Budget(steps=150, batch_size=32, lr=3e-3, warmup_steps=15),
+                "pixels": Budget(steps=120, batch_size=8, lr=3e-3, warmup_steps=12),
+            },
+        )
+        return cls(**{**values, **overrides})
+
+    def __post_init__(self) -> None:
+        self.budgets = {k: Budget(**v) if isinstance(v, dict) else v
+                        for k, v in self.budgets.items()}
+        if self.mode not in ("full", "quick"):
+            raise ValueError(f"mode must be 'full' or 'quick', got {self.mode!r}")
+        bad = sorted(set(self.tasks) - set(TASKS))
+        if bad or not self.tasks:
+            raise ValueError(f"tasks must be a non-empty subset of {list(TASKS)}, got "
+                             f"{self.tasks}")
+        unknown = [n for n in [*self.names, *self.knobs] if n not in ATTENTION]
+        if unknown or not self.names:
+            raise ValueError(f"names must be registered attention mechanisms, one or more of "
+                             f"{ATTENTION.names()}, got unknown {unknown or self.names}")
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        missing = sorted(set(self.tasks) - set(self.budgets))
+        if missing:
+            raise ValueError(f"budgets must cover every task, missing {missing}")
+        for task, b in self.budgets.items():
+            if min(b.steps, b.batch_size) < 1 or b.lr <= 0 or b.warmup_steps < 0:
+                raise ValueError(f"budget for {task} needs steps, batch_size >= 1, lr > 0, "
+                                 f"warmup_steps >= 0, got {b}")
+        torch.device(self.device)  # a bad device string fails here, before any run
+
+    def with_steps(self, steps: int) -> LRASettings:
+        """The same settings with every task trained for `steps` (warmup scaled along)."""
+        budgets = {t: Budget(steps, b.batch_size, b.lr, max(1, b.warmup_steps * steps // b.steps))
+                   for t, b in self.budgets.items()}
+        return LRASettings(**{**{f.name: getattr(self, f.name) for f in fields(self)},
+                              "budgets": budgets})
+
+
+def make_task(task: str, s: LRASettings) -> TaskData:
+    if task == "listops":
+        return make_listops(train_size=s.listops_train, test_size=s.listops_test,
+                            min_length=s.listops_min_length, max_length=s.listops_max_length,
+                            max_depth=s.listops_max_depth, max_args=s.listops_max_args)
+    if task == "retrieval":
+        return make_retrieval(train_size=s.retrieval_train, test_size=s.retrieval_test,
+                              n_pairs=s.retrieval_pairs, n_keys=s.retrieval_keys,
+                              n_values=s.retrieval_values,
+                              min_distance=s.retrieval_min_distance)
+    if task == "pixels":
+        return make_pixels(levels=s.pixel_levels)
+    raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+
+class SplitBatches:
+    """Epoch-wise shuffled batches of a Split; batch i is a pure function of (seed, i), so the
+    Trainer's resumable state is one counter."""
+
+    def __init__(self, split: Split, batch_size: int, seed: int, device: torch.device) -> None:
+        self.split, self.batch_size, self.seed, self.device = split, batch_size, seed, device
+        self.per_epoch = max(1, len(split) // batch_size)
+        self.index = 0
+
+    def next(self) -> dict[str, Tensor]:
+        epoch, position = divmod(self.index, self.per_epoch)
+        self.index += 1
+        order = torch.randperm(len(self.split),
+                               generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        rows = order[position * self.batch_size:(position + 1) * self.batch_size]
+        return {"input_ids": self.split.input_ids[rows].to(self.device),
+                "attention_mask": self.split.attention_mask[rows].to(self.device),
+                "labels": self.split.labels[rows].to(self.device)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"index": self.index}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.index = int(state["index"])
+
+
+def _loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
+    return model(**batch).loss, int(batch["labels"].numel())
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, split: Split, batch_size: int, device: torch.device) -> float:
+    model.eval()
+    right = 0
+    for start in range(0, len(split), batch_size):
+        end = start + batch_size
+        logits = model(split.input_ids[start:end].to(device),
+                       split.attention_mask[start:end].to(device)).logits  # (b, C)
+        right += int((logits.argmax(-1).cpu() == split.labels[start:end]).sum())
+    return right / len(split)
+
+
+def build_classifier(name: str, data: TaskData, s: LRASettings) -> SequenceClassifier:
+    return SequenceClassifier(name, vocab_size=data.vocab_size, n_classes=data.n_classes,
+                              max_length=data.seq_len, d_model=s.d_model, n_heads=s.n_heads,
+                              n_layers=s.n_layers, d_ff=s.d_ff, dropout=s.dropout,
+                              position=s.position, knobs=s.knobs.get(name))
+
+
+def budget_knob(name: str, s: LRASettings) -> dict[str, Any] | None:
+    """The variant's cost/accuracy knob and the value this study ran it at."""
+    cls = ATTENTION.get(name)
+    knob = getattr(cls, "budget_knob", None)
+    if knob is None:
+        return None
+    if knob in s.knobs.get(name, {}):
+        return {knob: s.knobs[name][knob]}
+    default = inspect.signature(cls).parameters.get(knob)
+    return {knob: None if default is None else default.default}
+
+
+def train_one(data: TaskData, name: str, seed: int, s: LRASettings) -> dict[str, Any]:
+    """Train variant `name` on `data` with `seed`; the record of the run."""
+    budget, device = s.budgets[data.name], torch.device(s.device)
+    torch.manual_seed(seed)
+    model = build_classifier(name, data, s).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=s.weight_decay)
+    schedule = partial(cosine_warmup, peak_lr=budget.lr, warmup_steps=budget.warmup_steps,
+                       total_steps=budget.steps)
+    trainer = Trainer(model, optimizer, schedule,
+                      SplitBatches(data.train, budget.batch_size, seed, device), _loss,
+                      TrainerConfig(max_steps=budget.steps, clip_norm=1.0, progress=False,
+                                    log_every=max(1, budget.steps // 20)))
+    result = trainer.fit()
+    start = time.perf_counter()
+    test_accuracy = accuracy(model, data.test, s.eval_batch_size, device)
+    tail = result.history[-max(1, len(result.history) // 5):]
+    return {
+        "task": data.name, "variant": name, "seed": seed, "accuracy": test_accuracy,
+        "params": sum(p.numel() for p in model.parameters()), "steps": result.step,
+        "train_seconds": result.train_seconds,
+        "eval_seconds": time.perf_counter() - start,
+        "final_loss": sum(h["loss"] for h in tail) / len(tail),
+        "masked": model.takes_mask, "knob": budget_knob(name, s),
+    }
+
+
+def write(out: Path, results: dict[str, Any]) -> None:
+    text = json.dumps(results, indent=2) + "\n"
+    atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def _previous_runs(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Finished runs of an earlier study in `out` with the same settings (for resume)."""
+    path = out / "results.json"
+    if not path.is_file():
+        return []
+    old = json.loads(path.read_text(encoding="utf-8"))
+    if old.get("settings") != settings:
+        raise ValueError(f"{path} was written with other settings: resume only continues the "
+                         "same study (use another --out)")
+    return [r for r in old.get("runs", []) if "error" not in r]
+
+
+def run_lra(s: LRASettings, *, resume: bool = False, command: str | None = None) -> dict[str, Any]:
+    """Every task x seed x variant; results.json after each run, then the report."""
+    from attnlab.tasks.lra.report import write_report
+
+    out = Path(s.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = json.loads(json.dumps(asdict(s)))
+    done = _previous_runs(out, settings) if resume else []
+    finished = {(r["task"], r["variant"], r["seed"]) for r in done}
+    results: dict[str, Any] = {
+        "command": command or " ".join(["attnlab", *sys.argv[1:]]), "settings": settings,
+        "machine": machine_info(), "tasks": {}, "runs": list(done),
+    }
+    wall = time.perf_counter()
+    total = len(s.tasks) * s.seeds * len(s.names)
+    with tqdm(total=total, desc="lra", unit="run") as bar:
+        for task in s.tasks:
+            bar.set_postfix_str(f"{task}: generating data")
+            start = time.perf_counter()
+            data = make_task(task, s)
+            results["tasks"][task] = {**data.describe(),
+                                      "generate_seconds": time.perf_counter() - start}
+            for seed in range(s.seeds):
+                for name in s.names:
+                    if (task, name, seed) not in finished:
+                        bar.set_postfix_str(f"{task} {name} seed {seed}")
+                        results["runs"].append(_guarded_run(data, name, seed, s))
+                        results["wall_seconds"] = time.perf_counter() - wall
+                        write(out, results)
+                    bar.update()
+    results["wall_seconds"] = time.perf_counter() - wall
+    write(out, results)
+    write_report(results, out)
+    return results
+
+
+def _guarded_run(data: TaskData, name: str, seed: int, s: LRASettings) -> dict[str, Any]:
+    """One run; a variant that raises (unsupported length, non-finite loss) is recorded with its
+    error instead of stopping the study."""
+    try:
+        return train_one(data, name, seed, s)
+    except (ValueError, RuntimeError, TypeError, NotImplementedError, FloatingPointError) as e:
+        log.warning("%s on %s (seed %d) failed:\n%s", name, data.name, seed,
+                    traceback.format_exc())
+        return {"task": data.name, "variant": name, "seed": seed,
+                "error": f"{type(e).__name__}: {e}"}
