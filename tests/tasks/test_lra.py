@@ -252,6 +252,20 @@ def test_study_resumes_and_records_a_failing_variant(tmp_path, monkeypatch):
         run_lra(_tiny(tmp_path, names=["multi_head"], seeds=2), resume=True)
 
 
+def test_interrupted_study_keeps_the_finished_runs(tmp_path, monkeypatch):
+    class Interrupting(ToyWindowed):
+        def attend(self, *args, **kwargs):
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(ATTENTION._entries, "toy_interrupting", Interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        run_lra(_tiny(tmp_path, names=["multi_head", "toy_interrupting"]), command="x")
+    saved = json.loads((tmp_path / "lra" / "results.json").read_text())
+    assert saved["interrupted"] is True
+    assert [r["variant"] for r in saved["runs"]] == ["multi_head"]
+    assert "Interrupted" in (tmp_path / "lra" / "results.md").read_text()
+
+
 def test_markdown_notes_a_ranking_against_the_published_one():
     runs = [{"task": "listops", "variant": v, "seed": s, "accuracy": a + 0.001 * s,
              "params": 1, "train_seconds": 1.0}

@@ -15,6 +15,7 @@ with notes where the rankings disagree) and results.png into --out.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from attnlab.cli.train import positive_int
@@ -56,7 +57,12 @@ def run(args: argparse.Namespace) -> int:
     settings = LRASettings.quick(**overrides) if args.quick else LRASettings(**overrides)
     if args.steps is not None:
         settings = settings.with_steps(args.steps)
-    run_lra(settings, resume=args.resume)
+    try:
+        run_lra(settings, resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"interrupted: the finished runs are in {settings.out}/results.json and "
+              "results.md; run the same command with --resume to continue", file=sys.stderr)
+        return 130
     report = Path(settings.out) / "results.md"
     print(report.read_text(encoding="utf-8"))
     print(f"written: {report}, results.json and results.png beside it")

@@ -186,6 +186,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{machine.get('torch')} with {machine.get('torch_threads')} thread(s)"
         + (f", GPU {machine['gpu']}" if "gpu" in machine else "") + f"; device {s['device']}. "
         f"Wall time {results.get('wall_seconds', 0.0) / 60:.1f} min.", "",
+        *(["**Interrupted**: only the runs that finished are shown; `--resume` continues.", ""]
+          if results.get("interrupted") else []),
         f"Same classifier for every variant: d_model {s['d_model']}, {s['n_heads']} heads, "
         f"{s['n_layers']} layer(s), d_ff {s['d_ff']}, dropout {s['dropout']}, "
         f"{s['position']} positions, mean pooling; AdamW (weight decay {s['weight_decay']}), "
@@ -214,15 +216,23 @@ def markdown(results: dict[str, Any]) -> str:
                 f"mean real length {info.get('mean_length', 0):.0f}; {info.get('notes', '')}")
         lines.append(f"| {task} | {b['steps']} steps x batch {b['batch_size']}, peak lr "
                      f"{b['lr']:g} | {data} | {TASK_NOTES[task]} |")
+    knobs = {r["variant"]: r.get("knob") for r in results["runs"] if "error" not in r}
     lines += ["", "## Cost of a run (mean training seconds; parameters)", "",
-              "| variant | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+              "Wall-clock training time on the machine above, as it was during the run (other "
+              "jobs on a shared machine make it pessimistic and noisy; `attnlab bench "
+              "attention` measures speed properly). Budget knob: the argument that trades cost "
+              "for accuracy, at the value run (the registry default unless the settings' "
+              "knobs say otherwise).", "",
+              "| variant | budget knob | " + " | ".join(tasks) + " |",
+              "|---" * (len(tasks) + 2) + "|"]
     for name in names:
+        knob = ", ".join(f"{k}={v}" for k, v in (knobs.get(name) or {}).items()) or "-"
         cells = []
         for t in tasks:
             cell = table[t].get(name)
             cells.append("-" if cell is None or cell["mean"] is None else
                          f"{cell['train_seconds']:.1f} s, {cell['params']:,}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {knob} | " + " | ".join(cells) + " |")
     pixel_params = {v: c["params"] for v, c in table.get("pixels", {}).items() if c["params"]}
     notes = rank_notes(table, chance, pixel_params)
     lines += ["", "## Against the published ranking", "",
@@ -268,4 +278,5 @@ def plot(results: dict[str, Any], path: Path) -> None:
 def write_report(results: dict[str, Any], out: Path) -> None:
     text = markdown(results)
     atomic_write(out / "results.md", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    plot(results, out / "results.png")
+    if results["runs"]:
+        plot(results, out / "results.png")

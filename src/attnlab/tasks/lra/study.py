@@ -247,6 +247,8 @@ def train_one(data: TaskData, name: str, seed: int, s: LRASettings) -> dict[str,
                       TrainerConfig(max_steps=budget.steps, clip_norm=1.0, progress=False,
                                     log_every=max(1, budget.steps // 20)))
     result = trainer.fit()
+    if result.stopped_by == "interrupt":  # Ctrl-C: stop the study, not just this run
+        raise KeyboardInterrupt(f"{name} on {data.name} interrupted at step {result.step}")
     start = time.perf_counter()
     test_accuracy = accuracy(model, data.test, s.eval_batch_size, device)
     tail = result.history[-max(1, len(result.history) // 5):]
@@ -292,21 +294,28 @@ def run_lra(s: LRASettings, *, resume: bool = False, command: str | None = None)
     }
     wall = time.perf_counter()
     total = len(s.tasks) * s.seeds * len(s.names)
-    with tqdm(total=total, desc="lra", unit="run") as bar:
-        for task in s.tasks:
-            bar.set_postfix_str(f"{task}: generating data")
-            start = time.perf_counter()
-            data = make_task(task, s)
-            results["tasks"][task] = {**data.describe(),
-                                      "generate_seconds": time.perf_counter() - start}
-            for seed in range(s.seeds):
-                for name in s.names:
-                    if (task, name, seed) not in finished:
-                        bar.set_postfix_str(f"{task} {name} seed {seed}")
-                        results["runs"].append(_guarded_run(data, name, seed, s))
-                        results["wall_seconds"] = time.perf_counter() - wall
-                        write(out, results)
-                    bar.update()
+    try:
+        with tqdm(total=total, desc="lra", unit="run") as bar:
+            for task in s.tasks:
+                bar.set_postfix_str(f"{task}: generating data")
+                start = time.perf_counter()
+                data = make_task(task, s)
+                results["tasks"][task] = {**data.describe(),
+                                          "generate_seconds": time.perf_counter() - start}
+                for seed in range(s.seeds):
+                    for name in s.names:
+                        if (task, name, seed) not in finished:
+                            bar.set_postfix_str(f"{task} {name} seed {seed}")
+                            results["runs"].append(_guarded_run(data, name, seed, s))
+                            results["wall_seconds"] = time.perf_counter() - wall
+                            write(out, results)
+                        bar.update()
+    except KeyboardInterrupt:
+        # the report of what finished; the unfinished run is not recorded (resume redoes it)
+        results["interrupted"] = True
+        write(out, results)
+        write_report(results, out)
+        raise
     results["wall_seconds"] = time.perf_counter() - wall
     write(out, results)
     write_report(results, out)
