@@ -3,8 +3,8 @@ ListOps, key-value retrieval at long distance, and handwritten digits as 1,024-p
 Same classifier, optimiser, steps, batches and seeds for every variant; data generated here,
 seeded (the digits ship with scikit-learn).
 
-    attnlab bench lra --quick --out runs/lra-quick    # ~15 minutes on 2 CPU cores
-    attnlab bench lra --out runs/lra                  # full: bigger model, longer sequences
+    attnlab bench lra --quick --out runs/lra-quick    # 12-15 minutes on 2 CPU cores
+    attnlab bench lra --out runs/lra                  # full: ~10 h on 2 CPU cores (estimate)
     attnlab bench lra --quick --tasks listops --names multi_head linformer --seeds 1
 
 Writes results.json (after every run, so an interrupted study keeps what finished; --resume
