@@ -108,7 +108,13 @@ def test_retrieval_labels_are_the_queried_keys_values_far_from_the_end():
         at = keys.index(seq[-1])
         assert values[at] - first_value == int(label)
         assert len(seq) - 1 - 2 * at >= 24  # the answer is at least min_distance back
+        assert len(seq) - 1 - 2 * at == retrieval.query_distance(20, at)
         assert Counter(values) == Counter({v: 4 for v in values})  # balanced: 20 / 5 each
+    rng = random.Random(0)  # the bound is tight: odd and even distances, nearest pair allowed
+    for d in (3, 4, 41):
+        distances = {retrieval.make_example(rng, n_pairs=20, n_keys=20, n_values=2,
+                                            min_distance=d)[2] for _ in range(400)}
+        assert min(distances) == d + (d + 1) % 2  # distances are odd: the first one >= d
     with pytest.raises(ValueError, match="n_keys"):
         retrieval.make_retrieval(train_size=1, test_size=1, n_pairs=10, n_keys=5, n_values=3,
                                  min_distance=4)

@@ -27,8 +27,9 @@ def vocabulary(n_keys: int, n_values: int) -> tuple[str, ...]:
 
 
 def query_distance(n_pairs: int, pair_index: int) -> int:
-    """Tokens from the key of pair `pair_index` (0-based) to the query key at the end."""
-    return 2 * (n_pairs - pair_index)
+    """Positions from the key of pair `pair_index` (0-based, at 2 * pair_index) to the query
+    key, the last of the 2 * n_pairs + 2 tokens."""
+    return 2 * (n_pairs - pair_index) + 1
 
 
 def make_example(rng: random.Random, *, n_pairs: int, n_keys: int, n_values: int,
@@ -42,7 +43,7 @@ def make_example(rng: random.Random, *, n_pairs: int, n_keys: int, n_values: int
     values += [rng.randrange(n_values) for _ in range(n_pairs % n_values)]
     rng.shuffle(values)
     # pairs far enough from the end: query_distance(n_pairs, i) >= min_distance
-    last_allowed = n_pairs - -(-min_distance // 2)
+    last_allowed = n_pairs - -(-(min_distance - 1) // 2)
     queried = rng.randint(0, last_allowed)
     ids = [t for k, v in zip(keys, values, strict=True) for t in (first_key + k, first_value + v)]
     ids += [SPECIALS.index("[Q]"), first_key + keys[queried]]
@@ -56,8 +57,8 @@ def make_retrieval(*, train_size: int, test_size: int, n_pairs: int, n_keys: int
         raise ValueError(f"n_keys must be >= n_pairs ({n_pairs}) for distinct keys, got {n_keys}")
     if n_values < 2:
         raise ValueError(f"n_values must be >= 2 (the classes), got {n_values}")
-    if not 2 <= min_distance <= 2 * n_pairs:
-        raise ValueError(f"min_distance must be in [2, 2 * n_pairs = {2 * n_pairs}], "
+    if not 2 <= min_distance <= 2 * n_pairs + 1:
+        raise ValueError(f"min_distance must be in [2, 2 * n_pairs + 1 = {2 * n_pairs + 1}], "
                          f"got {min_distance}")
     rng = random.Random(seed)
     vocab = vocabulary(n_keys, n_values)
