@@ -161,6 +161,8 @@ def test_output_attentions_shapes():
         dict(attention="additive", position="learned"),
         dict(attention="multiplicative", position="alibi"),
         dict(position="relative", feedforward="geglu"),
+        dict(attention="performer", attention_dropout=0.0),  # efficient variants with the
+        dict(attention="linear", attention_dropout=0.0),  # causal + cross the decoder needs
     ],
 )
 def test_variants_train_one_step(overrides):
@@ -222,6 +224,10 @@ def test_config_validation_and_immutability():
         TransformerConfig(d_model=30, n_heads=4)
     with pytest.raises(KeyError, match="multi_head"):
         TransformerConfig(attention="nope")
+    with pytest.raises(ValueError, match="longformer.*causal masking.*cross-attention"):
+        TransformerConfig(attention="longformer")
+    with pytest.raises(ValueError, match="attention_dropout=0.0, got 0.1"):
+        TransformerConfig(attention="linear", attention_dropout=0.1)
     with pytest.raises(ValueError, match="unknown config field"):
         build_model("transformer-tiny", d_modle=8)
     with pytest.raises(KeyError, match="transformer-base"):

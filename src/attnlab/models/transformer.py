@@ -9,6 +9,7 @@ also builds pre-norm, RMSNorm, SwiGLU, GQA, RoPE / ALiBi / T5-bias and the RNN-e
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -84,6 +85,19 @@ class TransformerConfig:
         for registry, name in ((ATTENTION, self.attention), (POSITION, self.position),
                                (NORM, self.norm), (FEEDFORWARD, self.feedforward)):
             registry.get(name)  # KeyError listing the valid names
+        mechanism = ATTENTION.get(self.attention)
+        needs = {"supports_causal": "causal masking (decoder self-attention)",
+                 "supports_cross": "cross-attention (decoder)",
+                 "supports_mask": "padding masks"}
+        missing = [what for flag, what in needs.items() if not getattr(mechanism, flag, True)]
+        if missing:
+            raise ValueError(
+                f"attention={self.attention!r} cannot serve an encoder-decoder Transformer: it "
+                f"lacks {', '.join(missing)}; see `attnlab list` for what each mechanism supports"
+            )
+        if self.attention_dropout > 0 and "dropout" not in inspect.signature(mechanism).parameters:
+            raise ValueError(f"attention={self.attention!r} has no attention dropout; "
+                             f"set attention_dropout=0.0, got {self.attention_dropout}")
 
     @property
     def decoder_start_token_id(self) -> int:
@@ -136,8 +150,9 @@ class Transformer(EncoderDecoderModel):
             raise ValueError(
                 f"attention={c.attention!r} supports neither rotary positions nor n_kv_heads"
             )
-        return ATTENTION.build(c.attention, d_model=c.d_model, n_heads=c.n_heads,
-                               dropout=c.attention_dropout, **options)
+        if "dropout" in inspect.signature(ATTENTION.get(c.attention)).parameters:
+            options.setdefault("dropout", c.attention_dropout)
+        return ATTENTION.build(c.attention, d_model=c.d_model, n_heads=c.n_heads, **options)
 
     def _feed_forward(self) -> nn.Module:
         c = self.config
