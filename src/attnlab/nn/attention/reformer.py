@@ -34,9 +34,11 @@ def bucket_count(n: int, bucket_size: int) -> int:
 class ReformerAttention(EfficientAttention):
     """Shared-QK LSH attention: sort by hash bucket, attend within chunks.
 
-    Time O(R T c Dh + R T log T) and memory O(R T c) (R^2 T c for the pair counts when R > 1)
-    for R = n_hashes rounds and chunks of c = bucket_size; one chunk (T <= c) is exact
-    shared-QK attention without self-attention.
+    Time O(R T c Dh + R T (T / c) Dh + R T log T) and memory O(R T c + R T^2 / c) (R^2 T c
+    for the pair counts when R > 1) for R = n_hashes rounds and chunks of c = bucket_size.
+    Hashing takes an argmax over about T / c buckets per token, so at a fixed bucket size its
+    term is quadratic (T^2 / c): measured, time grows about as T^1.4 up to T = 16384.
+    One chunk (T <= c) is exact shared-QK attention without self-attention.
 
     Args:
         d_model, n_heads, head_dim, bias: as EfficientAttention.
@@ -51,7 +53,10 @@ class ReformerAttention(EfficientAttention):
     supports_cache: ClassVar[bool] = False
     shared_qk: ClassVar[bool] = True
     budget_knob: ClassVar[str | None] = "n_hashes"
-    complexity: ClassVar[str] = "time O(R T c Dh + R T log T), memory O(R T c) (R = n_hashes)"
+    complexity: ClassVar[str] = (
+        "time O(R T (c + T / c) Dh + R T log T), memory O(R T (c + T / c)) (R = n_hashes; "
+        "the T / c term is the hash's argmax over buckets)"
+    )
 
     def __init__(self, d_model: int, n_heads: int, *, n_hashes: int = 2, bucket_size: int = 32,
                  max_length: int = 4096, head_dim: int | None = None, bias: bool = True) -> None:
