@@ -8,7 +8,21 @@ import sys
 from collections.abc import Sequence
 
 from attnlab import __version__
-from attnlab.cli import average, bench, compare, demo, evaluate, generate, listing, train, translate
+from attnlab.cli import (
+    average,
+    bench,
+    compare,
+    demo,
+    embed_compare,
+    evaluate,
+    generate,
+    heads,
+    listing,
+    positions,
+    train,
+    translate,
+    viz,
+)
 
 # name -> (module with `add_arguments(parser)` and `run(args) -> int`, one-line help)
 COMMANDS = {
@@ -20,6 +34,10 @@ COMMANDS = {
     "average": (average, "average the last N checkpoints of a run"),
     "generate": (generate, "continue a prompt with a GPT-2 / LLaMA style model folder"),
     "bench": (bench, "efficient attention variants: speed, memory, error; LRA-style accuracy"),
+    "viz": (viz, "attention maps of a model on a text: PNG heatmaps, rollout, HTML viewer"),
+    "heads": (heads, "score every head for known behaviours (previous token, induction, ...)"),
+    "embed-compare": (embed_compare, "how one word's representation moves with its context"),
+    "positions": (positions, "plots of positional encodings: sinusoidal, RoPE, ALiBi"),
     "compare": (compare, "Transformer vs RNN vs CNN: cost, Table 1, BLEU, long-range probes"),
 }
 

@@ -1,0 +1,13 @@
+"""attnlab positions: UNFINISHED placeholder, being written (issue 8)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    raise ValueError("attnlab positions is not written yet")
