@@ -1,0 +1,192 @@
+"""Attention maps of a saved model on one text: load the folder and its tokenizer, frame the text
+the way the family was trained, run one forward pass with `output_attentions=True` and return
+an `AttentionMaps` with readable tokens on the axes (the "visualize the weights" practice of
+Bahdanau et al. 2015, Fig. 3, and Vaswani et al. 2017, Figs. 3-5, for every family attnlab has).
+
+    model, tokenizer = load_model_and_tokenizer("runs/translate")
+    maps = extract_maps(model, tokenizer, "the old farmer sells red apples .")
+
+Encoder-decoders are teacher-forced: the decoder reads <start> t1 .. tn and predicts
+t1 .. tn </s>. The decoder self-attention view labels positions by what they read (its keys are
+those tokens); the cross-attention view labels each query by the token it predicts, as
+alignment pictures do. Without a target the model's own greedy output is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+from torch import Tensor, nn
+
+from attnlab.viz.maps import AttentionMaps, AttentionView
+
+DECODER_ONLY = ("gpt2", "llama")
+ENCODER_ONLY = ("bert",)
+ENCODER_DECODER = ("transformer", "t5", "rnn", "convs2s")
+FAMILIES = DECODER_ONLY + ENCODER_ONLY + ENCODER_DECODER
+CLS_NAMES = ("[CLS]", "<s>", "<cls>")  # BERT, RoBERTa / attnlab BPE
+SEP_NAMES = ("[SEP]", "</s>", "<sep>")
+# GPT-2's byte-level alphabet: printable stand-ins for the 256 bytes (Radford et al. 2019).
+_BYTE_CHARS = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+               *range(ord("®"), ord("ÿ") + 1)]
+_EXTRA = [b for b in range(256) if b not in _BYTE_CHARS]
+BYTE_OF_CHAR = {chr(b): b for b in _BYTE_CHARS} | {chr(256 + i): b for i, b in enumerate(_EXTRA)}
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Token ids of one framed text and their readable strings (same length)."""
+
+    ids: list[int]
+    tokens: list[str]
+
+
+def family_of(model: nn.Module) -> str:
+    """The model_type of a loaded model ("gpt2", "bert", "transformer", ...)."""
+    config = getattr(model, "config", None)
+    family = getattr(type(config), "model_type", None)
+    if family not in FAMILIES:
+        raise ValueError(f"{type(model).__name__}: model_type {family!r} has no attention maps; "
+                         f"expected one of {list(FAMILIES)}")
+    return family
+
+
+def load_model_and_tokenizer(directory: str | Path) -> tuple[nn.Module, Tokenizer]:
+    """A model folder (config.json + weights, attnlab or Hugging Face layout) and the
+    `tokenizer.json` beside it, as (model in eval mode, `tokenizers.Tokenizer`)."""
+    from attnlab import from_pretrained
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"--model: {directory} is not a folder; expected a model folder "
+                                "(config.json, model.safetensors, tokenizer.json)")
+    path = directory / "tokenizer.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"--model: {path} not found: the model's tokenizer.json must sit "
+                                "beside its weights (attnlab train writes it; with transformers, "
+                                "tokenizer.save_pretrained(DIR) of a fast tokenizer does)")
+    model = from_pretrained(directory)
+    family_of(model)
+    return model, Tokenizer.from_file(str(path))
+
+
+def readable(tokenizer: Tokenizer, token: str) -> str:
+    """A token as people read it: GPT-2 byte-level symbols turned back into text (a leading
+    space shown as "▁", as SentencePiece writes it), newlines and tabs escaped."""
+    if type(tokenizer.decoder).__name__ == "ByteLevel" and all(c in BYTE_OF_CHAR for c in token):
+        token = bytes(BYTE_OF_CHAR[c] for c in token).decode("utf-8", errors="replace")
+        token = token.replace(" ", "▁")
+    return token.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+
+
+def _special_id(tokenizer: Tokenizer, names: tuple[str, ...]) -> int | None:
+    ids = [tokenizer.token_to_id(name) for name in names]
+    return next((i for i in ids if i is not None), None)
+
+
+def encode_text(model: nn.Module, tokenizer: Tokenizer, text: str) -> Encoded:
+    """`text` framed as the model's family reads its input: the tokenizer's own post-processor
+    when it has one (BERT's [CLS] .. [SEP], LLaMA's <s>, T5's </s>); otherwise [CLS] .. [SEP]
+    for BERT and a closing </s> for encoder-decoder sources (attnlab's translation folders)."""
+    if not text.strip():
+        raise ValueError("--text is empty; give the text to look at")
+    family = family_of(model)
+    ids = tokenizer.encode(text, add_special_tokens=True).ids
+    if family in ENCODER_ONLY:
+        cls, sep = _special_id(tokenizer, CLS_NAMES), _special_id(tokenizer, SEP_NAMES)
+        if cls is not None and ids[:1] != [cls]:
+            ids = [cls, *ids]
+        if sep is not None and ids[-1:] != [sep]:
+            ids = [*ids, sep]
+    elif family in ENCODER_DECODER:
+        eos = model.config.eos_token_id
+        if ids[-1:] != [eos]:
+            ids = [*ids, eos]
+    return _encoded(tokenizer, ids, model.config.max_seq_len, "--text")
+
+
+def _encoded(tokenizer: Tokenizer, ids: list[int], limit: int, name: str) -> Encoded:
+    if len(ids) > limit:
+        raise ValueError(f"{name} has {len(ids)} tokens, more than the model's "
+                         f"max_seq_len={limit}; shorten it")
+    tokens = [readable(tokenizer, tokenizer.id_to_token(i) or f"<{i}>") for i in ids]
+    return Encoded(ids, tokens)
+
+
+@torch.no_grad()
+def target_ids(model: nn.Module, tokenizer: Tokenizer, source: Encoded,
+               target: str | None) -> list[int]:
+    """Target ids ending in </s>: `target` encoded, or the model's greedy output."""
+    eos = model.config.eos_token_id
+    if target is None:
+        from attnlab.generation.greedy import greedy_decode
+
+        limit = model.config.max_seq_len - 1
+        out = greedy_decode(model, torch.tensor([source.ids], device=_device(model)),
+                            max_new_tokens=min(limit, 2 * len(source.ids) + 10))[0].tolist()
+        ids = out[: out.index(eos)] if eos in out else out
+    else:
+        if not target.strip():
+            raise ValueError("--target is empty; give a translation or leave it out")
+        ids = tokenizer.encode(target, add_special_tokens=True).ids
+        ids = ids[:-1] if ids[-1:] == [eos] else ids
+    return [*ids, eos]
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _stack(weights: tuple[Tensor, ...] | None, what: str) -> Tensor:
+    if not weights:
+        raise ValueError(f"the model returned no {what} weights")
+    return torch.stack([w[0] for w in weights]).float().cpu()  # (L, H, T, S)
+
+
+@torch.no_grad()
+def extract_maps(model: nn.Module, tokenizer: Tokenizer, text: str, target: str | None = None,
+                 *, name: str = "model") -> AttentionMaps:
+    """Every attention view of `model` on `text` (and `target` for encoder-decoders)."""
+    family = family_of(model)
+    model.eval()
+    if target is not None and family not in ENCODER_DECODER:
+        raise ValueError(f"--target is for encoder-decoder models; {name} is a {family} model, "
+                         "which reads only --text")
+    source = encode_text(model, tokenizer, text)
+    input_ids = torch.tensor([source.ids], device=_device(model))  # (1, S)
+    if family not in ENCODER_DECODER:
+        out = model(input_ids, output_attentions=True)
+        view_name = "self-attention" if family in ENCODER_ONLY else "causal self-attention"
+        view = AttentionView(view_name, "self", tuple(source.tokens), tuple(source.tokens),
+                             _stack(out.attentions, "self-attention"))
+        return AttentionMaps(name, family, (view,))
+    tgt = target_ids(model, tokenizer, source, target)
+    decoder_in = _encoded(tokenizer, [model.config.decoder_start_token_id, *tgt[:-1]],
+                          model.config.max_seq_len, "--target")
+    predicted = _encoded(tokenizer, tgt, model.config.max_seq_len, "--target")
+    out = model(input_ids, torch.tensor([decoder_in.ids], device=_device(model)),  # (1, T)
+                output_attentions=True)
+    views = []
+    if out.encoder_attentions:
+        views.append(AttentionView("encoder self-attention", "self", tuple(source.tokens),
+                                   tuple(source.tokens), _stack(out.encoder_attentions, "")))
+    if out.decoder_attentions:
+        views.append(AttentionView("decoder self-attention", "self", tuple(decoder_in.tokens),
+                                   tuple(decoder_in.tokens), _stack(out.decoder_attentions, "")))
+    if out.cross_attentions:
+        views.append(AttentionView("cross-attention", "cross", tuple(predicted.tokens),
+                                   tuple(source.tokens), _stack(out.cross_attentions, "")))
+    if not views:
+        raise ValueError(f"{name} ({family}) has no attention to show (an RNN without "
+                         "attention, such as the Sutskever baseline?)")
+    return AttentionMaps(name, family, tuple(views))
+
+
+def maps_from_folder(directory: str | Path, text: str, target: str | None = None
+                     ) -> AttentionMaps:
+    """`extract_maps` on the model folder `directory`."""
+    model, tokenizer = load_model_and_tokenizer(directory)
+    return extract_maps(model, tokenizer, text, target, name=str(directory))
