@@ -1,0 +1,463 @@
+"""The one-file HTML attention viewer: the page as a string, and the page in headless Chromium.
+
+The browser tests drive a real Chromium through its DevTools protocol over a pipe
+(--remote-debugging-pipe), so they need no driver package and no network; they skip with a
+clear message where no Chromium is installed (CI installs Debian's `chromium`).
+
+    python tests/viz/test_html.py --screenshot docs/viewer.png --model DIR --text "..."
+
+takes the screenshot in docs/ of a real model's maps.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from attnlab.viz.html import embed_json, render_viewer, write_viewer
+from attnlab.viz.maps import AttentionMaps, AttentionView
+
+torch.set_num_threads(1)
+
+EVIL = (
+    "<img src=x onerror=alert(1)>",
+    "</script><script>alert(2)</script>",
+    "<!--",
+    "@SCRIPT@",
+    "a\u2028b",
+    "\"'&amp;",
+)
+
+
+def _planted(T: int, S: int, L: int = 2, H: int = 3, seed: int = 0) -> torch.Tensor:
+    """(L, H, T, S): head 0 attends to the previous key, head 1 to the first, head 2 random."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.zeros(L, H, T, S)
+    for t in range(T):
+        w[:, 0, t, max(0, min(t - 1, S - 1))] = 1.0
+    w[:, 1, :, 0] = 1.0
+    w[:, 2] = torch.rand(L, T, S, generator=g).softmax(-1)
+    w[1] = w[1].roll(1, dims=0)  # layer 1 differs from layer 0: heads permuted
+    return w
+
+
+def _maps(query: tuple[str, ...], key: tuple[str, ...] | None = None) -> AttentionMaps:
+    if key is None:
+        weights = _planted(len(query), len(query))
+        view = AttentionView("self-attention", "self", query, query, weights)
+        return AttentionMaps("hand-built", "gpt2", (view,))
+    views = (
+        AttentionView("encoder self-attention", "self", key, key, _planted(len(key), len(key))),
+        AttentionView("decoder self-attention", "self", query, query,
+                      _planted(len(query), len(query), seed=1)),
+        AttentionView("cross-attention", "cross", query, key,
+                      _planted(len(query), len(key), seed=2)),
+    )
+    return AttentionMaps("hand-built", "transformer", views)
+
+
+def _embedded(page: str) -> dict[str, Any]:
+    match = re.search(r'<script type="application/json" id="attn-data">(.*?)</script>', page, re.S)
+    assert match is not None
+    return json.loads(match.group(1))
+
+
+# ---- the page as a string ----
+
+def test_embedded_json_round_trips_and_hides_markup() -> None:
+    maps = _maps(("<s>",) + EVIL + ("end",))
+    page = render_viewer(maps)
+    data = _embedded(page)
+    assert data["views"] == maps.to_json()["views"]
+    assert data["model"] == "hand-built" and data["family"] == "gpt2"
+    # the only script ends are the page's own two; no token became markup
+    assert page.count("</script>") == 2 and page.lower().count("<script") == 2
+    assert "<img" not in page and "<!--" not in page and "\u2028" not in page
+    assert "@SCRIPT@" not in page.split('id="attn-data">', 1)[0]
+
+
+def test_embed_json_escapes() -> None:
+    text = embed_json({"t": "</script>&<!--\u2028\u2029"})
+    assert not set("<>&") & set(text) and "\u2028" not in text and "\u2029" not in text
+    assert json.loads(text) == {"t": "</script>&<!--\u2028\u2029"}
+
+
+def test_page_is_self_contained() -> None:
+    page = render_viewer(_maps(("a", "b", "c"), ("x", "y")))
+    assert not re.search(r"https?:|ftp:|//[\w.-]+\.[a-z]{2,}", page)  # no URL at all
+    assert not re.search(r"<(link|iframe|object|embed|img|base)\b", page, re.I)
+    assert not re.search(r"\b(src|href)\s*=|@import|url\(|fetch\(|XMLHttpRequest|WebSocket", page)
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page)
+    assert csp is not None and "default-src &#x27;none&#x27;" in csp.group(1)
+    assert "innerHTML" not in page and "outerHTML" not in page and "document.write" not in page
+
+
+def test_title_is_escaped(tmp_path: Path) -> None:
+    page = render_viewer(_maps(("a", "b")), title="<b>x</b> & y")
+    assert "<title>&lt;b&gt;x&lt;/b&gt; &amp; y</title>" in page
+    path = write_viewer(_maps(("a", "b")), tmp_path / "deep" / "v.html")
+    assert path.read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_bad_input() -> None:
+    with pytest.raises(TypeError, match="AttentionMaps"):
+        render_viewer({"views": []})  # type: ignore[arg-type]
+    w = _planted(2, 2)
+    w[0, 0, 0, 0] = float("nan")
+    maps = AttentionMaps("m", "gpt2", (AttentionView("self", "self", ("a", "b"), ("a", "b"), w),))
+    with pytest.raises(ValueError, match="finite"):
+        render_viewer(maps)
+    with pytest.raises(ValueError, match="decimals"):
+        render_viewer(_maps(("a", "b")), decimals=0)
+
+
+# ---- the page in headless Chromium ----
+
+FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
+)
+
+
+def _chromium_binary() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+class Browser:
+    """Chromium driven over --remote-debugging-pipe: JSON messages ending in NUL on fds 3/4."""
+
+    def __init__(self, binary: str) -> None:
+        self.profile = tempfile.mkdtemp(prefix="attnlab-chromium-")
+        to_chrome_r, self._out = os.pipe()
+        self._in, from_chrome_w = os.pipe()
+
+        def wire() -> None:  # in the child: its fd 3 reads our commands, fd 4 writes replies
+            a, b = os.dup(to_chrome_r), os.dup(from_chrome_w)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        self.proc = subprocess.Popen(
+            [binary, *FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-pipe",
+             "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            close_fds=False, preexec_fn=wire,
+        )
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._buf = b""
+        self._id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def _message(self, deadline: float) -> dict[str, Any]:
+        while b"\0" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no message from chromium in time")
+            ready, _, _ = select.select([self._in], [], [], left)
+            if ready:
+                chunk = os.read(self._in, 1 << 20)
+                if not chunk:
+                    raise RuntimeError("chromium closed its DevTools pipe")
+                self._buf += chunk
+        raw, _, self._buf = self._buf.partition(b"\0")
+        return json.loads(raw)
+
+    def _write(self, method: str, params: dict[str, Any], session: str | None) -> int:
+        self._id += 1
+        message: dict[str, Any] = {"id": self._id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        data = json.dumps(message).encode() + b"\0"
+        while data:
+            data = data[os.write(self._out, data):]
+        return self._id
+
+    def _event(self, message: dict[str, Any]) -> None:
+        self.events.append(message)
+        if message.get("method") == "Page.javascriptDialogOpening":  # never leave it blocking
+            self._write("Page.handleJavaScriptDialog", {"accept": False}, message["sessionId"])
+
+    def send(self, method: str, params: dict[str, Any] | None = None,
+             session: str | None = None, timeout: float = 15.0) -> dict[str, Any]:
+        wanted = self._write(method, params or {}, session)
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self._message(deadline)
+            if message.get("id") == wanted:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+            if "method" in message:
+                self._event(message)
+
+    def wait_for(self, method: str, session: str, timeout: float = 15.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        for event in self.events:
+            if event.get("method") == method and event.get("sessionId") == session:
+                return event
+        while True:
+            message = self._message(deadline)
+            if "method" in message:
+                self._event(message)
+                if message["method"] == method and message.get("sessionId") == session:
+                    return message
+
+    def close(self) -> None:
+        try:
+            self._write("Browser.close", {}, None)
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._in)
+        os.close(self._out)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+class Page:
+    """One tab: load a file, evaluate JS, hover, press keys; records errors and requests."""
+
+    def __init__(self, browser: Browser, width: int = 1400, height: int = 1000) -> None:
+        self.browser = browser
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = browser.send(
+            "Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.send(f"{domain}.enable")
+        self.send("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        self.send("Emulation.setFocusEmulationEnabled", {"enabled": True})
+
+    def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.browser.send(method, params, self.session)
+
+    def load(self, path: Path) -> None:
+        self.browser.events.clear()
+        self.send("Page.navigate", {"url": path.resolve().as_uri()})
+        self.browser.wait_for("Page.loadEventFired", self.session)
+
+    def js(self, expression: str) -> Any:
+        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def hover(self, selector: str) -> None:
+        box = self.js(f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+                      " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
+                      " return [r.left + r.width / 2, r.top + r.height / 2]; })()")
+        self.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": box[0], "y": box[1]})
+
+    def press(self, key: str) -> None:
+        for kind in ("keyDown", "keyUp"):
+            self.send("Input.dispatchKeyEvent", {"type": kind, "key": key, "text": key})
+
+    def errors(self) -> list[str]:
+        """Console errors, uncaught exceptions, dialogs (alert/confirm) seen on this tab."""
+        found = []
+        for event in self.browser.events:
+            method, params = event.get("method"), event.get("params", {})
+            if event.get("sessionId") != self.session:
+                continue
+            if method == "Runtime.exceptionThrown":
+                details = params["exceptionDetails"]
+                found.append(f"exception: {details.get('exception', details).get('description')}")
+            elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
+                found.append(f"console.{params['type']}: {params['args']}")
+            elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+                found.append(f"log: {params['entry']['text']}")
+            elif method == "Page.javascriptDialogOpening":
+                found.append(f"dialog: {params['message']}")
+        return found
+
+    def requests(self) -> list[str]:
+        return [e["params"]["request"]["url"] for e in self.browser.events
+                if e.get("method") == "Network.requestWillBeSent"
+                and e.get("sessionId") == self.session]
+
+    def screenshot(self, path: Path) -> None:
+        data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+        path.write_bytes(base64.b64decode(data["data"]))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    binary = _chromium_binary()
+    if binary is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium); "
+                    "the HTML viewer's browser tests need it")
+    b = Browser(binary)
+    try:
+        b.send("Browser.getVersion", timeout=30)
+    except Exception as err:  # a Chromium that cannot start here is an environment problem
+        b.close()
+        pytest.skip(f"Chromium at {binary} did not start headless: {err}")
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser):
+    return Page(browser)
+
+
+def _load(page: Page, tmp_path: Path, maps: AttentionMaps) -> Path:
+    path = write_viewer(maps, tmp_path / "viewer.html")
+    page.load(path)
+    assert page.js("document.getElementById('error').hidden") is True, page.js(
+        "document.getElementById('error').textContent")
+    return path
+
+
+def _pixel(page: Page, t: int, s: int) -> list[int]:
+    return page.js(
+        "(() => { const g = window.attnViewer.geometry(); const c = document.getElementById("
+        f"'heatmap').getContext('2d'); const x = g.left + ({s} + 0.5) * g.cell, y = ({t} + 0.5) *"
+        " g.cell; return Array.from(c.getImageData(x, y, 1, 1).data.slice(0, 3)); })()")
+
+
+def _hex(colour: str) -> list[int]:
+    return [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+
+
+def test_loads_from_file_with_no_errors_and_no_requests(page: Page, tmp_path: Path) -> None:
+    maps = _maps(("the", "cat", "sat", "on", "the", "mat"), ("die", "Katze", "sass"))
+    path = _load(page, tmp_path, maps)
+    assert page.js("document.querySelectorAll('#view-select option').length") == 3
+    assert page.js("document.querySelectorAll('#head-select option').length") == 4  # mean + 3
+    assert page.js("document.querySelectorAll('#query-list .tok').length") == 3  # encoder
+    assert page.js("document.querySelectorAll('#lines line').length") > 0
+    page.js("(() => { const s = document.getElementById('view-select'); s.value = '2';"
+            " s.dispatchEvent(new Event('change')); })()")  # the cross-attention view
+    assert page.js("Array.from(document.querySelectorAll('#key-list .tok'), e => e.textContent)"
+                   ) == ["die", "Katze", "sass"]
+    assert page.errors() == []
+    assert [u for u in page.requests() if u != path.resolve().as_uri()] == []
+
+
+def test_choosing_another_head_changes_the_picture(page: Page, tmp_path: Path) -> None:
+    maps = _maps(("a", "b", "c", "d", "e"))
+    _load(page, tmp_path, maps)
+    colours = json.loads(re.search(r'"colormap":(\[.*?\])', render_viewer(maps)).group(1))
+    before = page.js("document.getElementById('heatmap').toDataURL()")
+    for head in (0, 1):  # choose the head through the select, as a user does
+        page.js("(() => { const s = document.getElementById('head-select');"
+                f" s.value = '{head}'; s.dispatchEvent(new Event('change')); }})()")
+        assert page.js("window.attnViewer.state.head") == head
+        w = maps.views[0].weights[0, head]
+        for t, s in ((2, 1), (2, 0), (3, 3)):  # each cell drawn in the colour of its weight
+            expected = _hex(colours[round(float(w[t, s] / w.max()) * (len(colours) - 1))])
+            assert _pixel(page, t, s) == expected, (head, t, s)
+    after = page.js("document.getElementById('heatmap').toDataURL()")
+    assert after != before
+    page.js("document.body.focus()")
+    page.press("]")  # keyboard: next head
+    assert page.js("window.attnViewer.state.head") == 2
+    page.press("]")  # after the last head comes the mean of heads
+    assert page.js("window.attnViewer.state.head") == "mean"
+    page.press(".")  # next layer
+    assert page.js("window.attnViewer.state.layer") == 1
+    assert page.js("document.getElementById('heatmap').toDataURL()") != after
+    assert page.errors() == []
+
+
+def test_hovering_a_token_highlights_what_it_attends_to(page: Page, tmp_path: Path) -> None:
+    tokens = ("a", "b", "c", "d", "e")
+    maps = _maps(tokens)
+    _load(page, tmp_path, maps)
+    page.js("(() => { const s = document.getElementById('head-select');"
+            " s.value = '0'; s.dispatchEvent(new Event('change')); })()")  # previous-token head
+    page.hover("#query-list .tok[data-index='3']")
+    assert page.js("document.querySelector('#query-list .tok.active').dataset.index") == "3"
+    assert page.js("Array.from(document.querySelectorAll('#key-list .tok.top'),"
+                   " e => e.dataset.index)") == ["2"]
+    weights = page.js("Array.from(document.querySelectorAll('#key-list .tok'),"
+                      " e => Number(e.dataset.weight))")
+    assert weights == [0, 0, 1, 0, 0]
+    assert page.js("document.querySelectorAll('#lines line').length") == 1  # only its lines
+    page.hover("#key-list .tok[data-index='0']")  # what attends to the first token: a and b
+    weights = page.js("Array.from(document.querySelectorAll('#query-list .tok'),"
+                      " e => Number(e.dataset.weight))")
+    assert weights == [1, 1, 0, 0, 0]
+    page.hover("h1")
+    assert page.js("document.querySelectorAll('.tok.active, .tok.top').length") == 0
+    mean = maps.views[0].weights[0].mean(0)  # mean of heads, query 4
+    page.js("(() => { const s = document.getElementById('head-select');"
+            " s.value = 'mean'; s.dispatchEvent(new Event('change')); })()")
+    page.js("document.querySelector(\"#query-list .tok[data-index='4']\").focus()")  # keyboard
+    weights = page.js("Array.from(document.querySelectorAll('#key-list .tok'),"
+                      " e => Number(e.dataset.weight))")
+    assert weights == pytest.approx(mean[4].tolist(), abs=2e-4)
+    assert page.errors() == []
+
+
+def test_hostile_tokens_show_as_text(page: Page, tmp_path: Path) -> None:
+    tokens = ("<s>",) + EVIL
+    maps = _maps(tokens, ("x",) + EVIL)
+    _load(page, tmp_path, maps)
+    shown = page.js("Array.from(document.querySelectorAll('#query-list .tok'), e => e.textContent)")
+    assert shown == ["x", *EVIL]  # the encoder view comes first
+    page.js("(() => { const s = document.getElementById('view-select'); s.value = '2';"
+            " s.dispatchEvent(new Event('change')); })()")  # cross-attention
+    shown = page.js("Array.from(document.querySelectorAll('#query-list .tok'), e => e.textContent)")
+    assert shown == list(tokens)
+    for i in range(len(tokens)):
+        page.hover(f"#query-list .tok[data-index='{i}']")
+        page.hover(f"#key-list .tok[data-index='{i}']")
+    page.hover("#heatmap")
+    assert "\u2192" in page.js("document.getElementById('cell-info').textContent")
+    assert page.js("document.querySelectorAll('img, iframe, object, embed').length") == 0
+    assert page.js("document.scripts.length") == 2
+    assert page.js("document.querySelectorAll('.tok *').length") == 0  # no element inside a token
+    assert page.errors() == []
+
+
+def _screenshot(model: str, text: str, target: str | None, out: Path) -> None:
+    """docs/viewer.png: the viewer of a real model's maps, as headless Chromium draws it."""
+    from attnlab.viz.extract import extract_maps  # written for `attnlab viz`
+
+    maps = extract_maps(model, text, target=target)
+    binary = _chromium_binary()
+    if binary is None:
+        raise SystemExit("install chromium first")
+    browser = Browser(binary)
+    try:
+        page = Page(browser, width=1280, height=760)
+        with tempfile.TemporaryDirectory() as tmp:
+            page.load(write_viewer(maps, Path(tmp) / "viewer.html"))
+            page.hover("#query-list .tok[data-index='2']")
+            assert page.errors() == [], page.errors()
+            data = page.send("Page.captureScreenshot", {"format": "png"})
+        out.write_bytes(base64.b64decode(data["data"]))
+    finally:
+        browser.close()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--screenshot", type=Path, required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--text", required=True)
+    parser.add_argument("--target", default=None)
+    args = parser.parse_args()
+    _screenshot(args.model, args.text, args.target, args.screenshot)
