@@ -63,6 +63,10 @@ def load_model_and_tokenizer(directory: str | Path) -> tuple[nn.Module, Tokenize
     if not directory.is_dir():
         raise FileNotFoundError(f"--model: {directory} is not a folder; expected a model folder "
                                 "(config.json, model.safetensors, tokenizer.json)")
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(f"--model: {directory / 'config.json'} not found: {directory} "
+                                "is not a model folder (attnlab train or save_pretrained write "
+                                "one)")
     path = directory / "tokenizer.json"
     if not path.is_file():
         raise FileNotFoundError(f"--model: {path} not found: the model's tokenizer.json must sit "
