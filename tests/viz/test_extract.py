@@ -190,3 +190,24 @@ def test_rollout_refuses_cross_attention_and_bad_shapes():
         rollout_view(view)
     with pytest.raises(ValueError, match="residual"):
         attention_rollout(torch.ones(1, 1, 2, 2) / 2, residual=1.5)
+
+
+def test_tokenizer_post_processor_frames_bert_once(tmp_path):
+    """A Hugging Face BERT tokenizer.json adds [CLS] .. [SEP] itself: not added twice."""
+    from tokenizers import processors
+
+    tokenizer = train_byte_bpe(LINES, 300, ["[PAD]", "[MASK]", "[CLS]", "[SEP]"])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    model = build_model("bert-tiny").eval()
+    encoded = encode_text(model, tokenizer, TEXT)
+    assert encoded.tokens.count("[CLS]") == 1 and encoded.tokens.count("[SEP]") == 1
+    assert encoded.ids == [2, *tokenizer.encode(TEXT, add_special_tokens=False).ids, 3]
+
+
+def test_byte_level_tokens_read_as_text():
+    from attnlab.viz.extract import readable
+
+    tokenizer = train_byte_bpe(["a line\nwith café"], 270, ["<eos>"])
+    tokens = [readable(tokenizer, t) for t in tokenizer.encode("a line\nwith café").tokens]
+    assert "".join(tokens) == "a▁line\\nwith▁café"
