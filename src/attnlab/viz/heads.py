@@ -215,11 +215,13 @@ class HeadScores:
     model: str
     scores: dict[str, dict[str, Tensor]]
     probe: dict[str, Any] = field(default_factory=dict)
+    chance: dict[str, dict[str, float]] = field(default_factory=dict)  # uniform attention's
 
     def to_json(self, decimals: int = 4) -> dict[str, Any]:
         return {
             "model": self.model,
             "probe": self.probe,
+            "chance": self.chance,
             "views": {view: {name: [[round(float(x), decimals) for x in row] for row in value]
                              for name, value in behaviours.items()}
                       for view, behaviours in self.scores.items()},
@@ -251,7 +253,31 @@ def analyse_heads(model: nn.Module, *, name: str = "model", batch: int = 8, leng
               for view, weights in plain.items()}
     probe = {"batch": batch, "length": length, "seed": seed, "excluded_ids": sorted(avoid),
              "diagonal_radius": radius}
-    return HeadScores(name, scores, probe)
+    return HeadScores(name, scores, probe, chance_scores(plain, radius))
+
+
+def uniform_like(weights: Tensor) -> Tensor:
+    """Uniform attention (T, S) over what `weights` (L, H, T, S) can see: causal when no weight
+    lies above the diagonal (aligned lower-right), else every key."""
+    T, S = weights.shape[-2:]
+    visible = torch.ones(T, S)
+    if T == S and float(torch.triu(weights, diagonal=1).abs().sum()) < 1e-6:
+        visible = torch.tril(visible)
+    return visible / visible.sum(-1, keepdim=True)  # (T, S)
+
+
+def chance_scores(plain: dict[str, Tensor], radius: float = 1.0) -> dict[str, dict[str, float]]:
+    """What a head attending uniformly would score on each view: the floor to read scores
+    against (e.g. about 0.1 on previous-token for causal attention over 32 tokens)."""
+    chance = {}
+    for view, weights in plain.items():
+        uniform = uniform_like(weights)
+        # the probes have an even length, so one uniform matrix serves both
+        scores = (score_cross(uniform, radius) if view == "cross-attention"
+                  else score_self(uniform, uniform))
+        chance[view] = {name: round(float(value), 4) for name, value in scores.items()
+                        if name != "offset_value"}
+    return chance
 
 
 def plot_head_scores(result: HeadScores, path: str | Path) -> Path:
