@@ -432,17 +432,24 @@ def test_hostile_tokens_show_as_text(page: Page, tmp_path: Path) -> None:
 
 def _screenshot(model: str, text: str, target: str | None, out: Path) -> None:
     """docs/viewer.png: the viewer of a real model's maps, as headless Chromium draws it."""
-    from attnlab.viz.extract import extract_maps  # written for `attnlab viz`
+    from attnlab.viz.extract import maps_from_folder  # the maps `attnlab viz` writes
 
-    maps = extract_maps(model, text, target=target)
+    maps = maps_from_folder(model, text, target)
+    cross = [i for i, view in enumerate(maps.views) if view.kind == "cross"]
     binary = _chromium_binary()
     if binary is None:
-        raise SystemExit("install chromium first")
+        raise SystemExit("install chromium first (Debian: apt-get install chromium)")
     browser = Browser(binary)
     try:
-        page = Page(browser, width=1280, height=760)
+        page = Page(browser, width=1200, height=700)
         with tempfile.TemporaryDirectory() as tmp:
             page.load(write_viewer(maps, Path(tmp) / "viewer.html"))
+            if cross:  # the alignment is the most telling picture of a translation model
+                page.js("(() => { const s = document.getElementById('view-select');"
+                        f" s.value = '{cross[0]}'; s.dispatchEvent(new Event('change')); }})()")
+            page.js("(() => { const s = document.getElementById('layer-select');"
+                    " s.value = String(s.options.length - 1);"
+                    " s.dispatchEvent(new Event('change')); })()")  # the last layer
             page.hover("#query-list .tok[data-index='2']")
             assert page.errors() == [], page.errors()
             data = page.send("Page.captureScreenshot", {"format": "png"})
@@ -454,7 +461,7 @@ def _screenshot(model: str, text: str, target: str | None, out: Path) -> None:
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description="screenshot of the viewer for docs/")
     parser.add_argument("--screenshot", type=Path, required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--text", required=True)
