@@ -16,8 +16,12 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from attnlab.cli.train import positive_int
+
+if TYPE_CHECKING:
+    from attnlab.viz.maps import AttentionMaps
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-html", action="store_true", help="skip the HTML viewer")
 
 
-def write_pictures(maps, out: Path, layers: list[int] | None,
+def write_pictures(maps: AttentionMaps, out: Path, layers: list[int] | None,
                    heads: list[int] | None) -> tuple[list[Path], list[Path]]:
     """(overview pictures, per-head heatmaps) of every view; `layers`/`heads` are 0-based."""
     from attnlab.viz import grid
@@ -61,7 +65,7 @@ def write_pictures(maps, out: Path, layers: list[int] | None,
     return overview, per_head
 
 
-def write_html(maps, path: Path) -> Path | None:
+def write_html(maps: AttentionMaps, path: Path) -> Path | None:
     """index.html through attnlab.viz.html.write_viewer, or None (logged) where it is missing."""
     try:
         from attnlab.viz.html import write_viewer
