@@ -33,7 +33,9 @@ def plot_attention(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     size = max(4.0, 0.28 * max(T, S) + 2)
-    fig, ax = plt.subplots(figsize=(size * S / max(T, S) + 1.5, size * T / max(T, S)))
+    # at least 2.5 inches high: a one-token target against a long source still has room for
+    # the key labels (tight_layout gives up otherwise)
+    fig, ax = plt.subplots(figsize=(size * S / max(T, S) + 1.5, max(2.5, size * T / max(T, S))))
     image = ax.imshow(weights.detach().float().cpu().numpy(), cmap="viridis", vmin=0.0,
                       aspect="auto")
     ax.set_xticks(range(S), [str(t) for t in key_tokens], rotation=90, fontsize=7)
