@@ -317,7 +317,7 @@ def plot_head_scores(result: HeadScores, path: str | Path) -> Path:
                         values.flatten().tolist(), strict=True):
                     text = f"{score:.2f}"
                     if names[col] == "offset" and offsets is not None:
-                        text = f"d={int(offsets[layer, head])}"
+                        text += f"\nd={int(offsets[layer, head])}"
                     ax.text(head, layer, text, ha="center", va="center", fontsize=7,
                             color="white" if score < 0.6 else "black")
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="score")
