@@ -430,6 +430,19 @@ def test_hostile_tokens_show_as_text(page: Page, tmp_path: Path) -> None:
     assert page.errors() == []
 
 
+def test_long_input_stays_light(page: Page, tmp_path: Path) -> None:
+    tokens = tuple(f"t{i}" for i in range(64))
+    g = torch.Generator().manual_seed(3)
+    weights = torch.rand(2, 4, 64, 64, generator=g).softmax(-1)
+    view = AttentionView("self-attention", "self", tokens, tokens, weights)
+    _load(page, tmp_path, AttentionMaps("long", "gpt2", (view,)))
+    assert 0 < page.js("document.querySelectorAll('#lines line').length") <= 8 * 64 + 64
+    page.hover("#key-list .tok[data-index='63']")
+    assert page.js("document.querySelectorAll('#lines line').length") <= 64
+    assert page.js("document.querySelectorAll('#query-list .tok[data-weight]').length") == 64
+    assert page.errors() == []
+
+
 def _screenshot(model: str, text: str, target: str | None, out: Path) -> None:
     """docs/viewer.png: the viewer of a real model's maps, as headless Chromium draws it."""
     from attnlab.viz.extract import maps_from_folder  # the maps `attnlab viz` writes

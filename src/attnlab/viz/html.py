@@ -146,7 +146,8 @@ _PAGE = """<!doctype html>
     </div>
   </section>
   <section id="tokens-panel" aria-label="token view">
-    <h2>tokens <small>hover or focus a token</small></h2>
+    <h2>tokens <small>hover or focus a token; otherwise lines show each query's 8 strongest
+      keys</small></h2>
     <div id="token-view">
       <div class="token-col" id="query-list" aria-label="queries"></div>
       <svg id="lines" aria-hidden="true"></svg>
@@ -198,9 +199,14 @@ _SCRIPT = r"""
   function nLayers(v) { return v.weights.length; }
   function nHeads(v) { return v.weights.length ? v.weights[0].length : 0; }
 
+  var meanCache = {};
   function matrix() {  // (T, S) for the chosen layer and head, or the mean of heads
-    var layer = view().weights[state.layer];
+    var layer = view().weights[state.layer], key = state.view + "/" + state.layer;
     if (state.head !== "mean") { return layer[state.head]; }
+    if (!meanCache[key]) { meanCache[key] = meanOfHeads(layer); }
+    return meanCache[key];  // hovering redraws often; the mean is computed once per layer
+  }
+  function meanOfHeads(layer) {
     var H = layer.length, T = layer[0].length, S = T ? layer[0][0].length : 0, out = [];
     for (var t = 0; t < T; t++) {
       var row = new Array(S).fill(0);
@@ -339,30 +345,41 @@ _SCRIPT = r"""
     }
     drawLines(m, top, qs, ks);
   }
+  var LINES_PER_QUERY = 8;
+  function strongest(row, k) {  // the k-th largest weight of a row (0 when the row is shorter)
+    if (row.length <= k) { return 0; }
+    return row.slice().sort(function (a, b) { return b - a; })[k - 1];
+  }
   function drawLines(m, top, qs, ks) {
     var svg = $("lines"), box = $("token-view").getBoundingClientRect(), h = state.hover;
     var rect = svg.getBoundingClientRect(), width = rect.width;
     svg.setAttribute("height", String(Math.max(box.height, 1)));
     svg.replaceChildren();
-    var y = function (el) {
-      var r = el.getBoundingClientRect();
-      return r.top + r.height / 2 - rect.top;
+    var y = function (els) {  // read every position before writing: one layout, not T * S
+      return Array.prototype.map.call(els, function (el) {
+        var r = el.getBoundingClientRect();
+        return r.top + r.height / 2 - rect.top;
+      });
     };
+    var qy = y(qs), ky = y(ks), lines = document.createDocumentFragment();
     for (var t = 0; t < qs.length; t++) {
       if (h && h.side === "q" && h.index !== t) { continue; }
+      // with nothing hovered, each query's strongest keys only: long inputs stay responsive
+      var floor = h ? 0 : strongest(m[t], LINES_PER_QUERY);
       for (var s = 0; s < ks.length; s++) {
         if (h && h.side === "k" && h.index !== s) { continue; }
         var alpha = Math.min(1, m[t][s] / top);
-        if (alpha < 0.02) { continue; }
+        if (alpha < 0.02 || m[t][s] < floor) { continue; }
         var line = document.createElementNS(SVGNS, "line");
-        line.setAttribute("x1", "2"); line.setAttribute("y1", String(y(qs[t])));
-        line.setAttribute("x2", String(width - 2)); line.setAttribute("y2", String(y(ks[s])));
+        line.setAttribute("x1", "2"); line.setAttribute("y1", qy[t].toFixed(1));
+        line.setAttribute("x2", String(width - 2)); line.setAttribute("y2", ky[s].toFixed(1));
         line.setAttribute("stroke", h ? "#e07000" : "#2a6fb0");
         line.setAttribute("stroke-opacity", alpha.toFixed(3));
         line.setAttribute("stroke-width", h ? "2" : "1.5");
-        svg.appendChild(line);
+        lines.appendChild(line);
       }
     }
+    svg.appendChild(lines);
   }
 
   // ---- legend ----
