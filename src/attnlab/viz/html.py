@@ -398,7 +398,8 @@ _SCRIPT = r"""
   function render() {
     var v = view(), m = matrix(), top = scaleMax(m);
     $("subtitle").textContent = v.name + " \u00b7 layer " + state.layer + " \u00b7 " +
-      (state.head === "mean" ? "mean of " + nHeads(v) + " heads" : "head " + state.head) +
+      (state.head !== "mean" ? "head " + state.head
+        : nHeads(v) === 1 ? "1 head" : "mean of " + nHeads(v) + " heads") +
       " \u00b7 " + v.query_tokens.length + " queries \u00d7 " + v.key_tokens.length + " keys";
     drawHeatmap(m, top); showCell(m); drawTokens(m, top); drawLegend(top);
   }
