@@ -1,6 +1,7 @@
 """`attnlab bench lra`: the three generators (ListOps evaluator on hand-written expressions,
-lengths, labels; retrieval labels by construction; pixel sequences and a disjoint split), the
-classifier with every registered variant, a tiny study end to end, and the CLI."""
+lengths, labels; one-hop retrieval labels by construction, distances and balance; pixel
+sequences and a disjoint split), the classifier with every registered variant and its pooling,
+a tiny study end to end, and the CLI."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from torch import Tensor
 from attnlab.cli.main import main
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.attention.efficient import EfficientAttention
-from attnlab.tasks.lra import listops, pixels, retrieval
+from attnlab.tasks.lra import listops, pixels, retrieval, study
 from attnlab.tasks.lra.data import PAD_ID
 from attnlab.tasks.lra.model import SequenceClassifier
 from attnlab.tasks.lra.report import markdown
@@ -94,35 +95,108 @@ def test_listops_sampler_names_an_impossible_request():
                        max_args=2, max_tries=100)
 
 
-def test_retrieval_labels_are_the_queried_keys_values_far_from_the_end():
-    task = retrieval.make_retrieval(train_size=200, test_size=50, n_pairs=20, n_keys=30,
-                                    n_values=5, min_distance=24, seed=1)
-    first_value = len(retrieval.SPECIALS) + 30
-    assert task.seq_len == 64 and task.n_classes == 5
-    for ids, keep, label in zip(task.train.input_ids, task.train.attention_mask,
-                                task.train.labels, strict=True):
-        seq = ids[keep].tolist()
-        assert len(seq) == 42 and seq[-2] == retrieval.SPECIALS.index("[Q]")
-        keys, values = seq[0:40:2], seq[1:40:2]
-        assert len(set(keys)) == 20  # distinct keys
-        at = keys.index(seq[-1])
-        assert values[at] - first_value == int(label)
-        assert len(seq) - 1 - 2 * at >= 24  # the answer is at least min_distance back
-        assert len(seq) - 1 - 2 * at == retrieval.query_distance(20, at)
-        assert Counter(values) == Counter({v: 4 for v in values})  # balanced: 20 / 5 each
-    rng = random.Random(0)  # the bound is tight: odd and even distances, nearest pair allowed
-    for d in (3, 4, 41):
-        distances = {retrieval.make_example(rng, n_pairs=20, n_keys=20, n_values=2,
-                                            min_distance=d)[2] for _ in range(400)}
-        assert min(distances) == d + (d + 1) % 2  # distances are odd: the first one >= d
-    with pytest.raises(ValueError, match="n_keys"):
-        retrieval.make_retrieval(train_size=1, test_size=1, n_pairs=10, n_keys=5, n_values=3,
-                                 min_distance=4)
+def _decode_retrieval(ids: list[int], n_keys: int, n_values: int):
+    """(queried key, {position: (key, value)} of the pair tokens, filler positions)."""
+    first_pair = len(retrieval.SPECIALS) + n_keys
+    pairs = {i: retrieval.split_pair(t, n_keys=n_keys, n_values=n_values)
+             for i, t in enumerate(ids) if t >= first_pair}
+    fillers = [i for i, t in enumerate(ids) if t == retrieval.FILL_ID]
+    return ids[0] - len(retrieval.SPECIALS), pairs, fillers
+
+
+def test_retrieval_is_one_hop_far_balanced_and_labelled_by_construction():
+    n_keys, n_values, n_pairs, d = 12, 4, 10, 40
+    task = retrieval.make_retrieval(train_size=200, test_size=50, length=100, n_pairs=n_pairs,
+                                    n_keys=n_keys, n_values=n_values, min_distance=d, seed=1)
+    assert task.seq_len == 128 and task.n_classes == n_values and task.pooling == "first"
+    assert task.vocab_size == 2 + n_keys + n_keys * n_values
+    queried_at = []
+    for split in (task.train, task.test):
+        for ids, keep, label in zip(split.input_ids, split.attention_mask, split.labels,
+                                    strict=True):
+            seq = ids[keep].tolist()
+            assert len(seq) == 100 and (ids[~keep] == PAD_ID).all()
+            key, pairs, fillers = _decode_retrieval(seq, n_keys, n_values)
+            assert task.vocab[seq[0]] == f"[Q k{key}]"  # the query token sits at position 0
+            assert len(pairs) == n_pairs and len(fillers) == 100 - 1 - n_pairs
+            assert min(pairs) >= d  # every pair, the queried one included, >= d away
+            keys = [k for k, _ in pairs.values()]
+            assert len(set(keys)) == n_pairs and keys.count(key) == 1  # one-hop: one match
+            at, (_, value) = next((i, kv) for i, kv in pairs.items() if kv[0] == key)
+            assert value == int(label)  # the label is the queried pair's value
+            assert task.vocab[seq[at]] == f"k{key}:v{value}"
+            counts = Counter(v for _, v in pairs.values())  # balanced: 10 = 2 x 4 + 2 distinct
+            assert set(counts.values()) == {2, 3} and sum(c == 3 for c in counts.values()) == 2
+            queried_at.append(at)
+    assert min(queried_at) < d + 10 and max(queried_at) > 90  # all of the far region is used
+    assert abs(task.majority_accuracy() - 1 / n_values) < 0.15  # labels roughly uniform
+    rng = random.Random(0)  # the bound is exact: the nearest allowed slot is used
+    distances = {retrieval.make_example(rng, length=20, n_pairs=4, n_keys=4, n_values=4,
+                                        min_distance=13)[2] for _ in range(500)}
+    assert distances == set(range(13, 20))
+
+
+def test_retrieval_rejects_impossible_settings():
+    good = dict(train_size=1, test_size=1, length=20, n_pairs=4, n_keys=4, n_values=4,
+                min_distance=10)
+    for bad, match in ((dict(n_keys=3), "n_keys"), (dict(n_values=1), "n_values"),
+                       (dict(n_pairs=0), "n_pairs"), (dict(min_distance=0), "min_distance"),
+                       (dict(length=13), "length must be >= min_distance")):
+        with pytest.raises(ValueError, match=match):
+            retrieval.make_retrieval(**{**good, **bad})
+
+
+def _retrieval_batch(length: int = 128) -> tuple[Tensor, Tensor]:
+    task = retrieval.make_retrieval(train_size=4, test_size=1, length=length, n_pairs=4,
+                                    n_keys=4, n_values=4, min_distance=65, seed=0)
+    return task.train.input_ids, task.train.attention_mask
+
+
+def test_first_pooling_reads_position_0_only():
+    torch.manual_seed(0)
+    ids, keep = _retrieval_batch()
+    model = SequenceClassifier("multi_head", vocab_size=22, n_classes=4, max_length=128,
+                               d_model=16, n_heads=2, n_layers=1, d_ff=32, pooling="first")
+    seen: dict[str, Tensor] = {}
+
+    def keep_grad(module, inputs, output):
+        output.retain_grad()
+        seen["hidden"] = output
+
+    model.final_norm.register_forward_hook(keep_grad)
+    model(ids, keep).logits.sum().backward()
+    grad = seen["hidden"].grad  # (B, T, D): how the logits depend on each final hidden state
+    assert grad[:, 1:].abs().max() == 0 and grad[:, 0].abs().min() > 0
+    with torch.no_grad():
+        head = model.head(seen["hidden"][:, 0])  # (B, n_classes)
+    assert torch.allclose(model(ids, keep).logits, head)
+    mean = SequenceClassifier("multi_head", vocab_size=22, n_classes=4, max_length=128,
+                              d_model=16, n_heads=2, n_layers=1, d_ff=32)
+    assert mean.pooling == "mean"
+    with pytest.raises(ValueError, match="pooling"):
+        SequenceClassifier("multi_head", vocab_size=22, n_classes=4, max_length=128,
+                           pooling="last")
+
+
+@pytest.mark.parametrize("name, reaches", [("sliding_window", False), ("longformer", True),
+                                           ("bigbird", True), ("multi_head", True)])
+def test_min_distance_puts_the_pairs_beyond_a_window_of_64_but_not_global_tokens(name,
+                                                                                  reaches):
+    """With one layer and first pooling, the answer reaches the classifier only through
+    position 0's own attention row: a window of 64 never sees a pair >= 65 away, Longformer's
+    global first token and BigBird's global first block do."""
+    torch.manual_seed(0)
+    ids, keep = _retrieval_batch()
+    model = SequenceClassifier(name, vocab_size=22, n_classes=4, max_length=128, d_model=16,
+                               n_heads=2, n_layers=1, d_ff=32, pooling="first").eval()
+    shuffled = ids.clone()
+    shuffled[:, 65:] = shuffled[:, 65:].flip(-1)  # move the pairs within the far region
+    with torch.no_grad():
+        moved = (model(ids, keep).logits - model(shuffled, keep).logits).abs().max()
+    assert (moved > 1e-4) == reaches
 
 
 def test_pixels_are_1024_tokens_of_ten_classes_with_a_disjoint_fixed_split():
-    # scikit-learn ships the digits; until pyproject.toml lists it, a fresh install lacks it
-    pytest.importorskip("sklearn", reason="the pixels task needs scikit-learn's load_digits")
     task = pixels.make_pixels(levels=16)
     assert task.seq_len == 1024 and task.n_classes == 10
     assert task.train.input_ids.shape[1] == 1024 and bool(task.train.attention_mask.all())
@@ -211,8 +285,8 @@ def test_classifier_rejects_bad_arguments():
 def _tiny(tmp_path, **overrides) -> LRASettings:
     values = dict(out=str(tmp_path / "lra"), tasks=["retrieval"], names=["multi_head"],
                   seeds=1, d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0,
-                  retrieval_pairs=15, retrieval_keys=16, retrieval_values=3,
-                  retrieval_min_distance=8, retrieval_train=64, retrieval_test=32,
+                  retrieval_length=40, retrieval_pairs=3, retrieval_keys=4, retrieval_values=3,
+                  retrieval_min_distance=20, retrieval_train=64, retrieval_test=32,
                   budgets={t: Budget(steps=3, batch_size=8, lr=1e-3, warmup_steps=1)
                            for t in ("listops", "retrieval", "pixels")})
     return LRASettings(**{**values, **overrides})
@@ -224,12 +298,14 @@ def test_tiny_study_writes_json_markdown_and_png(tmp_path, monkeypatch):
     if not efficient:
         monkeypatch.setitem(ATTENTION._entries, "toy_windowed", ToyWindowed)
         efficient = ["toy_windowed"]
-    settings = _tiny(tmp_path, names=["multi_head", efficient[0]])
+    settings = _tiny(tmp_path, names=["multi_head", efficient[0]],
+                     task_model={"retrieval": {"n_heads": 4}})
     results = run_lra(settings, command="attnlab bench lra (test)")
     out = tmp_path / "lra"
     saved = json.loads((out / "results.json").read_text())
     assert {"command", "settings", "machine", "tasks", "runs", "wall_seconds"} <= set(saved)
     assert saved["tasks"]["retrieval"]["seq_len"] == 64
+    assert saved["tasks"]["retrieval"]["pooling"] == "first"
     assert len(saved["runs"]) == len(settings.names)
     for run in saved["runs"]:
         assert {"task", "variant", "seed", "accuracy", "params", "steps", "train_seconds"} <= set(
@@ -237,6 +313,7 @@ def test_tiny_study_writes_json_markdown_and_png(tmp_path, monkeypatch):
         assert run["steps"] == 3 and 0.0 <= run["accuracy"] <= 1.0
     text = (out / "results.md").read_text()
     assert "| multi_head |" in text and "36.37" in text and "NOT LRA's Retrieval" in text
+    assert "first-token pooling (retrieval)" in text and "(retrieval: n_heads 4)" in text
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert results["runs"] == saved["runs"]
 
@@ -295,19 +372,30 @@ def test_settings_reject_bad_values():
         LRASettings(names=["no_such_attention"])
     with pytest.raises(ValueError, match="seeds"):
         LRASettings(seeds=0)
+    with pytest.raises(ValueError, match="task_model"):
+        LRASettings(task_model={"retrieval": {"window": 8}})
+    with pytest.raises(ValueError, match="task_model"):
+        LRASettings(task_model={"cifar": {"n_heads": 2}})
     quick = LRASettings.quick().with_steps(10)
     assert {b.steps for b in quick.budgets.values()} == {10}
+    assert quick.model_for("retrieval")["n_heads"] == 2 and quick.model_for("listops") == {
+        "d_model": 32, "n_heads": 1, "n_layers": 1, "d_ff": 64, "dropout": 0.0}
+    task = study.make_task("retrieval", quick)
+    model = study.build_classifier("multi_head", task, quick)
+    assert model.pooling == "first" and model.layers[0].self_attn.n_heads == 2
+    # quick and full presets keep every pair beyond what a window of 64 carries to position 0
+    for settings in (quick, LRASettings()):
+        assert settings.retrieval_min_distance > 64 * settings.n_layers
 
 
 def test_cli_runs_a_tiny_study(tmp_path, capsys, monkeypatch):
-    from attnlab.tasks.lra import study
-
     original = study.LRASettings.quick
 
     def tiny_quick(**overrides):  # the CLI's own defaults, at test size
-        return original(**{**overrides, "retrieval_pairs": 15, "retrieval_keys": 16,
-                           "retrieval_values": 3, "retrieval_min_distance": 8,
-                           "retrieval_train": 32, "retrieval_test": 16})
+        return original(**{**overrides, "retrieval_length": 40, "retrieval_pairs": 3,
+                           "retrieval_keys": 4, "retrieval_values": 3,
+                           "retrieval_min_distance": 20, "retrieval_train": 32,
+                           "retrieval_test": 16})
 
     monkeypatch.setattr(study.LRASettings, "quick", staticmethod(tiny_quick))
     out = tmp_path / "cli"

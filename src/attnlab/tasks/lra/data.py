@@ -2,7 +2,9 @@
 "Long Range Arena: A Benchmark for Efficient Transformers").
 
 A task is a fixed, seeded train/test split of token sequences padded to one length, so every
-attention variant sees exactly the same examples. Padding id is 0 in every vocabulary.
+attention variant sees exactly the same examples. Padding id is 0 in every vocabulary. A task
+also says how the classifier pools its sequence: "mean" over real tokens, or "first" where its
+position 0 holds a token that asks the question (LRA's [CLS]; retrieval's query token).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch import Tensor
 
 PAD_ID = 0
+POOLINGS = ("mean", "first")
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,8 @@ class Split:
 
 @dataclass(frozen=True)
 class TaskData:
-    """A generated task: vocabulary (index = token id), class count, padded length, splits."""
+    """A generated task: vocabulary (index = token id), class count, padded length, splits,
+    and the pooling its classifier uses ("mean" or "first", see POOLINGS)."""
 
     name: str
     vocab: tuple[str, ...]
@@ -49,6 +53,11 @@ class TaskData:
     train: Split
     test: Split
     notes: str = ""
+    pooling: str = "mean"
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
 
     @property
     def vocab_size(self) -> int:
@@ -67,7 +76,7 @@ class TaskData:
             "mean_length": float(lengths.mean()), "min_length": int(lengths.min()),
             "max_length": int(lengths.max()), "chance": self.majority_accuracy(),
             "test_label_counts": dict(sorted(Counter(self.test.labels.tolist()).items())),
-            "notes": self.notes,
+            "pooling": self.pooling, "notes": self.notes,
         }
 
 

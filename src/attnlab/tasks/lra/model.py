@@ -3,9 +3,10 @@ al., 2021): the same encoder with only the attention mechanism swapped.
 
 input_ids (B, T) -> token embedding + absolute positions (learned or sinusoidal, from POSITION)
 -> n_layers pre-norm EncoderLayers (Xiong et al., 2020) whose self-attention is
-ATTENTION.build(variant, ...) -> final LayerNorm -> mean over real tokens -> linear -> logits.
-LRA pools with a [CLS] token on ListOps and Image; mean pooling needs no extra token and gives
-every position a gradient from the first step.
+ATTENTION.build(variant, ...) -> final LayerNorm -> pooling -> linear -> logits.
+Pooling is "mean" over real tokens (the default: no extra token, and every position gets a
+gradient from the first step) or "first": position 0 only, for a task whose first token asks
+the question (LRA pools a [CLS] token; retrieval's query token plays that role).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from attnlab.nn.feedforward import FeedForward
 from attnlab.nn.functional import padding_mask
 from attnlab.nn.norm import LayerNorm
 from attnlab.nn.position import POSITION
+from attnlab.tasks.lra.data import POOLINGS
 
 
 class ClassifierOutput(NamedTuple):
@@ -54,13 +56,14 @@ class SequenceClassifier(nn.Module):
         attention_dropout: on attention weights, for variants that have it (off by default:
             on CPU it moves fused attention onto its slow unfused path).
         position: an absolute POSITION scheme ("learned" or "sinusoidal").
+        pooling: "mean" over real tokens or "first" (the hidden state at position 0 only).
         knobs: extra keywords for the attention constructor (window, n_features, ...).
     """
 
     def __init__(self, variant: str, *, vocab_size: int, n_classes: int, max_length: int,
                  d_model: int = 64, n_heads: int = 4, n_layers: int = 2, d_ff: int = 128,
                  dropout: float = 0.0, attention_dropout: float = 0.0,
-                 position: str = "learned",
+                 position: str = "learned", pooling: str = "mean",
                  knobs: dict[str, Any] | None = None) -> None:
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("n_classes", n_classes),
@@ -71,7 +74,9 @@ class SequenceClassifier(nn.Module):
             absolute = [n for n in POSITION.names() if POSITION.get(n).kind == "absolute"]
             raise ValueError(f"position must be an absolute scheme, one of {absolute}, "
                              f"got {position!r}")
-        self.variant, self.max_length = variant, max_length
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.variant, self.max_length, self.pooling = variant, max_length, pooling
         self.embed = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.embed.weight, std=0.02)
         self.position = POSITION.build(position, d_model=d_model, n_heads=n_heads,
@@ -106,8 +111,11 @@ class SequenceClassifier(nn.Module):
         for layer in self.layers:
             x = layer(x, mask=mask).hidden  # (B, T, D)
         x = self.final_norm(x)
-        weights = keep.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
-        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, D)
+        if self.pooling == "first":
+            pooled = x[:, 0]  # (B, D)
+        else:
+            weights = keep.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+            pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, D)
         logits = self.head(pooled)  # (B, n_classes)
         loss = None if labels is None else F.cross_entropy(logits, labels)
         return ClassifierOutput(logits, loss)
