@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,6 @@ from attnlab.cli.train import positive_int
 if TYPE_CHECKING:
     from attnlab.viz.maps import AttentionMaps
 
-log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,13 +63,10 @@ def write_pictures(maps: AttentionMaps, out: Path, layers: list[int] | None,
     return overview, per_head
 
 
-def write_html(maps: AttentionMaps, path: Path) -> Path | None:
-    """index.html through attnlab.viz.html.write_viewer, or None (logged) where it is missing."""
-    try:
-        from attnlab.viz.html import write_viewer
-    except ImportError as error:
-        log.warning("no HTML viewer written: attnlab.viz.html is not available (%s)", error)
-        return None
+def write_html(maps: AttentionMaps, path: Path) -> Path:
+    """index.html: the one-file viewer (attnlab.viz.html.write_viewer)."""
+    from attnlab.viz.html import write_viewer
+
     return Path(write_viewer(maps, path))
 
 
@@ -94,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         rolled = tuple(rollout_view(v) for v in maps.views if v.kind == "self")
         page = write_html(AttentionMaps(maps.model, maps.family, maps.views + rolled),
                           out / "index.html")
-        written += [page] if page is not None else []
+        written.append(page)
     for view in maps.views:
         print(f"{view.name}: {view.n_layers} layers x {view.n_heads} heads, "
               f"{len(view.query_tokens)} x {len(view.key_tokens)} tokens")
