@@ -13,6 +13,7 @@ position_ids: (T,) or (B, T) absolute positions for rotary embeddings (default: 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar, NamedTuple
 
 from torch import Tensor, nn
@@ -81,6 +82,34 @@ class Attention(nn.Module):
             raise ValueError(f"{name} does not support cross-attention")
         if bias is not None and not self.supports_bias:
             raise ValueError(f"{name} does not support an additive position bias")
+
+
+    def keys_and_values(
+        self,
+        x: Tensor,
+        context: Tensor | None,
+        cache: KVCache | None,
+        width: int,
+        project: Callable[[Tensor], tuple[Tensor, Tensor]],
+    ) -> tuple[Tensor, Tensor]:
+        """Keys and values (B, Hkv, S, Dk) from the cache, the context or x itself.
+
+        A filled cross-attention cache is reused as it is (the encoder side is projected once);
+        otherwise the source (context, or x in self-attention) must be `width` wide and
+        `project(source)` makes its keys and values, which a cache then extends.
+        """
+        is_cross = context is not None or (cache is not None and cache.cross)
+        if is_cross and cache is not None and cache.is_filled:
+            return cache.key, cache.value
+        source = x if context is None else context
+        if is_cross and context is None:
+            raise ValueError("cross-attention with an empty cache needs `context`")
+        if source.size(-1) != width:
+            raise ValueError(f"context width must be {width}, got {source.size(-1)}")
+        keys, values = project(source)
+        if cache is not None:
+            keys, values = cache.update(keys, values)
+        return keys, values
 
 
 def check_positive(name: str, value: int) -> None:

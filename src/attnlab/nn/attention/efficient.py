@@ -143,22 +143,12 @@ class EfficientAttention(Attention):
         self.check_call(x, context, mask, causal, cache, bias)
         B, T, _ = x.shape
         q = self.split_heads(self.q_proj(x))  # (B, H, T, Dh)
-        is_cross = context is not None or (cache is not None and cache.cross)
-        if is_cross and cache is not None and cache.is_filled:
-            k, v = cache.key, cache.value  # (B, H, S, Dh), projected once
-        else:
-            source = x if context is None else context
-            if is_cross and context is None:
-                raise ValueError("cross-attention with an empty cache needs `context`")
-            key_proj = self.q_proj if self.shared_qk else self.k_proj
-            if source.size(-1) != key_proj.in_features:
-                raise ValueError(
-                    f"context width must be {key_proj.in_features}, got {source.size(-1)}"
-                )
-            k = self.split_heads(key_proj(source))  # (B, H, S_new, Dh)
-            v = self.split_heads(self.v_proj(source))  # (B, H, S_new, Dh)
-            if cache is not None:
-                k, v = cache.update(k, v)  # (B, H, S, Dh)
+        key_proj = self.q_proj if self.shared_qk else self.k_proj
+        k, v = self.keys_and_values(
+            x, context, cache, key_proj.in_features,
+            lambda source: (self.split_heads(key_proj(source)),
+                               self.split_heads(self.v_proj(source))),
+        )  # (B, H, S, Dh) each
         key_keep, full_mask = self.split_mask(mask, B, T, k.size(2))
         extra = {}
         if self.needs_query_keep:

@@ -98,27 +98,23 @@ class MultiHeadAttention(Attention):
         self.check_call(x, context, mask, causal, cache, bias)
         B, T, _ = x.shape
         q = self.split_heads(self.q_proj(x), self.n_heads)  # (B, H, T, Dh)
-        is_cross = context is not None or (cache is not None and cache.cross)
-        if is_cross and cache is not None and cache.is_filled:
-            k, v = cache.key, cache.value  # (B, Hkv, S, Dh), projected once
-        else:
-            source = x if context is None else context
-            if is_cross and context is None:
-                raise ValueError("cross-attention with an empty cache needs `context`")
-            if source.size(-1) != self.k_proj.in_features:
-                raise ValueError(
-                    f"context width must be {self.k_proj.in_features}, got {source.size(-1)}"
-                )
+        rotate = self.rotary is not None and context is None and not (
+            cache is not None and cache.cross
+        )
+        if rotate:  # self-attention: q and the new keys turn by their absolute positions
+            if position_ids is None:
+                past = 0 if cache is None else cache.length
+                position_ids = torch.arange(past, past + T, device=x.device)  # (T,)
+            q = self.rotary(q, position_ids)
+
+        def project(source: Tensor) -> tuple[Tensor, Tensor]:
             k = self.split_heads(self.k_proj(source), self.n_kv_heads)  # (B, Hkv, S_new, Dh)
             v = self.split_heads(self.v_proj(source), self.n_kv_heads)  # (B, Hkv, S_new, Dh)
-            if self.rotary is not None and not is_cross:
-                if position_ids is None:
-                    past = 0 if cache is None else cache.length
-                    position_ids = torch.arange(past, past + T, device=x.device)  # (T,)
-                q = self.rotary(q, position_ids)
-                k = self.rotary(k, position_ids)
-            if cache is not None:
-                k, v = cache.update(k, v)  # (B, Hkv, S, Dh)
+            return (self.rotary(k, position_ids) if rotate else k), v
+
+        k, v = self.keys_and_values(
+            x, context, cache, self.k_proj.in_features, project
+        )  # (B, Hkv, S, Dh) each
         out, weights = self.kernel_fn(
             q, k, v,
             mask=mask,

@@ -59,21 +59,10 @@ class RecurrentEraAttention(Attention):
     ) -> AttentionOutput:
         self.check_call(x, context, mask, causal, cache, bias)
         B, T, _ = x.shape
-        is_cross = context is not None or (cache is not None and cache.cross)
-        if is_cross and cache is not None and cache.is_filled:
-            keys, values = cache.key, cache.value
-        else:
-            source = x if context is None else context
-            if is_cross and context is None:
-                raise ValueError("cross-attention with an empty cache needs `context`")
-            if source.size(-1) != self.d_context:
-                raise ValueError(
-                    f"context width must be {self.d_context}, got {source.size(-1)}"
-                )
-            keys = self.project_keys(source)  # (B, H, S, Dk)
-            values = self.split(source)  # (B, H, S, Dc / H)
-            if cache is not None:
-                keys, values = cache.update(keys, values)
+        keys, values = self.keys_and_values(
+            x, context, cache, self.d_context,
+            lambda source: (self.project_keys(source), self.split(source)),
+        )  # (B, H, S, Dk), (B, H, S, Dc / H)
         S = keys.size(2)
         if mask is not None:
             AF.check_mask(mask, B, self.n_heads, T, S)
