@@ -18,6 +18,31 @@ from torch import Tensor
 Pair = tuple[Sequence[int], Sequence[int]]
 
 
+class ShuffledRows:
+    """Row indices of a fixed set of n rows in batches, reshuffled every epoch by a generator
+    seeded with seed + epoch: batch i is a pure function of (seed, i), so the state to
+    checkpoint is one counter. Subclasses turn `next_rows()` into a batch."""
+
+    def __init__(self, n_rows: int, batch_size: int, seed: int) -> None:
+        self.n_rows, self.batch_size, self.seed = n_rows, batch_size, seed
+        self.per_epoch = max(1, n_rows // batch_size)
+        self.index = 0
+
+    def next_rows(self) -> Tensor:
+        """The next batch's row indices (batch_size,) (fewer if n_rows < batch_size)."""
+        epoch, position = divmod(self.index, self.per_epoch)
+        self.index += 1
+        order = torch.randperm(self.n_rows,
+                               generator=torch.Generator().manual_seed(self.seed + epoch))
+        return order[position * self.batch_size:(position + 1) * self.batch_size]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"index": self.index}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.index = int(state["index"])
+
+
 def collate(pairs: Sequence[Pair], pad_id: int) -> dict[str, Tensor]:
     """(source ids, target ids ending in EOS) pairs -> padded tensors for the model.
 

@@ -22,6 +22,7 @@ import torch
 from tokenizers import Tokenizer as HFTokenizer
 from torch import Tensor, nn
 
+from attnlab.data.batching import ShuffledRows
 from attnlab.data.parallel import DataError, read_lines
 from attnlab.interop.hf_folder import from_pretrained
 from attnlab.models import build_model, list_models
@@ -85,30 +86,16 @@ def read_tsv(path: Path) -> list[tuple[str, str]]:
     return rows
 
 
-class ShuffledBatches:
-    """Epoch-wise shuffled batches; batch i is a pure function of (seed, i), so the state to
-    checkpoint is one counter."""
+class ShuffledBatches(ShuffledRows):
+    """Epoch-wise shuffled, padded batches of (token ids, label) examples."""
 
     def __init__(self, examples: list[tuple[list[int], int]], batch_size: int, pad_id: int,
                  seed: int) -> None:
-        self.examples, self.batch_size, self.pad_id, self.seed = (
-            examples, batch_size, pad_id, seed)
-        self.per_epoch = max(1, len(examples) // batch_size)
-        self.index = 0
+        super().__init__(len(examples), batch_size, seed)
+        self.examples, self.pad_id = examples, pad_id
 
     def next(self) -> dict[str, Tensor]:
-        epoch, position = divmod(self.index, self.per_epoch)
-        self.index += 1
-        order = torch.randperm(len(self.examples),
-                               generator=torch.Generator().manual_seed(self.seed + epoch))
-        chosen = order[position * self.batch_size:(position + 1) * self.batch_size].tolist()
-        return collate([self.examples[i] for i in chosen], self.pad_id)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"index": self.index}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.index = int(state["index"])
+        return collate([self.examples[i] for i in self.next_rows().tolist()], self.pad_id)
 
 
 def collate(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, Tensor]:

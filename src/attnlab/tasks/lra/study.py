@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from attnlab.data.batching import ShuffledRows
 from attnlab.evaluation.machine import machine_info
 from attnlab.nn.attention import ATTENTION
 from attnlab.serialization import atomic_write
@@ -201,30 +202,19 @@ def make_task(task: str, s: LRASettings) -> TaskData:
     raise ValueError(f"task must be one of {TASKS}, got {task!r}")
 
 
-class SplitBatches:
-    """Epoch-wise shuffled batches of a Split; batch i is a pure function of (seed, i), so the
-    Trainer's resumable state is one counter."""
+class SplitBatches(ShuffledRows):
+    """Epoch-wise shuffled batches of a Split (the epoch-e permutation is seeded with
+    seed * 100_003 + e, so neighbouring run seeds never share an epoch's order)."""
 
     def __init__(self, split: Split, batch_size: int, seed: int, device: torch.device) -> None:
-        self.split, self.batch_size, self.seed, self.device = split, batch_size, seed, device
-        self.per_epoch = max(1, len(split) // batch_size)
-        self.index = 0
+        super().__init__(len(split), batch_size, seed * 100_003)
+        self.split, self.device = split, device
 
     def next(self) -> dict[str, Tensor]:
-        epoch, position = divmod(self.index, self.per_epoch)
-        self.index += 1
-        order = torch.randperm(len(self.split),
-                               generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-        rows = order[position * self.batch_size:(position + 1) * self.batch_size]
+        rows = self.next_rows()
         return {"input_ids": self.split.input_ids[rows].to(self.device),
                 "attention_mask": self.split.attention_mask[rows].to(self.device),
                 "labels": self.split.labels[rows].to(self.device)}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"index": self.index}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.index = int(state["index"])
 
 
 def _loss(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
