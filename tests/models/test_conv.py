@@ -52,7 +52,7 @@ def test_overfits_a_handful_of_pairs():
     for row, (s, t) in enumerate(pairs):
         src[row, : len(s)], labels[row, : len(t)] = torch.tensor(s), torch.tensor(t)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(100):  # ~50 suffice
+    for _ in range(150):  # ~50 suffice; Adam can spike near step 100 on some CPUs
         loss = model(src, attention_mask=(src != 0).long(), labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
