@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from attnlab.errors import DataError  # noqa: F401  (re-exported: data.parallel.DataError)
+
 SPLITS = ("train", "valid", "test")
-
-
-class DataError(ValueError):
-    """A problem with the user's data files, with a message saying where and what to do."""
 
 
 @dataclass(frozen=True)
