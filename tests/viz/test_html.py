@@ -12,6 +12,7 @@ takes the screenshot in docs/ of a real model's maps.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -20,13 +21,15 @@ import shutil
 import subprocess
 import tempfile
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from attnlab.viz.html import embed_json, render_viewer, write_viewer
+from attnlab.viz import html as viewer_html
+from attnlab.viz.html import ASSETS, embed_json, read_asset, render_viewer, write_viewer
 from attnlab.viz.maps import AttentionMaps, AttentionView
 
 torch.set_num_threads(1)
@@ -122,6 +125,53 @@ def test_bad_input() -> None:
         render_viewer(maps)
     with pytest.raises(ValueError, match="decimals"):
         render_viewer(_maps(("a", "b")), decimals=0)
+
+
+
+# ---- the shipped page, stylesheet and script ----
+
+def test_viewer_files_ship_as_package_resources() -> None:
+    folder = resources.files("attnlab.viz").joinpath("viewer")
+    assert sorted(ASSETS) == ["viewer.css", "viewer.html", "viewer.js"]
+    for name in ASSETS:
+        shipped = folder.joinpath(name)
+        assert shipped.is_file(), f"{name} is not package data of attnlab.viz"
+        assert read_asset(name) == shipped.read_text(encoding="utf-8") != ""
+    with pytest.raises(ValueError, match="name must be one of .*'viewer.svg'"):
+        read_asset("viewer.svg")
+
+
+def test_page_inlines_the_shipped_files() -> None:
+    template, style, script = (read_asset(name) for name in ASSETS)
+    page = render_viewer(_maps(("a", "b", "c"), ("x", "y")))
+    # the files as they are, between their tags: nothing is left to load at view time
+    assert f"<style>{style}</style>" in page and f"<script>{script}</script>" in page
+    assert page.startswith(template.split("@CSP@", 1)[0])
+    tags = re.findall(r"<(script|style|link)\b([^>]*)>", page, re.I)
+    assert tags == [("style", ""), ("script", ' type="application/json" id="attn-data"'),
+                    ("script", "")]
+    assert not re.search(r"\b(src|href)\s*=", page)
+    # an edit to a file must not end its own block early, nor add markup the page tests forbid
+    assert "</style" not in style.lower() and "</script" not in script.lower()
+    assert "<!--" not in template + style + script
+    # the CSP allows the script by the hash of the exact text the browser finds between the tags
+    inlined = re.findall(r"<script>(.*?)</script>", page, re.S)
+    assert inlined == [script]
+    digest = base64.b64encode(hashlib.sha256(inlined[0].encode("utf-8")).digest()).decode()
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page)
+    assert csp is not None and f"script-src &#x27;sha256-{digest}&#x27;;" in csp.group(1)
+
+
+def test_template_missing_a_slot_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = read_asset
+    broken = {"viewer.html": shipped("viewer.html").replace("@DATA@", "")}
+    monkeypatch.setattr(viewer_html, "read_asset", lambda name: broken.get(name) or shipped(name))
+    viewer_html._assets.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="viewer.html must hold @DATA@ once, got 0"):
+            render_viewer(_maps(("a", "b")))
+    finally:
+        viewer_html._assets.cache_clear()  # the next test reads the shipped files again
 
 
 # ---- the page in headless Chromium ----

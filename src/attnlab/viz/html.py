@@ -10,16 +10,22 @@ allows only the page's own script (by hash) keeps it so; it works opened from fi
 Safety: the maps travel as JSON in a `<script type="application/json">` block with `<`, `>`,
 `&` and the JS line separators written as \\u escapes, so a token such as `</script>` cannot end
 the block; the script shows token text with `textContent` only, never as markup.
+
+The page template, stylesheet and script are package data in `attnlab/viz/viewer/` (viewer.html,
+viewer.css, viewer.js) so they can be read and linted as what they are; this module reads them
+with `importlib.resources` and inlines all three into the one written file.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import json
 import os
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +46,33 @@ def embed_json(obj: Any) -> str:
     for char, escape in _JSON_ESCAPES.items():
         text = text.replace(char, escape)
     return text
+
+
+_SLOTS = ("CSP", "TITLE", "STYLE", "DATA", "SCRIPT")  # written @NAME@ in viewer.html
+_SLOT = re.compile("@(" + "|".join(_SLOTS) + ")@")
+ASSETS = ("viewer.html", "viewer.css", "viewer.js")  # in the package folder attnlab/viz/viewer/
+
+
+def read_asset(name: str) -> str:
+    """The text of one shipped viewer file (one of `ASSETS`), read from the installed package."""
+    if name not in ASSETS:
+        raise ValueError(f"name must be one of {ASSETS}, got {name!r}")
+    return resources.files("attnlab.viz").joinpath("viewer").joinpath(name).read_text("utf-8")
+
+
+@functools.cache
+def _assets() -> tuple[str, str, str, str]:
+    """(template, style, script, CSP script hash), read once per process."""
+    page, style, script = (read_asset(name) for name in ASSETS)
+    for slot in _SLOTS:
+        # an edited template that lost or doubled a slot would write a page without its data
+        count = page.count(f"@{slot}@")
+        if count != 1:
+            raise RuntimeError(f"viewer.html must hold @{slot}@ once, got {count} times")
+    # the browser hashes the exact text between <script> and </script>, which is the file's
+    # text: viewer.html writes <script>@SCRIPT@</script> with nothing around the slot
+    digest = hashlib.sha256(script.encode("utf-8")).digest()
+    return page, style, script, "sha256-" + base64.b64encode(digest).decode("ascii")
 
 
 def _colormap(name: str = "viridis", n: int = 64) -> list[str]:
@@ -69,8 +102,7 @@ def render_viewer(maps: AttentionMaps, *, title: str | None = None, decimals: in
         raise ValueError(f"decimals must be >= 1, got {decimals}")
     title = title if title is not None else f"attention: {maps.model}"
     payload = {"title": title, "colormap": _colormap(), **maps.to_json(decimals)}
-    digest = hashlib.sha256(_SCRIPT.encode("utf-8")).digest()
-    script_hash = "sha256-" + base64.b64encode(digest).decode("ascii")
+    page, style, script, script_hash = _assets()
     csp = (
         "default-src 'none'; "
         f"script-src '{script_hash}'; "
@@ -80,12 +112,12 @@ def render_viewer(maps: AttentionMaps, *, title: str | None = None, decimals: in
     slots = {
         "CSP": html.escape(csp, quote=True),
         "TITLE": html.escape(title, quote=True),
-        "STYLE": _STYLE,
+        "STYLE": style,
         "DATA": embed_json(payload),
-        "SCRIPT": _SCRIPT,
+        "SCRIPT": script,
     }
     # one pass, so text put into one slot (a token "@SCRIPT@") is never read as another slot
-    return _SLOT.sub(lambda match: slots[match.group(1)], _PAGE)
+    return _SLOT.sub(lambda match: slots[match.group(1)], page)
 
 
 def write_viewer(
@@ -106,367 +138,3 @@ def write_viewer(
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)  # a reader never sees a half-written page
     return path
-
-
-_SLOT = re.compile(r"@(CSP|TITLE|STYLE|DATA|SCRIPT)@")
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="@CSP@">
-<title>@TITLE@</title>
-<style>@STYLE@</style>
-</head>
-<body>
-<header>
-  <h1 id="title"></h1>
-  <p id="subtitle"></p>
-</header>
-<div id="controls" role="group" aria-label="what to show">
-  <label>view <select id="view-select"></select></label>
-  <label>layer <select id="layer-select"></select></label>
-  <label>head <select id="head-select"></select></label>
-  <label>colour scale <select id="scale-select">
-    <option value="max">0 to max of this map</option>
-    <option value="one">0 to 1</option>
-  </select></label>
-</div>
-<p id="error" role="alert" hidden></p>
-<main>
-  <section id="heatmap-panel" aria-label="heatmap">
-    <h2>heatmap <small>rows: queries, columns: keys</small></h2>
-    <canvas id="heatmap" tabindex="0"
-      aria-label="attention heatmap; arrow keys move the cell cursor"></canvas>
-    <p id="cell-info" aria-live="polite">&nbsp;</p>
-    <div id="legend">
-      <span id="legend-min"></span><canvas id="legend-bar" width="200" height="12"></canvas
-      ><span id="legend-max"></span>
-      <span id="legend-label"></span>
-    </div>
-  </section>
-  <section id="tokens-panel" aria-label="token view">
-    <h2>tokens <small>hover or focus a token; otherwise lines show each query's 8 strongest
-      keys</small></h2>
-    <div id="token-view">
-      <div class="token-col" id="query-list" aria-label="queries"></div>
-      <svg id="lines" aria-hidden="true"></svg>
-      <div class="token-col" id="key-list" aria-label="keys"></div>
-    </div>
-  </section>
-</main>
-<footer>keys: <kbd>[</kbd> <kbd>]</kbd> previous / next head, <kbd>,</kbd> <kbd>.</kbd>
-previous / next layer; <kbd>Tab</kbd> to a token to see its attention.</footer>
-<script type="application/json" id="attn-data">@DATA@</script>
-<script>@SCRIPT@</script>
-</body>
-</html>
-"""
-
-_STYLE = """
-body { font: 14px system-ui, sans-serif; margin: 1rem; color: #222; background: #fff; }
-h1 { font-size: 1.2rem; margin: 0; } h2 { font-size: 1rem; margin: .2rem 0 .5rem; }
-h2 small { font-weight: normal; color: #666; }
-#subtitle { margin: .2rem 0 .6rem; color: #555; }
-#controls { display: flex; flex-wrap: wrap; gap: 1rem; margin-bottom: .8rem; }
-#error { color: #a00; }
-main { display: flex; flex-wrap: wrap; gap: 2rem; align-items: flex-start; }
-#heatmap:focus, .tok:focus { outline: 2px solid #e07000; outline-offset: 1px; }
-#cell-info { min-height: 1.2em; font-family: ui-monospace, monospace; white-space: pre; }
-#legend { display: flex; align-items: center; gap: .4rem; color: #444; }
-#legend-bar { border: 1px solid #999; }
-#token-view { position: relative; display: flex; gap: 0; }
-#lines { width: 140px; flex: none; }
-.token-col { display: flex; flex-direction: column; gap: 2px; }
-#query-list { align-items: flex-end; }
-.tok { font-family: ui-monospace, monospace; white-space: pre; padding: 0 4px; line-height: 18px;
-  height: 18px; border-radius: 3px; cursor: default; border: 1px solid transparent; }
-.tok.active { border-color: #e07000; }
-.tok.top { border-color: #333; }
-footer { margin-top: 1rem; color: #666; }
-"""
-
-_SCRIPT = r"""
-"use strict";
-(function () {
-  var DATA = JSON.parse(document.getElementById("attn-data").textContent);
-  var $ = function (id) { return document.getElementById(id); };
-  var SVGNS = document.getElementById("lines").namespaceURI;  // the <svg> markup sets it
-  var state = { view: 0, layer: 0, head: "mean", scale: "max", hover: null, cell: null };
-
-  function fail(message) { var e = $("error"); e.textContent = message; e.hidden = false; }
-  function view() { return DATA.views[state.view]; }
-  function nLayers(v) { return v.weights.length; }
-  function nHeads(v) { return v.weights.length ? v.weights[0].length : 0; }
-
-  var meanCache = {};
-  function matrix() {  // (T, S) for the chosen layer and head, or the mean of heads
-    var layer = view().weights[state.layer], key = state.view + "/" + state.layer;
-    if (state.head !== "mean") { return layer[state.head]; }
-    if (!meanCache[key]) { meanCache[key] = meanOfHeads(layer); }
-    return meanCache[key];  // hovering redraws often; the mean is computed once per layer
-  }
-  function meanOfHeads(layer) {
-    var H = layer.length, T = layer[0].length, S = T ? layer[0][0].length : 0, out = [];
-    for (var t = 0; t < T; t++) {
-      var row = new Array(S).fill(0);
-      for (var h = 0; h < H; h++) {
-        for (var s = 0; s < S; s++) { row[s] += layer[h][t][s] / H; }
-      }
-      out.push(row);
-    }
-    return out;
-  }
-  function scaleMax(m) {
-    if (state.scale === "one") { return 1; }
-    var best = 0;
-    m.forEach(function (row) { row.forEach(function (w) { if (w > best) best = w; }); });
-    return best > 0 ? best : 1;
-  }
-  function colour(x) {  // x in [0, 1] -> the viridis colour the PNG heatmaps use
-    var c = DATA.colormap, i = Math.round(Math.min(1, Math.max(0, x)) * (c.length - 1));
-    return c[i];
-  }
-
-  function fillSelect(select, items, value) {
-    select.replaceChildren();
-    items.forEach(function (item) {
-      var option = document.createElement("option");
-      option.value = String(item[0]);
-      option.textContent = item[1];
-      select.appendChild(option);
-    });
-    select.value = String(value);
-  }
-  function syncControls() {
-    var v = view(), L = nLayers(v), H = nHeads(v), layers = [], heads = [["mean", "mean of heads"]];
-    if (state.layer >= L) { state.layer = L - 1; }
-    if (state.head !== "mean" && state.head >= H) { state.head = "mean"; }
-    for (var l = 0; l < L; l++) { layers.push([l, "layer " + l]); }
-    for (var h = 0; h < H; h++) { heads.push([h, "head " + h]); }
-    fillSelect($("layer-select"), layers, state.layer);
-    fillSelect($("head-select"), heads, state.head);
-    $("view-select").value = String(state.view);
-  }
-
-  // ---- heatmap (canvas) ----
-  var geometry = null;
-  function label(text, max) { return text.length > max ? text.slice(0, max - 1) + "\u2026" : text; }
-  function drawHeatmap(m, top) {
-    var v = view(), T = v.query_tokens.length, S = v.key_tokens.length;
-    var canvas = $("heatmap"), ctx = canvas.getContext("2d");
-    var cell = Math.max(3, Math.min(28, Math.floor(560 / Math.max(T, S, 1))));
-    var font = Math.min(12, cell - 1), every = font < 7 ? Math.ceil(7 / cell) : 1;
-    font = Math.max(font, 7);
-    ctx.font = font + "px monospace";
-    var widest = function (tokens) {
-      return tokens.reduce(function (w, t) {
-        return Math.max(w, ctx.measureText(label(t, 14)).width);
-      }, 0);
-    };
-    var left = Math.ceil(widest(v.query_tokens)) + 8, bottom = Math.ceil(widest(v.key_tokens)) + 8;
-    var width = left + S * cell + 4, height = T * cell + bottom + 4;
-    var ratio = window.devicePixelRatio || 1;
-    canvas.width = Math.round(width * ratio); canvas.height = Math.round(height * ratio);
-    canvas.style.width = width + "px"; canvas.style.height = height + "px";
-    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, width, height);
-    for (var t = 0; t < T; t++) {
-      for (var s = 0; s < S; s++) {
-        ctx.fillStyle = colour(m[t][s] / top);
-        ctx.fillRect(left + s * cell, t * cell, cell, cell);
-      }
-    }
-    ctx.font = font + "px monospace"; ctx.fillStyle = "#222";
-    ctx.textAlign = "right"; ctx.textBaseline = "middle";
-    for (t = 0; t < T; t += every) {
-      ctx.fillText(label(v.query_tokens[t], 14), left - 4, t * cell + cell / 2);
-    }
-    for (s = 0; s < S; s += every) {
-      ctx.save(); ctx.translate(left + s * cell + cell / 2, T * cell + 4); ctx.rotate(-Math.PI / 2);
-      ctx.fillText(label(v.key_tokens[s], 14), 0, 0); ctx.restore();
-    }
-    ctx.strokeStyle = "#e07000"; ctx.lineWidth = 2;
-    var h = state.hover;
-    if (h && h.side === "q") { ctx.strokeRect(left, h.index * cell, S * cell, cell); }
-    if (h && h.side === "k") { ctx.strokeRect(left + h.index * cell, 0, cell, T * cell); }
-    if (state.cell) {
-      ctx.strokeStyle = "#fff";
-      ctx.strokeRect(left + state.cell[1] * cell, state.cell[0] * cell, cell, cell);
-    }
-    geometry = { left: left, cell: cell, T: T, S: S };
-  }
-  function showCell(m) {
-    var v = view(), info = $("cell-info");
-    if (!state.cell) { info.textContent = "\u00a0"; return; }
-    var t = state.cell[0], s = state.cell[1];
-    info.textContent = JSON.stringify(v.query_tokens[t]) + " \u2192 " +
-      JSON.stringify(v.key_tokens[s]) + ": " + m[t][s].toFixed(4);
-  }
-
-  // ---- token view (bertviz-like) ----
-  function buildTokens() {
-    var v = view();
-    [["q", "query-list", v.query_tokens], ["k", "key-list", v.key_tokens]].forEach(function (col) {
-      var box = $(col[1]);
-      box.replaceChildren();
-      col[2].forEach(function (text, i) {
-        var el = document.createElement("span");
-        el.className = "tok"; el.tabIndex = 0; el.textContent = text;
-        el.dataset.side = col[0]; el.dataset.index = String(i);
-        el.addEventListener("mouseenter", function () { setHover({ side: col[0], index: i }); });
-        el.addEventListener("focus", function () { setHover({ side: col[0], index: i }); });
-        el.addEventListener("mouseleave", function () { setHover(null); });
-        el.addEventListener("blur", function () { setHover(null); });
-        box.appendChild(el);
-      });
-    });
-  }
-  function drawTokens(m, top) {
-    var qs = $("query-list").children, ks = $("key-list").children, h = state.hover;
-    var all = Array.prototype.slice.call(qs).concat(Array.prototype.slice.call(ks));
-    all.forEach(function (el) {
-      el.classList.remove("active", "top"); el.style.backgroundColor = ""; delete el.dataset.weight;
-    });
-    if (h) {
-      var self = h.side === "q" ? qs[h.index] : ks[h.index], others = h.side === "q" ? ks : qs;
-      var weights = [], best = -1;
-      for (var i = 0; i < others.length; i++) {
-        weights.push(h.side === "q" ? m[h.index][i] : m[i][h.index]);
-        if (best < 0 || weights[i] > weights[best]) { best = i; }
-      }
-      self.classList.add("active");
-      weights.forEach(function (w, i) {
-        others[i].dataset.weight = w.toFixed(4);
-        var alpha = Math.min(1, w / top).toFixed(3);
-        others[i].style.backgroundColor = "rgba(224, 112, 0, " + alpha + ")";
-      });
-      if (best >= 0 && weights[best] > 0) { others[best].classList.add("top"); }
-    }
-    drawLines(m, top, qs, ks);
-  }
-  var LINES_PER_QUERY = 8;
-  function strongest(row, k) {  // the k-th largest weight of a row (0 when the row is shorter)
-    if (row.length <= k) { return 0; }
-    return row.slice().sort(function (a, b) { return b - a; })[k - 1];
-  }
-  function drawLines(m, top, qs, ks) {
-    var svg = $("lines"), box = $("token-view").getBoundingClientRect(), h = state.hover;
-    var rect = svg.getBoundingClientRect(), width = rect.width;
-    svg.setAttribute("height", String(Math.max(box.height, 1)));
-    svg.replaceChildren();
-    var y = function (els) {  // read every position before writing: one layout, not T * S
-      return Array.prototype.map.call(els, function (el) {
-        var r = el.getBoundingClientRect();
-        return r.top + r.height / 2 - rect.top;
-      });
-    };
-    var qy = y(qs), ky = y(ks), lines = document.createDocumentFragment();
-    for (var t = 0; t < qs.length; t++) {
-      if (h && h.side === "q" && h.index !== t) { continue; }
-      // with nothing hovered, each query's strongest keys only: long inputs stay responsive
-      var floor = h ? 0 : strongest(m[t], LINES_PER_QUERY);
-      for (var s = 0; s < ks.length; s++) {
-        if (h && h.side === "k" && h.index !== s) { continue; }
-        var alpha = Math.min(1, m[t][s] / top);
-        if (alpha < 0.02 || m[t][s] < floor) { continue; }
-        var line = document.createElementNS(SVGNS, "line");
-        line.setAttribute("x1", "2"); line.setAttribute("y1", qy[t].toFixed(1));
-        line.setAttribute("x2", String(width - 2)); line.setAttribute("y2", ky[s].toFixed(1));
-        line.setAttribute("stroke", h ? "#e07000" : "#2a6fb0");
-        line.setAttribute("stroke-opacity", alpha.toFixed(3));
-        line.setAttribute("stroke-width", h ? "2" : "1.5");
-        lines.appendChild(line);
-      }
-    }
-    svg.appendChild(lines);
-  }
-
-  // ---- legend ----
-  function drawLegend(top) {
-    var bar = $("legend-bar"), ctx = bar.getContext("2d");
-    for (var x = 0; x < bar.width; x++) {
-      ctx.fillStyle = colour(x / (bar.width - 1));
-      ctx.fillRect(x, 0, 1, bar.height);
-    }
-    $("legend-min").textContent = "0";
-    $("legend-max").textContent = top.toFixed(3);
-    $("legend-label").textContent =
-      state.head === "mean" ? "(mean of heads)" : "(head " + state.head + ")";
-  }
-
-  function render() {
-    var v = view(), m = matrix(), top = scaleMax(m);
-    $("subtitle").textContent = v.name + " \u00b7 layer " + state.layer + " \u00b7 " +
-      (state.head !== "mean" ? "head " + state.head
-        : nHeads(v) === 1 ? "1 head" : "mean of " + nHeads(v) + " heads") +
-      " \u00b7 " + v.query_tokens.length + " queries \u00d7 " + v.key_tokens.length + " keys";
-    drawHeatmap(m, top); showCell(m); drawTokens(m, top); drawLegend(top);
-  }
-  function setHover(h) { state.hover = h; render(); }
-  function setView(i) {
-    state.view = i; state.hover = null; state.cell = null;
-    syncControls(); buildTokens(); render();
-  }
-  function setHead(h) { state.head = h; syncControls(); render(); }
-  function setLayer(l) { state.layer = l; syncControls(); render(); }
-  function step(kind, delta) {
-    var v = view();
-    if (kind === "layer") { setLayer((state.layer + delta + nLayers(v)) % nLayers(v)); return; }
-    var order = ["mean"]; for (var i = 0; i < nHeads(v); i++) { order.push(i); }
-    setHead(order[(order.indexOf(state.head) + delta + order.length) % order.length]);
-  }
-
-  function start() {
-    if (!DATA.views || !DATA.views.length) { fail("no attention views in this file"); return; }
-    $("title").textContent = DATA.title;
-    document.title = DATA.title;
-    fillSelect($("view-select"), DATA.views.map(function (v, i) {
-      return [i, v.name + " (" + v.kind + ")"];
-    }), 0);
-    $("view-select").addEventListener("change", function (e) {
-      setView(Number(e.target.value));
-    });
-    $("layer-select").addEventListener("change", function (e) {
-      setLayer(Number(e.target.value));
-    });
-    $("head-select").addEventListener("change", function (e) {
-      setHead(e.target.value === "mean" ? "mean" : Number(e.target.value));
-    });
-    $("scale-select").addEventListener("change", function (e) {
-      state.scale = e.target.value; render();
-    });
-    var canvas = $("heatmap");
-    canvas.addEventListener("mousemove", function (e) {
-      if (!geometry) { return; }
-      var r = canvas.getBoundingClientRect(), g = geometry;
-      var s = Math.floor((e.clientX - r.left - g.left) / g.cell);
-      var t = Math.floor((e.clientY - r.top) / g.cell);
-      var cell = t >= 0 && t < g.T && s >= 0 && s < g.S ? [t, s] : null;
-      if (String(cell) !== String(state.cell)) { state.cell = cell; render(); }
-    });
-    canvas.addEventListener("mouseleave", function () { state.cell = null; render(); });
-    canvas.addEventListener("keydown", function (e) {
-      var moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
-      if (!moves[e.key] || !geometry) { return; }
-      e.preventDefault();
-      var c = state.cell || [0, 0], d = moves[e.key];
-      state.cell = [Math.min(geometry.T - 1, Math.max(0, c[0] + d[0])),
-                    Math.min(geometry.S - 1, Math.max(0, c[1] + d[1]))];
-      render();
-    });
-    document.addEventListener("keydown", function (e) {
-      if (e.target && e.target.tagName === "SELECT") { return; }
-      var keys = { "[": ["head", -1], "]": ["head", 1], ",": ["layer", -1], ".": ["layer", 1] };
-      if (keys[e.key]) { step(keys[e.key][0], keys[e.key][1]); }
-    });
-    window.addEventListener("resize", render);
-    setView(0);
-    // read-only hook for tests and the console: the matrix drawn now
-    window.attnViewer = {
-      state: state, matrix: matrix, geometry: function () { return geometry; },
-    };
-  }
-  try { start(); } catch (err) { fail("viewer failed: " + err.message); throw err; }
-})();
-"""
