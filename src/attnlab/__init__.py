@@ -1,10 +1,16 @@
 """attnlab: attention and the Transformer, from Bahdanau (2014) to efficient variants."""
 
-__version__ = "0.1.0"
+from pathlib import Path
+
+from attnlab.version import __version__
 
 
-def from_pretrained(directory):
-    """Load a model from a local folder written by Hugging Face `transformers` or attnlab."""
-    from attnlab.interop.hf_folder import from_pretrained as load
+def from_pretrained(directory: str | Path):
+    """The model in a local folder written by Hugging Face `transformers` or attnlab (eval
+    mode; nothing is downloaded)."""
+    from attnlab.models.auto import from_pretrained as load
 
     return load(directory)
+
+
+__all__ = ["__version__", "from_pretrained"]

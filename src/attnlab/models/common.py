@@ -8,6 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attnlab.io import save_folder
+from attnlab.tokenizers import Tokenizer
+
 
 def check_input_ids(ids: Tensor, config: Any, name: str = "input_ids", offset: int = 0) -> None:
     """Raise a clear error unless `ids` is a non-empty integer (B, T) tensor of valid token ids
@@ -65,23 +68,16 @@ class PretrainedModel(nn.Module):
 
     config: Any
 
-    def save_pretrained(self, directory: str | Path, *, layout: str = "auto") -> Path:
-        """Write `config.json` + `model.safetensors` into `directory` (created if needed).
+    def save_pretrained(self, directory: str | Path, *, layout: str = "auto",
+                        tokenizer: Tokenizer | None = None) -> Path:
+        """Write config.json + model.safetensors (+ tokenizer.json) into `directory` (created
+        if needed), through the folder owner `attnlab.io.save_folder`.
 
         layout "hf" writes Hugging Face names, so `transformers` loads the folder with its own
         `from_pretrained`; "attnlab" writes our names; "auto" picks "hf" for the families
         transformers has (GPT-2, LLaMA, BERT, T5) and "attnlab" for the others.
         """
-        # Late imports: interop maps onto models, so models may not import it at load time.
-        from attnlab.interop.hf_folder import FAMILIES, save_hf
-        from attnlab.models.io import save_pretrained as save_native
-
-        if layout not in ("auto", "hf", "attnlab"):
-            raise ValueError(f"layout must be 'auto', 'hf' or 'attnlab', got {layout!r}")
-        if layout == "auto":
-            layout = "hf" if type(self.config).model_type in FAMILIES else "attnlab"
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        return save_hf(self, directory) if layout == "hf" else save_native(self, directory)
+        return save_folder(self, directory, layout=layout, tokenizer=tokenizer)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

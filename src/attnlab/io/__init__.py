@@ -1,0 +1,31 @@
+"""The one owner of model folders: config.json, weights, tokenizer.json, in attnlab or Hugging
+Face layout, for every family.
+
+    save_folder(model, "runs/x", tokenizer=tok)        # what model.save_pretrained does
+    model = load_folder("runs/x", model_classes)       # what attnlab.from_pretrained does
+    tokenizer = load_tokenizer("runs/x")
+
+This package knows no model class: the family layouts in `io/hf/` map names and config
+fields, and the loader is handed the model_type -> class table (`attnlab.models` passes its
+own), so the model files can save themselves without an import cycle.
+"""
+
+from attnlab.io.files import (
+    CONFIG_NAME,
+    TOKENIZER_NAME,
+    read_config,
+    read_weights,
+    write_json,
+)
+from attnlab.io.folder import (
+    HF_LAYOUTS,
+    config_from_dict,
+    config_to_dict,
+    load_folder,
+    load_tokenizer,
+    save_folder,
+)
+
+__all__ = ["CONFIG_NAME", "HF_LAYOUTS", "TOKENIZER_NAME", "config_from_dict", "config_to_dict",
+           "load_folder", "load_tokenizer", "read_config", "read_weights", "save_folder",
+           "write_json"]
