@@ -15,24 +15,56 @@ from pathlib import Path
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from attnlab.errors import ConfigError, FolderError, MissingFileError
 from attnlab.serialization import atomic_write
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
 BYTE_TOKENS = tuple(f"<0x{b:02X}>" for b in range(256))
 
 
+# Names each special role goes by in the tokenizers people bring (attnlab's BPE, GPT-2,
+# BERT, RoBERTa, SentencePiece): the first one the tokenizer has wins, its special tokens first.
+ROLE_NAMES = {
+    "pad": ("<pad>", "[PAD]"),
+    "bos": ("<s>", "[CLS]", "<bos>", "<|endoftext|>"),
+    "eos": ("</s>", "[SEP]", "<eos>", "<|endoftext|>"),
+    "unk": ("<unk>", "[UNK]"),
+    "cls": ("[CLS]", "<s>", "<cls>"),
+    "sep": ("[SEP]", "</s>", "<sep>"),
+    "mask": ("[MASK]", "<mask>"),
+}
+
+
 class Tokenizer:
-    """Encode text to ids and back; `add_eos` appends </s> as the translation targets need."""
+    """attnlab's one tokenizer type: any `tokenizer.json` (ours, or one `transformers` wrote),
+    with its special ids found by role. `encode(text, add_eos=True)` appends </s> as
+    translation targets need; `backend` is the `tokenizers.Tokenizer` underneath."""
 
     def __init__(self, backend: HFTokenizer) -> None:
-        for expected_id, token in enumerate(SPECIAL_TOKENS):
-            if backend.token_to_id(token) != expected_id:
-                raise ValueError(
-                    f"tokenizer must map {token} to id {expected_id}, "
-                    f"got {backend.token_to_id(token)}"
-                )
         self.backend = backend
-        self.pad_id, self.bos_id, self.eos_id, self.unk_id = range(4)
+        self.pad_id = self.special_id("pad")
+        self.bos_id = self.special_id("bos")
+        self.eos_id = self.special_id("eos")
+        self.unk_id = self.special_id("unk")
+
+    def special_id(self, role: str) -> int | None:
+        """The id of a special role ("pad", "bos", "eos", "unk", "cls", "sep", "mask"), the
+        tokenizer's special tokens first (a learnt subword that reads "[CLS]" never wins);
+        None when it has none."""
+        names = ROLE_NAMES[role]
+        added = {t.content: i for i, t in self.backend.get_added_tokens_decoder().items()
+                 if t.special}
+        found = [added[name] for name in names if name in added] or [
+            i for i in map(self.backend.token_to_id, names) if i is not None]
+        return found[0] if found else None
+
+    def require_specials(self, expected: dict[str, int], where: str) -> None:
+        """Refuse a tokenizer whose special ids differ from the ones a model was built with."""
+        for role, expected_id in expected.items():
+            got = self.special_id(role)
+            if got != expected_id:
+                raise FolderError(f"{where}: the tokenizer's {role} id must be {expected_id}, "
+                                  f"got {got}")
 
     @classmethod
     def train_bpe(
@@ -53,7 +85,10 @@ class Tokenizer:
             special_tokens=[*SPECIAL_TOKENS, *BYTE_TOKENS], show_progress=show_progress,
         )
         backend.train_from_iterator(texts, trainer=trainer)
-        return cls(backend)
+        tokenizer = cls(backend)
+        tokenizer.require_specials(dict(zip(("pad", "bos", "eos", "unk"), range(4),
+                                            strict=True)), "train_bpe")
+        return tokenizer
 
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
@@ -61,8 +96,11 @@ class Tokenizer:
         if path.is_dir():
             path = path / "tokenizer.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no tokenizer.json found")
-        return cls(HFTokenizer.from_file(str(path)))
+            raise MissingFileError(f"{path}: no tokenizer.json found")
+        try:
+            return cls(HFTokenizer.from_file(str(path)))
+        except Exception as error:  # the Rust library raises its own Exception type
+            raise FolderError(f"{path}: not a readable tokenizer.json ({error})") from None
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -76,12 +114,18 @@ class Tokenizer:
 
     def encode(self, text: str, add_eos: bool = False) -> list[int]:
         ids = self.backend.encode(text, add_special_tokens=False).ids
-        return ids + [self.eos_id] if add_eos else ids
+        return ids + [self._eos("add_eos")] if add_eos else ids
 
     def encode_batch(self, texts: Sequence[str], add_eos: bool = False) -> list[list[int]]:
         encoded = self.backend.encode_batch(list(texts), add_special_tokens=False)
-        tail = [self.eos_id] if add_eos else []
+        tail = [self._eos("add_eos")] if add_eos else []
         return [e.ids + tail for e in encoded]
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.backend.token_to_id(token)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self.backend.id_to_token(token_id)
 
     def decode(self, ids: Sequence[int]) -> str:
         """Ids back to text; stops at </s> and drops <pad> and <s>.
@@ -90,10 +134,16 @@ class Tokenizer:
         skipped here, or byte fallback could not restore unseen characters.)
         """
         ids = list(ids)
-        if self.eos_id in ids:
+        if self.eos_id is not None and self.eos_id in ids:
             ids = ids[: ids.index(self.eos_id)]
         ids = [i for i in ids if i not in (self.pad_id, self.bos_id)]
         return self.backend.decode(ids, skip_special_tokens=False)
+
+    def _eos(self, why: str) -> int:
+        if self.eos_id is None:
+            raise ConfigError(f"{why}=True needs an end-of-sequence token; this tokenizer has "
+                              f"none of {list(ROLE_NAMES['eos'])}")
+        return self.eos_id
 
     def tokens(self, text: str) -> list[str]:
         """The subword strings of `text` (for attention-map axes)."""
