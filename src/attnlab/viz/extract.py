@@ -21,6 +21,8 @@ import torch
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
+from attnlab.errors import MissingFileError
+from attnlab.io import load_tokenizer, read_config
 from attnlab.viz.maps import AttentionMaps, AttentionView
 
 DECODER_ONLY = ("gpt2", "llama")
@@ -56,25 +58,19 @@ def family_of(model: nn.Module) -> str:
 
 def load_model_and_tokenizer(directory: str | Path) -> tuple[nn.Module, Tokenizer]:
     """A model folder (config.json + weights, attnlab or Hugging Face layout) and the
-    `tokenizer.json` beside it, as (model in eval mode, `tokenizers.Tokenizer`)."""
-    from attnlab import from_pretrained
+    `tokenizer.json` beside it, opened by the folder owner, as (model in eval mode, the
+    `tokenizers.Tokenizer` whose encodings carry the offsets the pictures need). The config
+    and tokenizer are checked before the weights are read."""
+    from attnlab.models.auto import from_pretrained
 
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"--model: {directory} is not a folder; expected a model folder "
-                                "(config.json, model.safetensors, tokenizer.json)")
-    if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"--model: {directory / 'config.json'} not found: {directory} "
-                                "is not a model folder (attnlab train or save_pretrained write "
-                                "one)")
-    path = directory / "tokenizer.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"--model: {path} not found: the model's tokenizer.json must sit "
-                                "beside its weights (attnlab train writes it; with transformers, "
-                                "tokenizer.save_pretrained(DIR) of a fast tokenizer does)")
+    try:
+        read_config(directory)
+        tokenizer = load_tokenizer(directory)
+    except MissingFileError as error:
+        raise MissingFileError(f"--model: {error}") from None
     model = from_pretrained(directory)
     family_of(model)
-    return model, Tokenizer.from_file(str(path))
+    return model, tokenizer.backend
 
 
 def readable(tokenizer: Tokenizer, token: str) -> str:
