@@ -9,8 +9,8 @@ factory), seeded, one per line.
         --context "an apple fell from the tree in the yard ." \
         --context "the apple ceo announced record profits after lunch ." --out runs/apple
 
-The README's figures came from these three commands (bert-tiny, 162 s of training on a 2-core
-AMD EPYC, 88.3% held-out masked-token accuracy).
+The figures in docs/visualization.md came from these three commands (bert-tiny, 162 s of
+training on a 2-core AMD EPYC, 88.3% held-out masked-token accuracy).
 """
 
 import random

@@ -48,7 +48,8 @@ PRESETS: dict[str, Preset] = {
         dict(d_model=256, n_heads=4, n_layers=3, d_ff=1024, dropout=0.1, max_seq_len=256),
         "attnlab CPU size: the base architecture at a quarter of its width and half its depth",
     ),
-    # The `make demo` size, chosen by time-budgeted sweeps on 2 CPU cores (README, Translation):
+    # The `make demo` size, chosen by time-budgeted sweeps on 2 CPU cores (docs/translation.md,
+    # "How the demo size was chosen"):
     # at a fixed 8-minute budget, fewer and cheaper layers (more optimizer steps) beat depth, a
     # 2-layer decoder beats 1, and pre-norm without dropout escapes the early plateau fastest.
     "transformer-mini": Preset(
