@@ -1,6 +1,6 @@
 """Efficient attention variants against exact attention: time, peak memory, scaling exponent,
 crossover length and approximation error vs sequence length (the harness of
-`attnlab bench attention`, src/attnlab/evaluation/attention_bench.py).
+`attnlab bench attention`, src/attnlab/studies/attention_bench.py).
 
     python benchmarks/attention_variants.py            # T = 256 ... 16384: run on an idle machine
     python benchmarks/attention_variants.py --quick    # T <= 2048: a few minutes
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from attnlab.cli.bench_attention import add_arguments, settings_from_args
-from attnlab.evaluation.attention_bench import run_attention_bench
+from attnlab.studies.attention_bench import run_attention_bench
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 

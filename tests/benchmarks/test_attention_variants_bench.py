@@ -13,8 +13,11 @@ import pytest
 import torch
 
 from attnlab.cli.main import main
-from attnlab.evaluation import attention_bench_measure as measure
-from attnlab.evaluation.attention_bench import (
+from attnlab.nn import functional as AF
+from attnlab.nn.attention import ATTENTION
+from attnlab.nn.attention.efficient import EfficientAttention
+from attnlab.studies import attention_bench_measure as measure
+from attnlab.studies.attention_bench import (
     AttentionBenchSettings,
     Entry,
     crossover,
@@ -24,11 +27,8 @@ from attnlab.evaluation.attention_bench import (
     run_attention_bench,
     select_entries,
 )
-from attnlab.evaluation.attention_bench_error import approximation_error
-from attnlab.evaluation.attention_bench_measure import stop_reason
-from attnlab.nn import functional as AF
-from attnlab.nn.attention import ATTENTION
-from attnlab.nn.attention.efficient import EfficientAttention
+from attnlab.studies.attention_bench_error import approximation_error
+from attnlab.studies.attention_bench_measure import stop_reason
 
 torch.set_num_threads(1)
 

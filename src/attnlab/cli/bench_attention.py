@@ -20,7 +20,7 @@ import argparse
 import torch
 
 from attnlab.cli.train import positive_float, positive_int
-from attnlab.evaluation.attention_bench import AttentionBenchSettings, run_attention_bench
+from attnlab.studies.attention_bench import AttentionBenchSettings, run_attention_bench
 
 
 def add_arguments(parser: argparse.ArgumentParser, default_out: str = "runs/bench-attention"
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    from attnlab.evaluation.attention_bench_report import STEM, markdown
+    from attnlab.studies.attention_bench_report import STEM, markdown
 
     results = run_attention_bench(settings)
     print(markdown(results))

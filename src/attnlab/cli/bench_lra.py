@@ -20,7 +20,7 @@ from pathlib import Path
 
 from attnlab.cli.train import positive_int
 from attnlab.nn.attention import ATTENTION
-from attnlab.tasks.lra.study import TASKS, LRASettings, default_names, run_lra
+from attnlab.studies.lra.study import TASKS, LRASettings, default_names, run_lra
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

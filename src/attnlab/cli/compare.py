@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from attnlab.cli.train import positive_float, positive_int
-from attnlab.tasks.compare.study import ARCHITECTURES, PARTS, CompareSettings, run_compare
+from attnlab.studies.compare.study import ARCHITECTURES, PARTS, CompareSettings, run_compare
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import random
 
-from attnlab.tasks.lra.data import PAD_ID, TaskData, pad_sequences, round_up
+from attnlab.studies.lra.data import PAD_ID, TaskData, pad_sequences, round_up
 
 SPECIALS = ("[PAD]", "[FILL]")
 FILL_ID = SPECIALS.index("[FILL]")

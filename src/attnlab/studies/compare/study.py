@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from attnlab.evaluation.machine import machine_info
 from attnlab.models import build_model, get_config, list_models
 from attnlab.serialization import atomic_write
-from attnlab.tasks.compare import complexity, probes, throughput
+from attnlab.studies.compare import complexity, probes, throughput
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def write(out: Path, results: dict[str, Any]) -> None:
 
 def run_compare(s: CompareSettings) -> dict[str, Any]:
     """Run the chosen parts, writing results.json after each, then the report."""
-    from attnlab.tasks.compare.report import write_report
+    from attnlab.studies.compare.report import write_report
 
     out = Path(s.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,11 +20,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from attnlab.evaluation.attention_bench_error import build_module
-from attnlab.tasks.compare.throughput import peak_bytes
+from attnlab.studies.attention_bench_error import build_module
+from attnlab.studies.compare.throughput import peak_bytes
 
 if TYPE_CHECKING:
-    from attnlab.evaluation.attention_bench import AttentionBenchSettings, Entry
+    from attnlab.studies.attention_bench import AttentionBenchSettings, Entry
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from attnlab.tasks.lra.data import Split, TaskData
+from attnlab.studies.lra.data import Split, TaskData
 
 SIDE = 32
 

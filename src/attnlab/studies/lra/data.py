@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from attnlab.models.sequence_classifier import POOLINGS
+
 PAD_ID = 0
-POOLINGS = ("mean", "first")
 
 
 @dataclass(frozen=True)

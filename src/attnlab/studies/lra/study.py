@@ -28,13 +28,13 @@ from tqdm.auto import tqdm
 
 from attnlab.data.batching import ShuffledRows
 from attnlab.evaluation.machine import machine_info
+from attnlab.models.sequence_classifier import SequenceClassifier
 from attnlab.nn.attention import ATTENTION
 from attnlab.serialization import atomic_write
-from attnlab.tasks.lra.data import Split, TaskData
-from attnlab.tasks.lra.listops import make_listops
-from attnlab.tasks.lra.model import SequenceClassifier
-from attnlab.tasks.lra.pixels import make_pixels
-from attnlab.tasks.lra.retrieval import make_retrieval
+from attnlab.studies.lra.data import Split, TaskData
+from attnlab.studies.lra.listops import make_listops
+from attnlab.studies.lra.pixels import make_pixels
+from attnlab.studies.lra.retrieval import make_retrieval
 from attnlab.training.schedule import cosine_warmup
 from attnlab.training.trainer import Trainer, TrainerConfig
 
@@ -299,7 +299,7 @@ def _previous_runs(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
 
 def run_lra(s: LRASettings, *, resume: bool = False, command: str | None = None) -> dict[str, Any]:
     """Every task x seed x variant; results.json after each run, then the report."""
-    from attnlab.tasks.lra.report import write_report
+    from attnlab.studies.lra.report import write_report
 
     out = Path(s.out)
     out.mkdir(parents=True, exist_ok=True)

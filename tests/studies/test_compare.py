@@ -11,9 +11,9 @@ import torch
 
 from attnlab.cli.main import main
 from attnlab.models import build_model
-from attnlab.tasks.compare import complexity, probes, throughput
-from attnlab.tasks.compare.report import markdown, notes
-from attnlab.tasks.compare.study import CompareSettings, run_compare
+from attnlab.studies.compare import complexity, probes, throughput
+from attnlab.studies.compare.report import markdown, notes
+from attnlab.studies.compare.study import CompareSettings, run_compare
 
 
 def test_table1_matches_the_paper_classes():
@@ -88,7 +88,7 @@ def test_notes_say_where_the_folklore_fails():
 
 
 def test_learning_rate_scale_reaches_the_stated_peak():
-    from attnlab.tasks.compare.study import lr_scale_for
+    from attnlab.studies.compare.study import lr_scale_for
     from attnlab.training.schedule import inverse_sqrt_warmup
 
     scale = lr_scale_for(0.005, d_model=144, warmup_steps=100)

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from attnlab.nn.attention import ATTENTION, MultiHeadAttention
 
 if TYPE_CHECKING:
-    from attnlab.evaluation.attention_bench import AttentionBenchSettings
+    from attnlab.studies.attention_bench import AttentionBenchSettings
 
 # Mechanisms whose weights come from no query-key comparison: an error vs exact is meaningless.
 NO_EXACT_COUNTERPART = {

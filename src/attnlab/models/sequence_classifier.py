@@ -24,7 +24,8 @@ from attnlab.nn.feedforward import FeedForward
 from attnlab.nn.functional import padding_mask
 from attnlab.nn.norm import LayerNorm
 from attnlab.nn.position import POSITION
-from attnlab.tasks.lra.data import POOLINGS
+
+POOLINGS = ("mean", "first")  # how the classifier reads one vector off the sequence
 
 
 class ClassifierOutput(NamedTuple):

@@ -15,13 +15,13 @@ import torch
 from torch import Tensor
 
 from attnlab.cli.main import main
+from attnlab.models.sequence_classifier import SequenceClassifier
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.attention.efficient import EfficientAttention
-from attnlab.tasks.lra import listops, pixels, retrieval, study
-from attnlab.tasks.lra.data import PAD_ID
-from attnlab.tasks.lra.model import SequenceClassifier
-from attnlab.tasks.lra.report import markdown
-from attnlab.tasks.lra.study import Budget, LRASettings, default_names, run_lra
+from attnlab.studies.lra import listops, pixels, retrieval, study
+from attnlab.studies.lra.data import PAD_ID
+from attnlab.studies.lra.report import markdown
+from attnlab.studies.lra.study import Budget, LRASettings, default_names, run_lra
 
 torch.set_num_threads(1)
 

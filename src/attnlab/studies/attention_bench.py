@@ -13,7 +13,7 @@ Method (also written into the results file):
   machine hits them all alike. "forward": eval mode under no_grad. "fwd+bwd": train mode, the
   gradient of a fixed random projection <output, R> w.r.t. the input and all parameters.
 - memory: the allocator's high-water mark during one call beyond what was allocated before
-  (CPU: profiler allocation events, attnlab.tasks.compare.throughput.peak_bytes; CUDA:
+  (CPU: profiler allocation events, attnlab.studies.compare.throughput.peak_bytes; CUDA:
   torch.cuda.max_memory_allocated). Weights and the input are not counted.
 - a variant stops at the next length once a fwd+bwd step took longer than `time_budget`, once
   its peak extrapolated to the next length (local growth exponent, at least 1) exceeds
@@ -38,12 +38,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from attnlab.evaluation.attention_bench_error import approximation_error
-from attnlab.evaluation.attention_bench_measure import LengthRun, next_length, stop_reason
 from attnlab.evaluation.machine import machine_info
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.attention.recurrent_era import RecurrentEraAttention
-from attnlab.tasks.compare.complexity import growth
+from attnlab.studies.attention_bench_error import approximation_error
+from attnlab.studies.attention_bench_measure import LengthRun, next_length, stop_reason
+from attnlab.studies.compare.complexity import growth
 
 BASELINE = "multi_head"  # exact attention, fused sdpa kernel: every ratio is against it
 UNFUSED = "multi_head:reference"  # exact attention, the paper's four steps (context)
@@ -227,7 +227,7 @@ def run_attention_bench(s: AttentionBenchSettings, *,
                         command: str | None = None) -> dict[str, Any]:
     """Measure every selected entry at every length, then the errors; write JSON, MD and PNG
     into `s.out` (the JSON after every length, so an interrupted run keeps what finished)."""
-    from attnlab.evaluation.attention_bench_report import write_json, write_report
+    from attnlab.studies.attention_bench_report import write_json, write_report
 
     started = time.perf_counter()
     entries = select_entries(s)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from attnlab.tasks.lra.data import PAD_ID, TaskData, pad_sequences, round_up
+from attnlab.studies.lra.data import PAD_ID, TaskData, pad_sequences, round_up
 
 OPERATORS = ("MIN", "MAX", "MED", "SM")
 CLOSE = "]"
