@@ -1,15 +1,20 @@
-"""Batched beam search for encoder-decoder models (Vaswani et al., 2017, sec. 6.1).
+"""Batched beam search (Vaswani et al., 2017, sec. 6.1), for encoder-decoder and decoder-only
+models alike (written against `generation.state`).
 
 The paper decodes with beam size 4, length penalty alpha = 0.6 and a maximum output length of
 input length + 50. The length penalty is GNMT's (Wu et al., 2016, eq. 14):
 lp(Y) = ((5 + |Y|) / 6) ** alpha, and a hypothesis is ranked by log P(Y | X) / lp(Y), where |Y|
 counts the EOS token.
 
-The encoder runs once; its output and mask are repeated to B * beam rows. With the cache the
-decoder is fed one token per step: self-attention keys/values grow by one position, the
-cross-attention keys/values are projected once (on the first step), and `cache.reorder` makes
-every layer follow the surviving beams. `use_cache=False` re-runs the decoder over the whole
-prefix each step (the slow oracle).
+The encoder runs once; its output and mask are repeated to B * beam rows (a decoder-only
+model runs its prompt on B * beam rows). With the cache the decoder is fed one token per step:
+self-attention keys/values grow by one position, the cross-attention keys/values are projected
+once (on the first step), and `cache.reorder` makes every layer follow the surviving beams.
+`use_cache=False` re-runs the decoder over the whole prefix each step (the slow oracle).
+
+Scores are log-probabilities of the processed logits (`generation.processors`: the repetition
+penalty, when one is set), so greedy, sampling and beam search see the same distribution; |Y|
+counts the generated tokens only (a decoder-only model's prompt is not part of it).
 
 Each step takes the top 2 * beam continuations of every sentence (at most `beam` of them end in
 EOS, so at least `beam` stay alive). An EOS continuation ranked within the top `beam` becomes a
@@ -28,6 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.errors import ConfigError
+from attnlab.generation.processors import LogitsProcessor, logits_processor
+from attnlab.generation.state import DecoderOnlyState, EncoderDecoderState
+
 MAX_LEN_OFFSET = 50  # the paper's maximum output length: input length + 50
 
 
@@ -44,16 +53,18 @@ def length_penalty_gnmt(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def _check_arguments(beam_size: int, length_penalty: float, max_new_tokens: int | None) -> None:
+def check_beam_arguments(beam_size: int, length_penalty: float,
+                         max_new_tokens: int | None) -> None:
+    """Raise a ConfigError naming the first beam search argument out of range."""
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size <= 0:
-        raise ValueError(f"beam_size must be a positive int, got {beam_size!r}")
+        raise ConfigError(f"beam_size must be a positive int, got {beam_size!r}")
     if not isinstance(length_penalty, int | float) or not 0.0 <= length_penalty < math.inf:
-        raise ValueError(f"length_penalty must be a finite number >= 0, got {length_penalty!r}")
+        raise ConfigError(f"length_penalty must be a finite number >= 0, got {length_penalty!r}")
     if max_new_tokens is not None and (
         isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int)
         or max_new_tokens <= 0
     ):
-        raise ValueError(f"max_new_tokens must be a positive int or None, got {max_new_tokens!r}")
+        raise ConfigError(f"max_new_tokens must be a positive int or None, got {max_new_tokens!r}")
 
 
 @torch.no_grad()
@@ -66,16 +77,21 @@ def beam_search(
     length_penalty: float = 0.6,
     max_new_tokens: int | None = None,
     use_cache: bool = True,
+    processor: LogitsProcessor | None = None,
+    eos_token_id: int | None = None,
 ) -> BeamOutput:
-    """Return the best hypothesis per input row under log P(Y | X) / lp(Y).
+    """Return the best hypothesis per input row of an encoder-decoder under
+    log P(Y | X) / lp(Y); sequences start after the start token.
 
     The maximum output length is `max_new_tokens` if given, else each row's real (unpadded)
     source length + 50; either way at most `config.max_seq_len - 1` (the start token takes a
     position). The model must offer `encode`, `decode`, `lm_head`, `new_cache` and a config
     with `decoder_start_token_id`, `eos_token_id`, `pad_token_id`, `max_seq_len`.
+    `processor` is applied to the logits before the log_softmax; `eos_token_id` defaults to
+    the config's.
     """
-    _check_arguments(beam_size, length_penalty, max_new_tokens)
-    config, k = model.config, beam_size
+    check_beam_arguments(beam_size, length_penalty, max_new_tokens)
+    config = model.config
     B, S = input_ids.shape
     device = input_ids.device
     if attention_mask is None:
@@ -87,19 +103,35 @@ def beam_search(
     else:
         max_len = torch.full((B,), max_new_tokens, device=device)  # (B,)
     max_len = max_len.clamp(max=config.max_seq_len - 1)  # (B,)
+    state = EncoderDecoderState(model, input_ids, attention_mask, beams=beam_size,
+                                use_cache=use_cache)
+    eos = config.eos_token_id if eos_token_id is None else eos_token_id
+    return search(state, max_len, beam_size=beam_size, length_penalty=length_penalty,
+                  eos_id=eos, pad_id=config.pad_token_id, processor=processor)
+
+
+def search(
+    state: EncoderDecoderState | DecoderOnlyState,
+    max_len: Tensor,
+    *,
+    beam_size: int,
+    length_penalty: float,
+    eos_id: int,
+    pad_id: int,
+    processor: LogitsProcessor | None = None,
+) -> BeamOutput:
+    """Beam search from a decoding state holding B * beam_size rows (each sentence's beams
+    consecutive); `max_len` (B,) is each sentence's maximum number of new tokens. Returns the
+    new tokens of the best hypothesis per sentence, padded with `pad_id`."""
+    processor = processor or logits_processor()
+    k, B = beam_size, max_len.size(0)
+    device = max_len.device
     L = int(max_len.max())
-
-    memory = model.encode(input_ids, attention_mask).last_hidden_state  # (B, S, D)
-    memory = memory.repeat_interleave(k, dim=0)  # (B*k, S, D)
-    if attention_mask is not None:
-        attention_mask = attention_mask.repeat_interleave(k, dim=0)  # (B*k, S)
-    cache = model.new_cache() if use_cache else None
-
-    seqs = input_ids.new_full((B * k, 1), config.decoder_start_token_id)  # (B*k, 1)
     # Only beam 0 starts alive, so the first step does not pick k copies of one token.
     alive_logp = torch.full((B, k), -math.inf, device=device)  # (B, k)
     alive_logp[:, 0] = 0.0
-    fin_seqs = input_ids.new_full((B, k, L), config.pad_token_id)  # (B, k, L)
+    new_tokens = state.sequences.new_empty((B * k, 0))  # (B*k, t-1) tokens after the prefix
+    fin_seqs = state.sequences.new_full((B, k, L), pad_id)  # (B, k, L)
     fin_scores = torch.full((B, k), -math.inf, device=device)  # (B, k), sorted best first
     fin_lens = torch.zeros((B, k), dtype=torch.long, device=device)  # (B, k)
     done = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
@@ -107,25 +139,23 @@ def beam_search(
     rows = torch.arange(B, device=device)[:, None] * k  # (B, 1) first flat row of each sentence
 
     for t in range(1, L + 1):  # t: hypothesis length once this step's token is appended
-        step_ids = seqs[:, -1:] if use_cache else seqs  # (B*k, 1) or (B*k, t)
-        hidden = model.decode(step_ids, memory, attention_mask=attention_mask, cache=cache)
-        logits = model.lm_head(hidden.last_hidden_state[:, -1])  # (B*k, V)
-        logp = F.log_softmax(logits.float(), dim=-1)  # (B*k, V)
+        logits = processor(state.next_logits(), state.sequences)  # (B*k, V)
+        logp = F.log_softmax(logits, dim=-1)  # (B*k, V)
         V = logp.size(-1)
         candidates = (alive_logp.view(B * k, 1) + logp).view(B, k * V)  # (B, k*V)
         top_logp, top_index = candidates.topk(2 * k, dim=1)  # (B, 2k) each, best first
         beam, token = top_index // V, top_index % V  # (B, 2k) each
-        is_eos = token == config.eos_token_id  # (B, 2k)
+        is_eos = token == eos_id  # (B, 2k)
 
         # Finish EOS continuations ranked within the top k; at a row's maximum length, finish
         # every candidate (those without EOS are truncated hypotheses).
         at_limit = (max_len == t)[:, None]  # (B, 1)
         finish = ((is_eos & (rank < k)) | at_limit) & top_logp.isfinite() & ~done[:, None]
         if bool(finish.any()):
-            prefix = seqs.view(B, k, t)[:, :, 1:]  # (B, k, t-1) without the start token
+            prefix = new_tokens.view(B, k, t - 1)  # (B, k, t-1)
             prefix = prefix.gather(1, beam[..., None].expand(-1, -1, t - 1))  # (B, 2k, t-1)
             new_seqs = torch.cat([prefix, token[..., None]], dim=2)  # (B, 2k, t)
-            new_seqs = F.pad(new_seqs, (0, L - t), value=config.pad_token_id)  # (B, 2k, L)
+            new_seqs = F.pad(new_seqs, (0, L - t), value=pad_id)  # (B, 2k, L)
             new_scores = top_logp / length_penalty_gnmt(t, length_penalty)  # (B, 2k)
             new_scores = new_scores.masked_fill(~finish, -math.inf)  # (B, 2k)
             all_scores = torch.cat([fin_scores, new_scores], dim=1)  # (B, 3k)
@@ -139,9 +169,10 @@ def beam_search(
         alive = (is_eos.long() * 2 * k + rank).topk(k, dim=1, largest=False).indices  # (B, k)
         alive_logp = top_logp.gather(1, alive)  # (B, k)
         index = (rows + beam.gather(1, alive)).view(B * k)  # (B*k,) flat rows to follow
-        seqs = torch.cat([seqs[index], token.gather(1, alive).view(B * k, 1)], dim=1)
-        if cache is not None:
-            cache.reorder(index)
+        next_ids = token.gather(1, alive).view(B * k)  # (B*k,)
+        new_tokens = torch.cat([new_tokens[index], next_ids[:, None]], dim=1)  # (B*k, t)
+        state.reorder(index)
+        state.append(next_ids)
 
         # Done: k finished hypotheses the best alive beam cannot beat (scored at its current
         # length, as in Hugging Face's default stopping rule), or the maximum length reached.

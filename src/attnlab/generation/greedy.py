@@ -3,12 +3,19 @@
 With the cache, each step feeds only the newest token: self-attention keys/values grow by one
 position and the cross-attention keys/values of the encoder output are projected once. Without
 it, every step re-runs the decoder over the whole prefix (the slow path, kept as the oracle).
+The step loop is `generation.stepwise.decode_steps`, shared with sampling and decoder-only
+models; `model.generate` is the full interface.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from attnlab.errors import ConfigError
+from attnlab.generation.processors import LogitsProcessor
+from attnlab.generation.state import EncoderDecoderState
+from attnlab.generation.stepwise import decode_steps
 
 
 @torch.no_grad()
@@ -19,27 +26,24 @@ def greedy_decode(
     *,
     max_new_tokens: int = 64,
     use_cache: bool = True,
+    processor: LogitsProcessor | None = None,
+    eos_token_id: int | None = None,
 ) -> Tensor:
-    """Return generated ids (B, <= max_new_tokens), stopping when every row has emitted EOS.
+    """Return generated ids (B, <= max_new_tokens), without the start token, stopping when every
+    row has emitted EOS; rows that finished are padded with pad_token_id.
 
     The model must offer `encode`, `decode`, `lm_head`, `new_cache` and a config with
-    `decoder_start_token_id`, `eos_token_id`, `pad_token_id`. Rows that finished are padded.
+    `decoder_start_token_id`, `eos_token_id`, `pad_token_id`. `processor` (a pure
+    `generation.processors` function, e.g. a repetition penalty) is applied before the argmax;
+    `eos_token_id` defaults to the config's.
     """
-    if max_new_tokens <= 0:
-        raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
+            or max_new_tokens <= 0:
+        raise ConfigError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
     config = model.config
-    memory = model.encode(input_ids, attention_mask).last_hidden_state  # (B, S, D)
-    B = input_ids.size(0)
-    prefix = input_ids.new_full((B, 1), config.decoder_start_token_id)  # (B, 1)
-    finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
-    cache = model.new_cache() if use_cache else None
-    for _ in range(max_new_tokens):
-        step_ids = prefix[:, -1:] if use_cache else prefix  # (B, 1) or (B, t)
-        hidden = model.decode(step_ids, memory, attention_mask=attention_mask, cache=cache)
-        logits = model.lm_head(hidden.last_hidden_state[:, -1])  # (B, V)
-        next_ids = logits.argmax(-1).masked_fill(finished, config.pad_token_id)  # (B,)
-        prefix = torch.cat([prefix, next_ids[:, None]], dim=1)  # (B, t + 1)
-        finished |= next_ids == config.eos_token_id
-        if bool(finished.all()):
-            break
-    return prefix[:, 1:]
+    eos = config.eos_token_id if eos_token_id is None else eos_token_id
+    state = EncoderDecoderState(model, input_ids, attention_mask, use_cache=use_cache)
+    for _ in decode_steps(state, max_new_tokens=max_new_tokens, eos_id=eos,
+                          pad_id=config.pad_token_id, processor=processor):
+        pass
+    return state.sequences[:, state.prefix_length:]

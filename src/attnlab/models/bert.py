@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.generation.mixin import ENCODER_ONLY
 from attnlab.models.common import (
     PretrainedModel,
     check_input_ids,
@@ -80,6 +81,7 @@ class Bert(PretrainedModel):
     labels: (B, T) masked-LM targets (-100 ignored), or (B,) classes with num_labels > 0."""
 
     config_class = BertConfig
+    model_kind: ClassVar[str] = ENCODER_ONLY  # reads text, generates none: no `generate`
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()

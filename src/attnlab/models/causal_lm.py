@@ -1,15 +1,17 @@
 """What every decoder-only family shares: config checks, the output type, the next-token loss,
-the KV cache and `generate`. Families (gpt.py, llama.py) supply the layers."""
+the KV cache and `generate` (GenerationMixin, kind "decoder-only"). Families (gpt.py, llama.py)
+supply the layers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from attnlab.generation.mixin import DECODER_ONLY, GenerationMixin
 from attnlab.models.common import PretrainedModel, check_input_ids, check_positive_ints
 from attnlab.nn.cache import DecoderCache
 from attnlab.nn.functional import padding_mask
@@ -44,10 +46,12 @@ def next_token_loss(logits: Tensor, labels: Tensor) -> Tensor:
                            labels[:, 1:].reshape(-1), ignore_index=-100)
 
 
-class CausalLM(PretrainedModel):
+class CausalLM(GenerationMixin, PretrainedModel):
     """Base of decoder-only models. A family supplies `config`, `embed_tokens`, `decoder` (an
-    attnlab.nn Decoder without cross-attention), `lm_head` and `embed`."""
+    attnlab.nn Decoder without cross-attention), `lm_head` and `embed`; `generate` continues a
+    prompt (see GenerationMixin)."""
 
+    model_kind: ClassVar[str] = DECODER_ONLY
     config: Any
 
     def embed(self, input_ids: Tensor, position_ids: Tensor) -> Tensor:
@@ -85,10 +89,3 @@ class CausalLM(PretrainedModel):
             raise ValueError(f"max_length must be in [1, max_seq_len={self.config.max_seq_len}],"
                              f" got {max_length}")
         return DecoderCache.empty(self.config.n_layers, max_length=max_length)
-
-    def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                 **settings) -> Tensor:
-        """Greedy or sampled continuation; see `attnlab.generation.generate` for the settings."""
-        from attnlab.generation.sampling import generate
-
-        return generate(self, input_ids, attention_mask, **settings)

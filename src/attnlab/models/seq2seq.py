@@ -1,16 +1,18 @@
 """What every encoder-decoder family shares: the output type and a Hugging Face style forward
 (teacher forcing from labels, encode, decode, output projection, loss). Families (the 2017
 Transformer, T5, the RNN and ConvS2S baselines) supply `encode`, `decode`, `lm_head` and
-`new_cache`; greedy and beam search use the same four."""
+`new_cache`; `generate` (GenerationMixin, kind "encoder-decoder"), greedy and beam search use the
+same four."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor
 
+from attnlab.generation.mixin import ENCODER_DECODER, GenerationMixin
 from attnlab.models.common import PretrainedModel, shift_right
 
 
@@ -27,12 +29,14 @@ class Seq2SeqOutput:
     cache: Any = None  # the family's decoding state (KV caches, RNN state, conv windows)
 
 
-class EncoderDecoderModel(PretrainedModel):
+class EncoderDecoderModel(GenerationMixin, PretrainedModel):
     """Base of encoder-decoder models. `encode(input_ids, attention_mask, output_attentions)`
     returns an object with `last_hidden_state` (the memory decode reads); `decode(ids, memory,
     *, attention_mask, decoder_attention_mask, cache, output_attentions)` one with
-    `last_hidden_state` (B, T, D) and `cross_attentions`."""
+    `last_hidden_state` (B, T, D) and `cross_attentions`. `generate` reads a source and writes
+    a target (see GenerationMixin)."""
 
+    model_kind: ClassVar[str] = ENCODER_DECODER
     config: Any
 
     def forward(
@@ -47,8 +51,9 @@ class EncoderDecoderModel(PretrainedModel):
         cache: Any = None,
     ) -> Seq2SeqOutput:
         """labels (B, T) are the targets; decoder inputs default to them shifted right after
-        `decoder_start_token_id`; the loss ignores -100 and applies the config's
-        label_smoothing (if it has one), as in Hugging Face."""
+        `decoder_start_token_id`; the loss is the mean cross-entropy over the labels that are not
+        -100, as in Hugging Face (label smoothing belongs to the training run, which computes
+        it from the logits)."""
         c = self.config
         if decoder_input_ids is None:
             if labels is None:
@@ -62,8 +67,7 @@ class EncoderDecoderModel(PretrainedModel):
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
-                                   ignore_index=-100,
-                                   label_smoothing=getattr(c, "label_smoothing", 0.0))
+                                   ignore_index=-100)
         return Seq2SeqOutput(
             logits=logits, loss=loss, encoder_last_hidden_state=enc.last_hidden_state,
             encoder_attentions=getattr(enc, "attentions", None),

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from attnlab.models.common import (
@@ -189,18 +188,3 @@ class T5(EncoderDecoderModel):
     def new_cache(self) -> DecoderCache:
         """An empty cache for incremental decoding with `decode`."""
         return DecoderCache.empty(len(self.decoder.layers))
-
-    @torch.no_grad()
-    def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, *,
-                 max_new_tokens: int = 64, num_beams: int = 1,
-                 length_penalty: float = 0.6) -> Tensor:
-        """Greedy (num_beams=1) or beam-search output ids (B, <= max_new_tokens), without the
-        start token; finished rows are padded with pad_token_id."""
-        from attnlab.generation.beam import beam_search
-        from attnlab.generation.greedy import greedy_decode
-
-        if num_beams == 1:
-            return greedy_decode(self, input_ids, attention_mask, max_new_tokens=max_new_tokens)
-        out = beam_search(self, input_ids, attention_mask, beam_size=num_beams,
-                          length_penalty=length_penalty, max_new_tokens=max_new_tokens)
-        return out.sequences
