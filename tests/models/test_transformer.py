@@ -84,6 +84,16 @@ def test_loss_from_labels_and_shift_right():
     torch.testing.assert_close(out.loss, expected)
 
 
+@pytest.mark.parametrize("family", ["transformer", "rnn", "convs2s"])
+def test_label_smoothing_is_not_a_model_setting(family):
+    """The loss with labels is plain cross-entropy; label smoothing belongs to the training run
+    (the translation task computes it from the logits)."""
+    config_class = PRESETS[list_models(family)[0]].model_class.config_class
+    assert "label_smoothing" not in {f.name for f in dataclasses.fields(config_class)}
+    with pytest.raises(TypeError, match="label_smoothing"):
+        config_class(label_smoothing=0.1)
+
+
 def test_decoder_is_causal():
     model = tiny()
     src, tgt = batch()

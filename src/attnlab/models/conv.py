@@ -49,7 +49,6 @@ class ConvS2SConfig:
     dropout: float = 0.1  # embeddings, every conv input, decoder output (fairseq default)
     max_seq_len: int = 1024
     tie_embeddings: bool = False  # one table for source, target and output (the paper: three)
-    label_smoothing: float = 0.0
     pad_token_id: int = 0
     bos_token_id: int = 1
     eos_token_id: int = 2
@@ -59,10 +58,9 @@ class ConvS2SConfig:
             object.__setattr__(self, "n_decoder_layers", self.n_layers)
         check_positive_ints(self, ("vocab_size", "d_model", "d_hidden", "n_layers",
                                    "n_decoder_layers", "kernel_size", "max_seq_len"))
-        for name in ("dropout", "label_smoothing"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+        value = self.dropout
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {value!r}")
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
             value, V = getattr(self, name), self.vocab_size
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < V:

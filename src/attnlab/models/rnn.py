@@ -70,7 +70,6 @@ class RNNConfig:
     init_range: float | None = None  # uniform init; default 0.1 * sqrt(1000 / d_model)
     max_seq_len: int = 1024
     tie_embeddings: bool = True
-    label_smoothing: float = 0.0
     pad_token_id: int = 0
     bos_token_id: int = 1
     eos_token_id: int = 2
@@ -99,9 +98,8 @@ class RNNConfig:
         ):
             if bad:
                 raise ValueError(why)
-        for name in ("dropout", "label_smoothing"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
             if not 0 <= getattr(self, name) < self.vocab_size:
                 raise ValueError(f"{name} must be in [0, vocab_size={self.vocab_size}), "

@@ -56,7 +56,6 @@ class TransformerConfig:
     layer_norm_eps: float = 1e-5
     tie_embeddings: bool = True
     scale_embeddings: bool = True
-    label_smoothing: float = 0.0  # used by `loss` when labels are given
     pad_token_id: int = 0
     bos_token_id: int = 1
     eos_token_id: int = 2
@@ -73,7 +72,7 @@ class TransformerConfig:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
             )
-        for name in ("dropout", "attention_dropout", "label_smoothing"):
+        for name in ("dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
