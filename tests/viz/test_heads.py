@@ -14,6 +14,7 @@ from torch import nn
 from attnlab.cli.main import main
 from attnlab.models import build_model
 from attnlab.nn.attention.multi_head import MultiHeadAttention
+from attnlab.tokenizers import Tokenizer
 from attnlab.viz.heads import (
     analyse_heads,
     best_offset,
@@ -293,16 +294,18 @@ def test_cli_on_a_preset_writes_scores_and_png(tmp_path, capsys):
 def test_cli_on_a_saved_encoder_decoder_folder(tmp_path, capsys):
     model = build_model("transformer-tiny")
     folder = model.save_pretrained(tmp_path / "model")
-    added = [{"id": 5, "content": "<mask>", "special": True},
-             {"id": 7, "content": "<0x41>", "special": True}]
-    (folder / "tokenizer.json").write_text(json.dumps({"added_tokens": added}))
+    tokenizer = Tokenizer.train_bpe(["a few words to learn from ."] * 4, vocab_size=300)
+    tokenizer.backend.add_special_tokens(["<mask>"])
+    tokenizer.save(folder)
+    mask, byte = tokenizer.token_to_id("<mask>"), tokenizer.token_to_id("<0x41>")
+    assert tokenizer.special_token_ids() == {0, 1, 2, 3, mask}  # byte tokens carry text
     assert main(["heads", "--model", str(folder), "--length", "12", "--batch", "2"]) == 0
     assert "cross-attention" in capsys.readouterr().out
     scores = json.loads((folder / "heads" / "scores.json").read_text())
     assert set(scores["views"]) == {"encoder self-attention", "decoder self-attention",
                                     "cross-attention"}
     assert set(scores["views"]["cross-attention"]) == {"diagonal", "first_token"}
-    assert 5 in scores["probe"]["excluded_ids"] and 7 not in scores["probe"]["excluded_ids"]
+    assert mask in scores["probe"]["excluded_ids"] and byte not in scores["probe"]["excluded_ids"]
 
 
 def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,9 +21,6 @@ from attnlab.cli.train import positive_int
 
 if TYPE_CHECKING:
     from attnlab.viz.heads import HeadScores
-
-BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
@@ -41,19 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=positive_int, default=3, help="best heads listed")
     parser.add_argument("--radius", type=float, default=1.0,
                         help="cross-attention diagonal band half-width, in source positions")
-
-
-def tokenizer_special_ids(directory: Path) -> set[int]:
-    """Ids of the special tokens in DIR/tokenizer.json (byte-fallback tokens are content)."""
-    path = directory / "tokenizer.json"
-    if not path.is_file():
-        return set()
-    try:
-        added = json.loads(path.read_text(encoding="utf-8")).get("added_tokens", [])
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: invalid JSON ({error})") from None
-    return {int(token["id"]) for token in added
-            if token.get("special") and not BYTE_TOKEN.fullmatch(str(token.get("content", "")))}
 
 
 def format_report(result: HeadScores, top: int) -> str:
@@ -91,15 +74,17 @@ def format_report(result: HeadScores, top: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import attnlab
+    from attnlab.io import load_tokenizer
     from attnlab.models import build_model
+    from attnlab.models.auto import from_pretrained
     from attnlab.serialization import atomic_write
     from attnlab.viz.heads import analyse_heads, plot_head_scores
 
     if args.model is not None:
         directory = Path(args.model)
-        model = attnlab.from_pretrained(directory).eval()
-        exclude = tokenizer_special_ids(directory)
+        model = from_pretrained(directory).eval()
+        tokenizer = load_tokenizer(directory, required=False)
+        exclude = tokenizer.special_token_ids() if tokenizer is not None else set()
         name = str(directory)
         out = Path(args.out) if args.out else directory / "heads"
     else:

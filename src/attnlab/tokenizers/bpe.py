@@ -58,6 +58,12 @@ class Tokenizer:
             i for i in map(self.backend.token_to_id, names) if i is not None]
         return found[0] if found else None
 
+    def special_token_ids(self) -> set[int]:
+        """Ids of the special tokens (<pad>, [CLS], ...), byte-fallback tokens (<0x41>) not
+        counted: they carry text."""
+        return {i for i, t in self.backend.get_added_tokens_decoder().items()
+                if t.special and t.content not in BYTE_TOKENS}
+
     def require_specials(self, expected: dict[str, int], where: str) -> None:
         """Refuse a tokenizer whose special ids differ from the ones a model was built with."""
         for role, expected_id in expected.items():
