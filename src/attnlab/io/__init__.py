@@ -4,6 +4,7 @@ Face layout, for every family.
     save_folder(model, "runs/x", tokenizer=tok)        # what model.save_pretrained does
     model = load_folder("runs/x", model_classes)       # what attnlab.from_pretrained does
     tokenizer = load_tokenizer("runs/x")
+    settings = load_generation_config("runs/x")         # suggested decoding settings
 
 This package knows no model class: the family layouts in `io/hf/` map names and config
 fields, and the loader is handed the model_type -> class table (`attnlab.models` passes its
@@ -25,7 +26,13 @@ from attnlab.io.folder import (
     load_tokenizer,
     save_folder,
 )
+from attnlab.io.generation_config import (
+    GENERATION_CONFIG_NAME,
+    load_generation_config,
+    save_generation_config,
+)
 
-__all__ = ["CONFIG_NAME", "HF_LAYOUTS", "TOKENIZER_NAME", "config_from_dict", "config_to_dict",
-           "load_folder", "load_tokenizer", "read_config", "read_weights", "save_folder",
-           "write_json"]
+__all__ = ["CONFIG_NAME", "GENERATION_CONFIG_NAME", "HF_LAYOUTS", "TOKENIZER_NAME",
+           "config_from_dict", "config_to_dict", "load_folder", "load_generation_config",
+           "load_tokenizer", "read_config", "read_weights", "save_folder",
+           "save_generation_config", "write_json"]

@@ -28,6 +28,7 @@ from attnlab.io.files import (
     read_weights,
     write_json,
 )
+from attnlab.io.generation_config import save_generation_config
 from attnlab.io.hf import bert, gpt2, llama, t5
 from attnlab.serialization import WEIGHTS_NAME, atomic_write, load_state_strict
 from attnlab.tokenizers import Tokenizer
@@ -74,8 +75,10 @@ def config_from_dict(values: Mapping[str, Any], model_classes: Mapping[str, type
 
 
 def save_folder(model: nn.Module, directory: str | Path, layout: str = "auto",
-                tokenizer: Tokenizer | None = None) -> Path:
-    """Write config.json + model.safetensors (+ tokenizer.json) into `directory`.
+                tokenizer: Tokenizer | None = None,
+                generation: dict[str, Any] | None = None) -> Path:
+    """Write config.json + model.safetensors (+ tokenizer.json, + generation_config.json from
+    `generation`: the decoding settings the folder suggests) into `directory`.
 
     layout "hf" writes Hugging Face names (transformers loads the folder with its own
     `from_pretrained`); "attnlab" writes ours; "auto" picks "hf" for the families
@@ -105,6 +108,8 @@ def save_folder(model: nn.Module, directory: str | Path, layout: str = "auto",
                  lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     if tokenizer is not None:
         tokenizer.save(directory / TOKENIZER_NAME)
+    if generation is not None:
+        save_generation_config(directory, generation)
     write_json(directory / CONFIG_NAME, config)
     return directory
 

@@ -69,15 +69,18 @@ class PretrainedModel(nn.Module):
     config: Any
 
     def save_pretrained(self, directory: str | Path, *, layout: str = "auto",
-                        tokenizer: Tokenizer | None = None) -> Path:
-        """Write config.json + model.safetensors (+ tokenizer.json) into `directory` (created
-        if needed), through the folder owner `attnlab.io.save_folder`.
+                        tokenizer: Tokenizer | None = None,
+                        generation: dict[str, Any] | None = None) -> Path:
+        """Write config.json + model.safetensors (+ tokenizer.json, + generation_config.json
+        from `generation`) into `directory` (created if needed), through the folder owner
+        `attnlab.io.save_folder`.
 
         layout "hf" writes Hugging Face names, so `transformers` loads the folder with its own
         `from_pretrained`; "attnlab" writes our names; "auto" picks "hf" for the families
         transformers has (GPT-2, LLaMA, BERT, T5) and "attnlab" for the others.
         """
-        return save_folder(self, directory, layout=layout, tokenizer=tokenizer)
+        return save_folder(self, directory, layout=layout, tokenizer=tokenizer,
+                           generation=generation)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
