@@ -59,15 +59,16 @@ def encoder(model) -> dict:
 
 
 def weights_at_step_0(monkeypatch) -> dict:
-    """Capture the model `train_classifier` hands to the training loop, before any step."""
+    """Capture the model the classification task hands to the training loop (its optimizer is
+    built from it just before the first step)."""
     seen = {}
-    real_fit = classification.fit
+    real_optimizer = classification.ClassificationTask.optimizer
 
-    def fit(model, *args, **kwargs):
+    def optimizer(self, model):
         seen.update({k: v.clone() for k, v in model.state_dict().items()})
-        return real_fit(model, *args, **kwargs)
+        return real_optimizer(self, model)
 
-    monkeypatch.setattr(classification, "fit", fit)
+    monkeypatch.setattr(classification.ClassificationTask, "optimizer", optimizer)
     return seen
 
 

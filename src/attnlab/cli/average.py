@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from attnlab.cli.train import positive_int
-from attnlab.models.io import from_pretrained, save_pretrained
+from attnlab import from_pretrained
+from attnlab.cli.settings import positive_int
+from attnlab.errors import ConfigError
 from attnlab.training.checkpoint import average_checkpoints, list_checkpoints
 
 
@@ -24,14 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     checkpoints = list_checkpoints(Path(args.model) / "checkpoints")
     if len(checkpoints) < args.last:
-        raise ValueError(
+        raise ConfigError(
             f"--last {args.last} but {args.model}/checkpoints holds {len(checkpoints)} complete "
             "checkpoint(s); train with --save-every or lower --last"
         )
     chosen = checkpoints[-args.last:]
     model = average_checkpoints(chosen, from_pretrained(args.model))
     out = Path(args.out or args.model)
-    save_pretrained(model, out)
+    model.save_pretrained(out)
     if args.out:
         tokenizer = Path(args.model) / "tokenizer.json"
         if tokenizer.is_file():

@@ -1,4 +1,10 @@
-"""`attnlab` entry point: a table of subcommands, each a typed function in its own module."""
+"""`attnlab` entry point: a table of subcommands, each a typed function in its own module.
+
+One error policy for every command: a user's mistake (`attnlab.errors.UserError`, or a flag
+argparse cannot read) is one line `attnlab CMD: error: MESSAGE` and exit code 2; Ctrl-C is
+one line and exit code 130 (training commands first save a checkpoint and say how to resume);
+anything else is a bug of ours and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,8 @@ from attnlab.cli import (
     translate,
     viz,
 )
+from attnlab.cli.settings import user_message
+from attnlab.errors import UserError
 
 # name -> (module with `add_arguments(parser)` and `run(args) -> int`, one-line help)
 COMMANDS = {
@@ -42,8 +50,16 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the error policy's one line (no usage block) for a flag it cannot read;
+    sub-command parsers inherit it."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="attnlab",
         description="Attention and the Transformer: build, train, measure and look inside.",
     )
@@ -66,12 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    command = f"attnlab {args.command}" + (f" {args.task}" if args.command == "train" else "")
     try:
         return int(args.run(args) or 0)
-    except (ValueError, KeyError, TypeError, FileNotFoundError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"attnlab {args.command}: error: {message}", file=sys.stderr)
+    except UserError as error:
+        print(f"{command}: error: {user_message(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

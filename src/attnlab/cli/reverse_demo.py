@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from attnlab.data.synthetic import EOS, sequence_task_batch
+from attnlab.errors import ConfigError
 from attnlab.generation import greedy_decode
 from attnlab.models import build_model
 from attnlab.training.schedule import inverse_sqrt_warmup
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("steps", "batch_size", "min_len", "max_len", "symbols"):
         if getattr(args, name) <= 0:
             flag = "--" + name.replace("_", "-")
-            raise ValueError(f"{flag} must be positive, got {getattr(args, name)}")
+            raise ConfigError(f"{flag} must be positive, got {getattr(args, name)}")
     torch.manual_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         elapsed = time.perf_counter() - start
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{schedule.get_last_lr()[0]:.2e}",
                         tok_s=f"{tokens / elapsed:,.0f}")
-        if elapsed > args.time_budget:
+        if args.time_budget is not None and elapsed > args.time_budget:
             bar.close()
             print(f"time budget of {args.time_budget:.0f}s reached after {step + 1} steps")
             break

@@ -5,7 +5,8 @@ DIR/train.tsv, DIR/valid.tsv (and optional DIR/test.tsv), one `text<TAB>label` p
 a BPE learnt on train.tsv (`tokenizers`), or the `init` folder's own tokenizer.json ->
 [CLS] (`<s>` in our BPE; the position the pooler reads) + text + [SEP] (`</s>`), truncated to
 `max_len` tokens (capped at the model's max_seq_len; metrics.json counts the truncated texts)
--> Trainer (AdamW, warmup + cosine decay, clipping, checkpoints, exact resume) -> accuracy ->
+-> the run routine (AdamW, warmup + cosine decay, clipping, checkpoints, exact resume) ->
+accuracy ->
 a folder `transformers` loads as BertForSequenceClassification (plus tokenizer.json and
 labels.json) and metrics.json.
 """
@@ -23,52 +24,68 @@ from tokenizers import Tokenizer as HFTokenizer
 from torch import Tensor, nn
 
 from attnlab.data.batching import ShuffledRows
-from attnlab.data.parallel import DataError, read_lines
-from attnlab.interop.hf_folder import from_pretrained
+from attnlab.data.parallel import read_lines
+from attnlab.errors import DataError, MissingFileError
 from attnlab.models import build_model, list_models
-from attnlab.models.common import check_positive_ints
-from attnlab.tasks.common import (
-    check_resumable,
-    fit,
-    start_run,
-    write_metrics,
-)
+from attnlab.tasks.common import FamilyTask
 from attnlab.tasks.encoder_init import SpecialIds, init_classifier, special_ids
 from attnlab.tokenizers import Tokenizer
+from attnlab.training.run import model_device, run_task, write_json
+from attnlab.training.settings import (
+    RunSettings,
+    SettingError,
+    check_positive_ints,
+    check_positive_numbers,
+    setting,
+)
+from attnlab.training.trainer import TrainResult
 
 log = logging.getLogger(__name__)
 
 
+def encoder_presets() -> list[str]:
+    return list_models("bert")
+
+
 @dataclass
-class ClassifySettings:
+class ClassifySettings(RunSettings):
     """Everything `attnlab train classify` takes; saved as `train_settings.json`."""
 
-    data: str = ""
-    out: str = "runs/classify"
-    init: str | None = None  # pre-trained BERT folder to fine-tune; None: train from scratch
-    preset: str = "bert-tiny"  # (from scratch only)
-    vocab_size: int = 2000  # (from scratch only)
-    max_len: int = 128  # tokens per text with [CLS] and [SEP]; longer texts are truncated
-    batch_size: int = 32
-    max_steps: int = 500
-    time_budget: float | None = None
-    lr: float = 5e-4
-    warmup_steps: int = 50
-    weight_decay: float = 0.01
-    eval_every: int = 0
-    save_every: int = 200
-    keep_last: int = 2
-    seed: int = 1
+    data: str = setting("", "folder with train.tsv and valid.tsv (optional test.tsv), one "
+                            "`text<TAB>label` a line")
+    out: str = setting("runs/classify", "output folder (model, checkpoints, metrics)")
+    init: str | None = setting(None, "fine-tune the BERT in this folder (written by `attnlab "
+                                     "train mlm`, or a transformers BertForMaskedLM / BertModel "
+                                     "folder with tokenizer.json); none: train from scratch")
+    preset: str = setting("bert-tiny", "model size when training from scratch (ignored with "
+                                       "--init)", choices=encoder_presets)
+    vocab_size: int = setting(2000, "BPE vocabulary size when training from scratch (ignored "
+                                    "with --init)")
+    max_len: int = setting(128, "tokens per text with [CLS] and [SEP]; longer texts are "
+                                "truncated, and it is capped at the model's maximum length "
+                                "(with a warning)")
+    batch_size: int = setting(32, "sequences per batch")
+    max_steps: int = setting(500, "optimizer steps")
+    lr: float = setting(5e-4, "peak AdamW learning rate")
+    warmup_steps: int = setting(50, "linear warmup steps, then cosine decay to lr/10")
+    weight_decay: float = setting(0.01, "AdamW weight decay (not on biases and norms)")
+    save_every: int = setting(200, "checkpoint every N steps (0: only at the end)")
+    keep_last: int = setting(2, "checkpoints kept")
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, ("vocab_size", "max_len", "batch_size", "max_steps",
-                                   "warmup_steps", "keep_last"))
+        super().__post_init__()
+        check_positive_ints(self, ("vocab_size", "max_len", "batch_size", "warmup_steps"))
+        check_positive_numbers(self, ("lr",))
         if self.max_len < 3:
-            raise ValueError(f"max_len must leave room for [CLS], a token and [SEP] (>= 3), "
-                             f"got {self.max_len}")
-        if self.preset not in list_models("bert"):
-            raise ValueError(f"preset must be an encoder, one of {list_models('bert')}, "
-                             f"got {self.preset!r}")
+            raise SettingError("max_len", f"max_len must leave room for [CLS], a token and "
+                                          f"[SEP] (>= 3), got {self.max_len}")
+        if self.preset not in encoder_presets():
+            raise SettingError("preset", f"preset must be an encoder, one of "
+                                         f"{encoder_presets()}, got {self.preset!r}")
+        if self.init and self.model_overrides:
+            raise SettingError("model_overrides", "model config overrides (--set) apply to a "
+                                                  "model trained from scratch, not with --init; "
+                                                  f"got {self.model_overrides}")
 
 
 def read_tsv(path: Path) -> list[tuple[str, str]]:
@@ -133,29 +150,14 @@ def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
 @torch.no_grad()
 def accuracy(model: nn.Module, examples: list[tuple[list[int], int]], pad_id: int) -> float:
     model.eval()
+    device = model_device(model)
     right = 0
     for start in range(0, len(examples), 64):
         batch = collate(examples[start:start + 64], pad_id)
-        logits = model(batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        right += int((logits.argmax(-1) == batch["labels"]).sum())
+        logits = model(batch["input_ids"].to(device),
+                       attention_mask=batch["attention_mask"].to(device)).logits
+        right += int((logits.argmax(-1).cpu() == batch["labels"]).sum())
     return right / len(examples)
-
-
-def new_run(settings: ClassifySettings, labels: list[str], texts: list[str],
-            out: Path) -> tuple[nn.Module, HFTokenizer]:
-    """The model and tokenizer a run starts with, saved in `out`: the `init` encoder with a
-    fresh head and its tokenizer, or a new BPE and a `preset` BERT."""
-    if settings.init:
-        model, tokenizer = init_classifier(settings.init, len(labels))
-    else:
-        bpe = Tokenizer.train_bpe(texts, vocab_size=settings.vocab_size)
-        tokenizer = bpe.backend
-        model = build_model(settings.preset, vocab_size=bpe.vocab_size,
-                            num_labels=len(labels), pad_token_id=bpe.pad_id,
-                            max_seq_len=max(settings.max_len, 16))
-    start_run(out, model, settings, lambda path: tokenizer.save(str(path)),
-              extra={"labels.json": labels})
-    return model, tokenizer
 
 
 def capped_max_len(settings: ClassifySettings, model: nn.Module) -> int:
@@ -167,48 +169,88 @@ def capped_max_len(settings: ClassifySettings, model: nn.Module) -> int:
     return model.config.max_seq_len
 
 
-def train_classifier(settings: ClassifySettings, resume: bool = False) -> dict[str, Any]:
-    data, out = Path(settings.data), Path(settings.out)
-    train_rows = read_tsv(data / "train.tsv")
-    valid_rows = read_tsv(data / "valid.tsv")
-    test_rows = read_tsv(data / "test.tsv") if (data / "test.tsv").is_file() else None
-    torch.manual_seed(settings.seed)
-    if resume:
-        check_resumable(out, "labels.json")
-        labels = json.loads((out / "labels.json").read_text(encoding="utf-8"))
-        tokenizer = HFTokenizer.from_file(str(out / "tokenizer.json"))
-        model = from_pretrained(out)
-    else:
-        labels = sorted({label for _, label in train_rows})
-        if len(labels) < 2:
-            raise DataError(f"{data / 'train.tsv'}: need at least 2 labels, got {labels}")
-        model, tokenizer = new_run(settings, labels, [text for text, _ in train_rows], out)
-    specials = special_ids(tokenizer, str(out / "tokenizer.json"))
-    max_len = capped_max_len(settings, model)
+class ClassificationTask(FamilyTask):
+    name = "classify"
+    settings: ClassifySettings
 
-    def encoded(rows: list[tuple[str, str]], split: str) -> list[tuple[list[int], int]]:
-        examples, truncated[split] = encode(tokenizer, specials, rows, labels, max_len,
-                                            str(data / f"{split}.tsv"))
+    def load_data(self) -> None:
+        s = self.settings
+        if not s.data:
+            raise SettingError("data", "data must name a folder with train.tsv and valid.tsv, "
+                                       "got ''")
+        data = Path(s.data)
+        self.train_rows = read_tsv(data / "train.tsv")
+        self.valid_rows = read_tsv(data / "valid.tsv")
+        self.test_rows = read_tsv(data / "test.tsv") if (data / "test.tsv").is_file() else None
+        self.labels = sorted({label for _, label in self.train_rows})
+        if len(self.labels) < 2:
+            raise DataError(f"{data / 'train.tsv'}: need at least 2 labels, got {self.labels}")
+
+    def new_model(self, out: Path) -> nn.Module:
+        """The `init` encoder with a fresh head and its tokenizer, or a new BPE and a `preset`
+        BERT; the tokenizer and labels.json are saved in `out`."""
+        s = self.settings
+        if s.init:
+            model, self.tokenizer = init_classifier(s.init, len(self.labels))
+        else:
+            bpe = Tokenizer.train_bpe([text for text, _ in self.train_rows],
+                                      vocab_size=s.vocab_size)
+            self.tokenizer = bpe.backend
+            model = build_model(s.preset, **{"vocab_size": bpe.vocab_size,
+                                             "num_labels": len(self.labels),
+                                             "pad_token_id": bpe.pad_id,
+                                             "max_seq_len": max(s.max_len, 16),
+                                             **s.model_overrides})
+        self.tokenizer.save(str(out / "tokenizer.json"))
+        write_json(out / "labels.json", self.labels)
+        return model
+
+    def restore(self, out: Path) -> nn.Module:
+        from attnlab import from_pretrained
+
+        if not (out / "labels.json").is_file():
+            raise MissingFileError(f"--resume: {out} holds no run to resume (no labels.json)")
+        self.labels = json.loads((out / "labels.json").read_text(encoding="utf-8"))
+        self.tokenizer = HFTokenizer.from_file(str(out / "tokenizer.json"))
+        return from_pretrained(out)
+
+    def encoded(self, rows: list[tuple[str, str]], split: str) -> list[tuple[list[int], int]]:
+        examples, self.truncated[split] = encode(
+            self.tokenizer, self.specials, rows, self.labels, self.max_len,
+            str(Path(self.settings.data) / f"{split}.tsv"))
         return examples
 
-    truncated: dict[str, int] = {}
-    train, valid = encoded(train_rows, "train"), encoded(valid_rows, "valid")
-    batches = ShuffledBatches(train, settings.batch_size, specials.pad, settings.seed)
-    result = fit(model, settings, batches, loss_fn,
-                 lambda m, step: {"valid_accuracy": accuracy(m, valid, specials.pad)},
-                 out, resume)
-    if result.stopped_by == "interrupt":
-        return {"stopped_by": "interrupt", "step": result.step}
-    metrics: dict[str, Any] = {
-        "valid_accuracy": result.evaluations[-1]["valid_accuracy"], "labels": labels,
-        "steps": result.step, "stopped_by": result.stopped_by,
-        "train_seconds": round(result.train_seconds, 1),
-        "params": model.num_parameters(),
-        **({"init": settings.init} if settings.init else {"preset": settings.preset}),
-        "max_len": max_len, "evaluations": result.evaluations,
-    }
-    if test_rows is not None:
-        metrics["test_accuracy"] = accuracy(model, encoded(test_rows, "test"), specials.pad)
-    metrics["truncated_texts"] = truncated
-    write_metrics(out, metrics)
-    return metrics
+    def batches(self, model: nn.Module) -> ShuffledBatches:
+        s = self.settings
+        self.max_len = capped_max_len(s, model)
+        self.specials = special_ids(self.tokenizer, str(Path(s.out) / "tokenizer.json"))
+        self.truncated: dict[str, int] = {}
+        train = self.encoded(self.train_rows, "train")
+        self.valid = self.encoded(self.valid_rows, "valid")
+        return ShuffledBatches(train, s.batch_size, self.specials.pad, s.seed)
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
+        return loss_fn(model, batch)
+
+    def evaluate(self, model: nn.Module, step: int) -> dict[str, float]:
+        return {"valid_accuracy": accuracy(model, self.valid, self.specials.pad)}
+
+    def metrics(self, model: nn.Module, result: TrainResult, precision: str) -> dict[str, Any]:
+        s = self.settings
+        metrics: dict[str, Any] = {
+            "valid_accuracy": result.evaluations[-1]["valid_accuracy"], "labels": self.labels,
+            "steps": result.step, "stopped_by": result.stopped_by,
+            "train_seconds": round(result.train_seconds, 1),
+            "params": model.num_parameters(),
+            **({"init": s.init} if s.init else {"preset": s.preset}),
+            "max_len": self.max_len, "precision": precision, "evaluations": result.evaluations,
+        }
+        if self.test_rows is not None:
+            metrics["test_accuracy"] = accuracy(model, self.encoded(self.test_rows, "test"),
+                                                self.specials.pad)
+        metrics["truncated_texts"] = self.truncated
+        return metrics
+
+
+def train_classifier(settings: ClassifySettings, resume: bool = False) -> dict[str, Any]:
+    return run_task(ClassificationTask(settings), resume).metrics

@@ -3,7 +3,7 @@
 text file -> byte-level BPE (`tokenizers`, so any UTF-8 text round-trips) or, with
 `tokenizer="chars"`, one token per character (also `tokenizers`; characters the text lacks
 become <unk>) -> one token stream, the last `valid_fraction` held out -> random windows of
-`block_size + 1` tokens -> Trainer
+`block_size + 1` tokens -> the run routine
 (AdamW, linear warmup + cosine decay, clipping, accumulation, checkpoints, exact resume) ->
 a folder `transformers` and `attnlab generate` both load (config.json, model.safetensors,
 tokenizer.json) plus metrics.json (validation loss and perplexity) and a loss curve.
@@ -20,64 +20,61 @@ import torch
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
-from attnlab.data.parallel import DataError
-from attnlab.interop.hf_folder import from_pretrained
+from attnlab.errors import DataError
 from attnlab.models import build_model, list_models
-from attnlab.models.common import check_positive_ints
-from attnlab.tasks.common import (
-    check_resumable,
-    fit,
-    read_text,
-    start_run,
-    train_byte_bpe,
-    write_metrics,
-)
+from attnlab.tasks.common import FamilyTask, read_text, train_byte_bpe
 from attnlab.tokenizers.chars import train_char_tokenizer
-from attnlab.training.trainer import resolve_precision
+from attnlab.training.run import model_device, run_summary, run_task
+from attnlab.training.settings import (
+    RunSettings,
+    SettingError,
+    check_choice,
+    check_positive_ints,
+    check_positive_numbers,
+    check_range,
+    setting,
+)
+from attnlab.training.trainer import TrainResult
 
 EOS = "<|endoftext|>"
 TOKENIZERS = ("bpe", "chars")
 
 
+def decoder_only_presets() -> list[str]:
+    return list_models("gpt2") + list_models("llama")
+
+
 @dataclass
-class LMSettings:
+class LMSettings(RunSettings):
     """Everything `attnlab train lm` takes; saved as `train_settings.json`."""
 
-    text: str = ""
-    out: str = "runs/lm"
-    preset: str = "gpt2-tiny"
-    tokenizer: str = "bpe"  # "bpe" (byte-level) or "chars" (one token per character)
-    vocab_size: int = 2000  # BPE size; with chars, the most tokens kept (rarest chars -> <unk>)
-    block_size: int = 128
-    batch_size: int = 16
-    grad_accum: int = 1
-    max_steps: int = 2000
-    time_budget: float | None = None
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    clip_norm: float | None = 1.0
-    valid_fraction: float = 0.05
-    eval_every: int = 0
-    save_every: int = 500
-    keep_last: int = 3
-    seed: int = 1
-    precision: str = "fp32"
+    text: str = setting("", "UTF-8 text file to train on")
+    out: str = setting("runs/lm", "output folder (model, checkpoints, metrics)")
+    preset: str = setting("gpt2-tiny", "model size", choices=decoder_only_presets)
+    tokenizer: str = setting("bpe", "bpe: byte-level BPE, nothing unknown; chars: one token per "
+                                    "character of the text (characters it lacks become <unk>)",
+                             choices=TOKENIZERS)
+    vocab_size: int = setting(2000, "BPE vocabulary size; with --tokenizer chars, the most "
+                                    "tokens kept (the rarest characters beyond it become <unk>)")
+    block_size: int = setting(128, "tokens of context per training window")
+    batch_size: int = setting(16, "sequences per batch")
+    max_steps: int = setting(2000, "optimizer steps")
+    lr: float = setting(1e-3, "peak AdamW learning rate")
+    warmup_steps: int = setting(100, "linear warmup steps, then cosine decay to lr/10")
+    weight_decay: float = setting(0.1, "AdamW weight decay (not on biases and norms)")
+    valid_fraction: float = setting(0.05, "share of the text's tokens held out (the end)")
+    keep_last: int = setting(3, "checkpoints kept")
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, ("vocab_size", "block_size", "batch_size", "grad_accum",
-                                   "max_steps", "warmup_steps", "keep_last"))
-        if not 0.0 < self.valid_fraction < 0.5:
-            raise ValueError(f"valid_fraction must be in (0, 0.5), got {self.valid_fraction}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.tokenizer not in TOKENIZERS:
-            raise ValueError(f"tokenizer must be one of {list(TOKENIZERS)}, "
-                             f"got {self.tokenizer!r}")
-        decoder_only = list_models("gpt2") + list_models("llama")
+        super().__post_init__()
+        check_positive_ints(self, ("vocab_size", "block_size", "batch_size", "warmup_steps"))
+        check_range(self, "valid_fraction", 0.0, 0.5, low_open=True)
+        check_positive_numbers(self, ("lr",))
+        check_choice(self, "tokenizer", TOKENIZERS)
+        decoder_only = decoder_only_presets()
         if self.preset not in decoder_only:
-            raise ValueError(f"preset must be a decoder-only model, one of {decoder_only}, "
-                             f"got {self.preset!r}")
+            raise SettingError("preset", f"preset must be a decoder-only model, one of "
+                                         f"{decoder_only}, got {self.preset!r}")
 
 
 def train_tokenizer(lines: list[str], vocab_size: int, kind: str = "bpe") -> Tokenizer:
@@ -129,8 +126,7 @@ class WindowBatches:
 
 
 def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
-    device = next(model.parameters()).device
-    ids = batch["input_ids"].to(device)
+    ids = batch["input_ids"].to(model_device(model))
     return model(ids, labels=ids).loss, ids.numel() - ids.size(0)
 
 
@@ -138,9 +134,10 @@ def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
 def validation_loss(model: nn.Module, stream: Tensor, block_size: int) -> float:
     """Mean next-token loss over consecutive windows of the held-out stream."""
     model.eval()
+    device = model_device(model)
     total, count = 0.0, 0
     for start in range(0, max(stream.numel() - 1, 1), block_size):
-        window = stream[start:start + block_size + 1][None]  # (1, <= block_size + 1)
+        window = stream[start:start + block_size + 1][None].to(device)  # (1, <= block + 1)
         if window.size(1) < 2:
             break
         n = window.size(1) - 1
@@ -149,44 +146,59 @@ def validation_loss(model: nn.Module, stream: Tensor, block_size: int) -> float:
     return total / max(count, 1)
 
 
-def train_language_model(settings: LMSettings, resume: bool = False) -> dict[str, Any]:
-    out = Path(settings.out)
-    lines = read_text(settings.text)
-    torch.manual_seed(settings.seed)
-    if resume:
-        check_resumable(out, "tokenizer.json")
-        tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
-        model = from_pretrained(out)
-    else:
-        tokenizer = train_tokenizer(lines, settings.vocab_size, settings.tokenizer)
-        eos = tokenizer.token_to_id(EOS)
-        model = build_model(settings.preset, vocab_size=tokenizer.get_vocab_size(),
-                            bos_token_id=eos, eos_token_id=eos,
-                            max_seq_len=max(settings.block_size + 1, 128))
-        start_run(out, model, settings, lambda path: tokenizer.save(str(path)))
-    stream = encode_text(tokenizer, lines)
-    split = int(stream.numel() * (1 - settings.valid_fraction))
-    train, valid = stream[:split], stream[split:]
-    batches = WindowBatches(train, settings.block_size, settings.batch_size, settings.seed)
-    result = fit(model, settings, batches, loss_fn,
-                 lambda m, step: {"valid_loss": validation_loss(m, valid, settings.block_size)},
-                 out, resume, betas=(0.9, 0.95), grad_accum=settings.grad_accum,
-                 clip_norm=settings.clip_norm, precision=resolve_precision(settings.precision))
-    if result.stopped_by == "interrupt":
-        return {"stopped_by": "interrupt", "step": result.step}
-    from attnlab.viz.curves import plot_training_curves
+class LanguageModelTask(FamilyTask):
+    name = "lm"
+    settings: LMSettings
+    betas = (0.9, 0.95)
 
-    valid_loss = result.evaluations[-1]["valid_loss"]
-    metrics = {
-        "valid_loss": valid_loss, "valid_perplexity": math.exp(min(valid_loss, 50.0)),
-        "steps": result.step, "stopped_by": result.stopped_by,
-        "train_seconds": round(result.train_seconds, 1), "train_tokens": result.train_tokens,
-        "train_tokens_per_second": round(result.tokens_per_second),
-        "params": model.num_parameters(), "preset": settings.preset,
-        "tokenizer": settings.tokenizer, "vocab_size": tokenizer.get_vocab_size(),
-        "train_stream_tokens": int(train.numel()),
-        "valid_stream_tokens": int(valid.numel()), "evaluations": result.evaluations,
-    }
-    write_metrics(out, metrics)
-    plot_training_curves(result.history, result.evaluations, out / "loss_curve.png")
-    return metrics
+    def load_data(self) -> None:
+        if not self.settings.text:
+            raise SettingError("text", "text must name a UTF-8 text file, got ''")
+        self.lines = read_text(self.settings.text)
+
+    def new_model(self, out: Path) -> nn.Module:
+        s = self.settings
+        self.tokenizer = train_tokenizer(self.lines, s.vocab_size, s.tokenizer)
+        eos = self.tokenizer.token_to_id(EOS)
+        model = build_model(s.preset, **{"vocab_size": self.tokenizer.get_vocab_size(),
+                                         "bos_token_id": eos, "eos_token_id": eos,
+                                         "max_seq_len": max(s.block_size + 1, 128),
+                                         **s.model_overrides})
+        self.tokenizer.save(str(out / "tokenizer.json"))
+        return model
+
+    def restore(self, out: Path) -> nn.Module:
+        from attnlab import from_pretrained
+
+        self.tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+        return from_pretrained(out)
+
+    def batches(self, model: nn.Module) -> WindowBatches:
+        s = self.settings
+        stream = encode_text(self.tokenizer, self.lines)
+        split = int(stream.numel() * (1 - s.valid_fraction))
+        self.train, self.valid = stream[:split], stream[split:]
+        return WindowBatches(self.train, s.block_size, s.batch_size, s.seed)
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
+        return loss_fn(model, batch)
+
+    def evaluate(self, model: nn.Module, step: int) -> dict[str, float]:
+        return {"valid_loss": validation_loss(model, self.valid, self.settings.block_size)}
+
+    def metrics(self, model: nn.Module, result: TrainResult, precision: str) -> dict[str, Any]:
+        s = self.settings
+        valid_loss = result.evaluations[-1]["valid_loss"]
+        return {
+            "valid_loss": valid_loss, "valid_perplexity": math.exp(min(valid_loss, 50.0)),
+            **run_summary(result),
+            "params": model.num_parameters(), "preset": s.preset,
+            "tokenizer": s.tokenizer, "vocab_size": self.tokenizer.get_vocab_size(),
+            "train_stream_tokens": int(self.train.numel()),
+            "valid_stream_tokens": int(self.valid.numel()), "precision": precision,
+            "evaluations": result.evaluations,
+        }
+
+
+def train_language_model(settings: LMSettings, resume: bool = False) -> dict[str, Any]:
+    return run_task(LanguageModelTask(settings), resume).metrics

@@ -3,7 +3,7 @@
 token and 10% stay, and the model predicts the original token at every chosen position.
 
 text file -> byte-level BPE with [PAD] [MASK] [CLS] [SEP] -> one stream, the last
-`valid_fraction` held out -> [CLS] + random windows -> Trainer -> masked-token accuracy and
+`valid_fraction` held out -> [CLS] + random windows -> the run routine -> masked-token accuracy and
 loss on the held-out stream -> a folder `transformers` loads as BertForMaskedLM.
 """
 
@@ -17,55 +17,54 @@ import torch
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
-from attnlab.interop.hf_folder import from_pretrained
 from attnlab.models import build_model, list_models
-from attnlab.models.common import check_positive_ints
-from attnlab.tasks.common import (
-    check_resumable,
-    fit,
-    read_text,
-    start_run,
-    train_byte_bpe,
-    write_metrics,
-)
+from attnlab.tasks.common import FamilyTask, read_text, train_byte_bpe
 from attnlab.tasks.language_model import WindowBatches
+from attnlab.training.run import model_device, run_summary, run_task
+from attnlab.training.settings import (
+    RunSettings,
+    SettingError,
+    check_positive_ints,
+    check_positive_numbers,
+    check_range,
+    setting,
+)
+from attnlab.training.trainer import TrainResult
 
 SPECIALS = ["[PAD]", "[MASK]", "[CLS]", "[SEP]"]  # ids 0..3
 PAD, MASK, CLS, SEP = range(4)
 
 
+def encoder_presets() -> list[str]:
+    return list_models("bert")
+
+
 @dataclass
-class MLMSettings:
+class MLMSettings(RunSettings):
     """Everything `attnlab train mlm` takes; saved as `train_settings.json`."""
 
-    text: str = ""
-    out: str = "runs/mlm"
-    preset: str = "bert-tiny"
-    vocab_size: int = 2000
-    block_size: int = 128  # tokens per window, [CLS] included
-    batch_size: int = 16
-    max_steps: int = 2000
-    time_budget: float | None = None
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    mask_prob: float = 0.15
-    weight_decay: float = 0.01
-    valid_fraction: float = 0.05
-    eval_every: int = 0
-    save_every: int = 500
-    keep_last: int = 3
-    seed: int = 1
+    text: str = setting("", "UTF-8 text file")
+    out: str = setting("runs/mlm", "output folder (model, checkpoints, metrics)")
+    preset: str = setting("bert-tiny", "model size", choices=encoder_presets)
+    vocab_size: int = setting(2000, "tokenizer vocabulary size")
+    block_size: int = setting(128, "tokens per training window, [CLS] included")
+    batch_size: int = setting(16, "sequences per batch")
+    max_steps: int = setting(2000, "optimizer steps")
+    lr: float = setting(1e-3, "peak AdamW learning rate")
+    warmup_steps: int = setting(100, "linear warmup steps, then cosine decay to lr/10")
+    mask_prob: float = setting(0.15, "share of the positions chosen for prediction")
+    weight_decay: float = setting(0.01, "AdamW weight decay (not on biases and norms)")
+    valid_fraction: float = setting(0.05, "share of the text's tokens held out (the end)")
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, ("vocab_size", "block_size", "batch_size", "max_steps",
-                                   "warmup_steps", "keep_last"))
-        if not 0.0 < self.mask_prob < 1.0:
-            raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
-        if not 0.0 < self.valid_fraction < 0.5:
-            raise ValueError(f"valid_fraction must be in (0, 0.5), got {self.valid_fraction}")
-        if self.preset not in list_models("bert"):
-            raise ValueError(f"preset must be an encoder, one of {list_models('bert')}, "
-                             f"got {self.preset!r}")
+        super().__post_init__()
+        check_positive_ints(self, ("vocab_size", "block_size", "batch_size", "warmup_steps"))
+        check_range(self, "mask_prob", 0.0, 1.0, low_open=True)
+        check_range(self, "valid_fraction", 0.0, 0.5, low_open=True)
+        check_positive_numbers(self, ("lr",))
+        if self.preset not in encoder_presets():
+            raise SettingError("preset", f"preset must be an encoder, one of "
+                                         f"{encoder_presets()}, got {self.preset!r}")
 
 
 def mask_tokens(ids: Tensor, vocab_size: int, mask_prob: float,
@@ -110,50 +109,74 @@ def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
 def evaluate(model: nn.Module, batches: list[dict[str, Tensor]]) -> dict[str, float]:
     """Masked-token loss and accuracy on fixed held-out batches."""
     model.eval()
+    device = model_device(model)
     total = right = 0
     loss = 0.0
     for batch in batches:
-        out = model(batch["input_ids"], labels=batch["labels"])
-        chosen = batch["labels"] != -100
+        ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)
+        out = model(ids, labels=labels)
+        chosen = labels != -100
         n = int(chosen.sum())
         loss += out.loss.item() * n
-        right += int((out.logits.argmax(-1)[chosen] == batch["labels"][chosen]).sum())
+        right += int((out.logits.argmax(-1)[chosen] == labels[chosen]).sum())
         total += n
     return {"valid_loss": loss / max(total, 1), "valid_masked_accuracy": right / max(total, 1)}
 
 
+class MaskedLMTask(FamilyTask):
+    name = "mlm"
+    settings: MLMSettings
+
+    def load_data(self) -> None:
+        if not self.settings.text:
+            raise SettingError("text", "text must name a UTF-8 text file, got ''")
+        self.lines = read_text(self.settings.text)
+
+    def new_model(self, out: Path) -> nn.Module:
+        s = self.settings
+        self.tokenizer = train_byte_bpe(self.lines, s.vocab_size, SPECIALS)
+        model = build_model(s.preset, **{"vocab_size": self.tokenizer.get_vocab_size(),
+                                         "pad_token_id": PAD,
+                                         "max_seq_len": max(s.block_size, 16),
+                                         **s.model_overrides})
+        self.tokenizer.save(str(out / "tokenizer.json"))
+        return model
+
+    def restore(self, out: Path) -> nn.Module:
+        from attnlab import from_pretrained
+
+        self.tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+        return from_pretrained(out)
+
+    def batches(self, model: nn.Module) -> MaskedWindows:
+        s = self.settings
+        ids: list[int] = []
+        for encoding in self.tokenizer.encode_batch([ln + "\n" for ln in self.lines]):
+            ids.extend(encoding.ids)
+        stream = torch.tensor(ids, dtype=torch.long)
+        split = int(stream.numel() * (1 - s.valid_fraction))
+        vocab = self.tokenizer.get_vocab_size()
+        held_out = MaskedWindows(stream[split:], min(s.block_size, stream.numel() - split),
+                                 8, s.seed + 1, vocab, s.mask_prob)
+        self.valid = [held_out.next() for _ in range(4)]
+        return MaskedWindows(stream[:split], s.block_size, s.batch_size, s.seed, vocab,
+                             s.mask_prob)
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
+        return loss_fn(model, batch)
+
+    def evaluate(self, model: nn.Module, step: int) -> dict[str, float]:
+        return evaluate(model, self.valid)
+
+    def metrics(self, model: nn.Module, result: TrainResult, precision: str) -> dict[str, Any]:
+        summary = run_summary(result)
+        metrics = {**result.evaluations[-1], "steps": result.step,
+                   "stopped_by": result.stopped_by, "train_seconds": summary["train_seconds"],
+                   "params": model.num_parameters(), "preset": self.settings.preset,
+                   "precision": precision, "evaluations": result.evaluations}
+        metrics.pop("step", None)
+        return metrics
+
+
 def train_masked_lm(settings: MLMSettings, resume: bool = False) -> dict[str, Any]:
-    out = Path(settings.out)
-    lines = read_text(settings.text)
-    torch.manual_seed(settings.seed)
-    if resume:
-        check_resumable(out, "tokenizer.json")
-        tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
-        model = from_pretrained(out)
-    else:
-        tokenizer = train_byte_bpe(lines, settings.vocab_size, SPECIALS)
-        model = build_model(settings.preset, vocab_size=tokenizer.get_vocab_size(),
-                            pad_token_id=PAD, max_seq_len=max(settings.block_size, 16))
-        start_run(out, model, settings, lambda path: tokenizer.save(str(path)))
-    ids: list[int] = []
-    for encoding in tokenizer.encode_batch([ln + "\n" for ln in lines]):
-        ids.extend(encoding.ids)
-    stream = torch.tensor(ids, dtype=torch.long)
-    split = int(stream.numel() * (1 - settings.valid_fraction))
-    vocab = tokenizer.get_vocab_size()
-    batches = MaskedWindows(stream[:split], settings.block_size, settings.batch_size,
-                            settings.seed, vocab, settings.mask_prob)
-    held_out = MaskedWindows(stream[split:], min(settings.block_size, stream.numel() - split),
-                             8, settings.seed + 1, vocab, settings.mask_prob)
-    valid = [held_out.next() for _ in range(4)]
-    result = fit(model, settings, batches, loss_fn, lambda m, step: evaluate(m, valid), out,
-                 resume)
-    if result.stopped_by == "interrupt":
-        return {"stopped_by": "interrupt", "step": result.step}
-    metrics = {**result.evaluations[-1], "steps": result.step, "stopped_by": result.stopped_by,
-               "train_seconds": round(result.train_seconds, 1),
-               "params": model.num_parameters(), "preset": settings.preset,
-               "evaluations": result.evaluations}
-    metrics.pop("step", None)
-    write_metrics(out, metrics)
-    return metrics
+    return run_task(MaskedLMTask(settings), resume).metrics

@@ -102,6 +102,7 @@ class Trainer:
         config: TrainerConfig,
         checkpoint_dir: str | Path | None = None,
         evaluate: Callable[[nn.Module, int], dict[str, float]] | None = None,
+        on_step: Callable[[Trainer], None] | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -111,6 +112,7 @@ class Trainer:
         self.config = config
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.evaluate = evaluate
+        self.on_step = on_step  # called after every optimizer step (e.g. to time the first few)
         self.step = 0
         self.train_seconds = 0.0
         self.train_tokens = 0
@@ -235,6 +237,8 @@ class Trainer:
                 if self.step % c.log_every == 0:
                     self.history.append({"step": self.step, "loss": loss, "lr": lr})
                 bar.update(1)
+                if self.on_step is not None:
+                    self.on_step(self)
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}",
                                 tok_s=f"{self.train_tokens / self.train_seconds:,.0f}")
                 if c.eval_every and self.step % c.eval_every == 0 and self.step < c.max_steps:
