@@ -1,54 +1,106 @@
-"""Continue a prompt with a decoder-only model (GPT-2 or LLaMA style) from a local folder that
-holds config.json, model.safetensors (or pytorch_model.bin) and tokenizer.json, written by
-Hugging Face `transformers` or by attnlab. The text streams as it is generated.
+"""Generate text with any generating model from a local folder that holds config.json,
+model.safetensors (or pytorch_model.bin) and tokenizer.json, written by Hugging Face
+`transformers` or by attnlab. A decoder-only model (GPT-2, LLaMA) continues the prompt, streamed
+as it is generated; an encoder-decoder (T5, the Transformer, RNN and ConvS2S baselines) reads
+the prompt as its input and prints its output. An encoder-only folder (BERT) is refused.
 
     attnlab generate --model DIR --prompt "Once upon a time" --max-new-tokens 50
     attnlab generate --model DIR --prompt "..." --do-sample --temperature 0.8 --top-p 0.95
+    attnlab generate --model T5_DIR --prompt "translate English to German: Hello" --num-beams 4
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from attnlab.cli.train import positive_int
+from attnlab.errors import ConfigError, FolderError, MissingFileError
+from attnlab.generation.mixin import DECODER_ONLY, GENERATING_KINDS, model_kind
+
+# What an encoder-only folder is good for instead (each takes --model DIR).
+ENCODER_ONLY_COMMANDS = "`attnlab viz`, `attnlab heads` or `attnlab embed-compare`"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model folder (HF or attnlab)")
-    parser.add_argument("--prompt", required=True, help="text to continue")
+    parser.add_argument("--prompt", required=True,
+                        help="text to continue (decoder-only) or to read (encoder-decoder)")
     parser.add_argument("--max-new-tokens", type=positive_int, default=50)
     parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=0, help="0 = off")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus mass, (0, 1]")
     parser.add_argument("--repetition-penalty", type=float, default=1.0, help="1 = off")
+    parser.add_argument("--num-beams", type=positive_int, default=1,
+                        help="beam search with this many beams (1 = greedy or sampling)")
+    parser.add_argument("--length-penalty", type=float, default=0.6,
+                        help="beam search: GNMT alpha in ((5 + |Y|) / 6) ** alpha")
     parser.add_argument("--seed", type=int, default=None)
 
 
+def require_generating(model: Any, folder: str | Path, command: str) -> str:
+    """The model's declared kind; a FolderError naming the folder, its kind and the commands
+    that fit when it generates nothing."""
+    kind = model_kind(model)
+    if kind not in GENERATING_KINDS:
+        raise FolderError(f"{folder} holds a {type(model).__name__}, an {kind} model: it "
+                          f"generates no text, so `attnlab {command}` cannot use it; use it with "
+                          f"{ENCODER_ONLY_COMMANDS}")
+    return kind
+
+
+def source_ids(tokenizer: Any, text: str, config: Any) -> list[int]:
+    """Encoder input ids of `text`, ending with EOS as encoder-decoders are trained (T5's
+    tokenizer appends it itself; attnlab's translation data appends it to every source)."""
+    ids = tokenizer.encode(text).ids
+    return ids if ids and ids[-1] == config.eos_token_id else [*ids, config.eos_token_id]
+
+
+def output_text(tokenizer: Any, ids: Sequence[int], config: Any) -> str:
+    """Generated ids as text: up to the first EOS, without padding and start tokens."""
+    ids = list(ids)
+    if config.eos_token_id in ids:
+        ids = ids[: ids.index(config.eos_token_id)]
+    drop = {getattr(config, name, None) for name in ("pad_token_id", "decoder_start_token_id")}
+    return tokenizer.decode([i for i in ids if i not in drop], skip_special_tokens=False)
+
+
 def run(args: argparse.Namespace) -> int:
+    import torch
     from tokenizers import Tokenizer
 
     import attnlab
     from attnlab.generation import stream_text
 
+    model = attnlab.from_pretrained(args.model)
+    kind = require_generating(model, args.model, "generate")
     path = Path(args.model) / "tokenizer.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the model folder needs its tokenizer.json")
+        raise MissingFileError(f"{path} not found: the model folder needs its tokenizer.json")
     tokenizer = Tokenizer.from_file(str(path))
-    model = attnlab.from_pretrained(args.model)
-    if not hasattr(model, "generate"):
-        raise ValueError(f"{args.model} holds a {type(model).__name__}, not a decoder-only "
-                         "model; use `attnlab translate` for translation models")
     if not args.prompt:
-        raise ValueError("--prompt is empty")
-    sys.stdout.write(args.prompt)
-    for piece in stream_text(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens,
-                             do_sample=args.do_sample, temperature=args.temperature,
-                             top_k=args.top_k, top_p=args.top_p,
-                             repetition_penalty=args.repetition_penalty, seed=args.seed):
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+        raise ConfigError("--prompt is empty")
+    settings = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
+                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                    repetition_penalty=args.repetition_penalty, seed=args.seed)
+    if kind == DECODER_ONLY and args.num_beams == 1:  # stream the continuation
+        sys.stdout.write(args.prompt)
+        for piece in stream_text(model, tokenizer, args.prompt, **settings):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
+    beams = dict(num_beams=args.num_beams, length_penalty=args.length_penalty)
+    if kind == DECODER_ONLY:  # beam search: the whole continuation at once
+        prompt = tokenizer.encode(args.prompt).ids
+        out = model.generate(torch.tensor([prompt]), **settings, **beams)
+        print(args.prompt + output_text(tokenizer, out[0, len(prompt):].tolist(), model.config))
+        return 0
+    ids = torch.tensor([source_ids(tokenizer, args.prompt, model.config)])
+    out = model.generate(ids, **settings, **beams)  # (1, n) the decoder's output
+    print(output_text(tokenizer, out[0].tolist(), model.config))
     return 0

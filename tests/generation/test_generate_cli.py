@@ -1,0 +1,116 @@
+"""`attnlab generate` and `attnlab translate` on saved folders of every model kind: a T5 folder
+with its own tokenizer (T5's special ids), an attnlab Transformer folder, a GPT-2 folder with
+beam search, and a BERT folder, refused by its declared kind."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import models, pre_tokenizers, processors
+
+from attnlab.cli.main import main
+from attnlab.models import build_model
+from attnlab.models.io import save_pretrained
+from attnlab.tasks.translation import translate
+from attnlab.tokenizers import Tokenizer
+
+WORDS = "the a house dog cat is big small red green and runs sleeps translate English German :"
+
+
+def t5_tokenizer() -> HFTokenizer:
+    """A word-level tokenizer with T5's special ids (<pad>=0, </s>=1, <unk>=2) that appends
+    </s> to every input, as T5's tokenizer.json does."""
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for word in WORDS.split():
+        vocab.setdefault(word, len(vocab))
+    tokenizer = HFTokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", 1)])
+    return tokenizer
+
+
+def decoded(tokenizer: HFTokenizer, ids: list[int], eos: int, drop: set[int]) -> str:
+    ids = ids[: ids.index(eos)] if eos in ids else ids
+    return tokenizer.decode([i for i in ids if i not in drop], skip_special_tokens=False)
+
+
+@pytest.fixture(scope="module")
+def t5_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("t5")
+    tokenizer = t5_tokenizer()
+    torch.manual_seed(0)
+    model = build_model("t5-tiny", vocab_size=tokenizer.get_vocab_size()).eval()
+    model.save_pretrained(folder)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return folder, model, tokenizer
+
+
+def test_generate_on_a_t5_folder_prints_its_output(t5_folder, capsys):
+    folder, model, tokenizer = t5_folder
+    prompt = "translate English to German : the big dog runs"
+    ids = tokenizer.encode(prompt).ids
+    assert ids[-1] == model.config.eos_token_id  # the tokenizer appended </s>
+    for flags, settings in (([], {}), (["--num-beams", "3"], dict(num_beams=3))):
+        assert main(["generate", "--model", str(folder), "--prompt", prompt,
+                     "--max-new-tokens", "6", *flags]) == 0
+        out = model.generate(torch.tensor([ids]), max_new_tokens=6, **settings)[0].tolist()
+        expected = decoded(tokenizer, out, model.config.eos_token_id, {0})
+        assert capsys.readouterr().out == expected + "\n"
+    assert main(["generate", "--model", str(folder), "--prompt", prompt, "--do-sample",
+                 "--seed", "0", "--top-k", "5", "--max-new-tokens", "4"]) == 0
+
+
+def test_translate_on_a_t5_folder(t5_folder, capsys):
+    folder, model, tokenizer = t5_folder
+    sentences = ["translate English to German : the cat sleeps", "a red house"]
+    assert main(["translate", "--model", str(folder), "--beam-size", "2", *sentences]) == 0
+    expected = []
+    for sentence in sentences:
+        ids = tokenizer.encode(sentence).ids
+        out = model.generate(torch.tensor([ids]), num_beams=2, max_new_tokens=len(ids) + 50)
+        expected.append(decoded(tokenizer, out[0].tolist(), 1, {0}).strip())
+    assert capsys.readouterr().out.splitlines() == expected
+
+
+def test_translate_and_generate_on_an_attnlab_transformer_folder(tmp_path, capsys):
+    text = [f"{w} {v} {w}" for w in WORDS.split() for v in WORDS.split()[:5]]
+    tokenizer = Tokenizer.train_bpe(text, vocab_size=300, min_frequency=1)
+    torch.manual_seed(0)
+    model = build_model("transformer-tiny", vocab_size=tokenizer.vocab_size).eval()
+    save_pretrained(model, tmp_path)
+    tokenizer.save(tmp_path / "tokenizer.json")
+    sentences = ["the dog runs", "a green cat sleeps"]
+    assert main(["translate", "--model", str(tmp_path), *sentences]) == 0
+    assert capsys.readouterr().out.splitlines() == translate(model, tokenizer, sentences)
+    assert main(["generate", "--model", str(tmp_path), "--prompt", "the dog runs",
+                 "--max-new-tokens", "5"]) == 0
+    source = tokenizer.encode("the dog runs", add_eos=True)  # sources end with </s>
+    out = model.generate(torch.tensor([source]), max_new_tokens=5)[0].tolist()
+    assert capsys.readouterr().out == tokenizer.decode(out) + "\n"
+
+
+def test_generate_beam_search_on_a_decoder_only_folder(tmp_path, capsys):
+    tokenizer = t5_tokenizer()
+    torch.manual_seed(0)
+    model = build_model("gpt2-tiny", vocab_size=tokenizer.get_vocab_size(), bos_token_id=1,
+                        eos_token_id=1).eval()
+    model.save_pretrained(tmp_path)
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    assert main(["generate", "--model", str(tmp_path), "--prompt", "the big dog",
+                 "--num-beams", "3", "--max-new-tokens", "4"]) == 0
+    prompt = tokenizer.encode("the big dog").ids
+    out = model.generate(torch.tensor([prompt]), num_beams=3, max_new_tokens=4)[0]
+    continuation = decoded(tokenizer, out[len(prompt):].tolist(), 1, set())
+    assert capsys.readouterr().out == "the big dog" + continuation + "\n"
+
+
+@pytest.mark.parametrize("command", [["generate", "--prompt", "the dog"], ["translate", "a b"]])
+def test_an_encoder_only_folder_is_refused_by_its_kind(tmp_path, capsys, command):
+    build_model("bert-tiny").save_pretrained(tmp_path)
+    assert main([command[0], "--model", str(tmp_path), *command[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert str(tmp_path) in err and "encoder-only" in err and "Bert" in err
+    assert "`attnlab viz`" in err and f"`attnlab {command[0]}` cannot use it" in err
