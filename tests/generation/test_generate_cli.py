@@ -74,11 +74,12 @@ def test_translate_on_a_t5_folder(t5_folder, capsys):
     assert capsys.readouterr().out.splitlines() == expected
 
 
-def test_translate_and_generate_on_an_attnlab_transformer_folder(tmp_path, capsys):
+@pytest.mark.parametrize("preset", ["transformer-tiny", "rnn-luong-tiny", "convs2s-tiny"])
+def test_translate_and_generate_on_an_attnlab_translation_folder(tmp_path, capsys, preset):
     text = [f"{w} {v} {w}" for w in WORDS.split() for v in WORDS.split()[:5]]
     tokenizer = Tokenizer.train_bpe(text, vocab_size=300, min_frequency=1)
     torch.manual_seed(0)
-    model = build_model("transformer-tiny", vocab_size=tokenizer.vocab_size).eval()
+    model = build_model(preset, vocab_size=tokenizer.vocab_size).eval()
     save_pretrained(model, tmp_path)
     tokenizer.save(tmp_path / "tokenizer.json")
     sentences = ["the dog runs", "a green cat sleeps"]
@@ -104,6 +105,11 @@ def test_generate_beam_search_on_a_decoder_only_folder(tmp_path, capsys):
     out = model.generate(torch.tensor([prompt]), num_beams=3, max_new_tokens=4)[0]
     continuation = decoded(tokenizer, out[len(prompt):].tolist(), 1, set())
     assert capsys.readouterr().out == "the big dog" + continuation + "\n"
+    # translate: a decoder-only model continues each line (beam search, length + 50 at most)
+    assert main(["translate", "--model", str(tmp_path), "--beam-size", "2", "the big dog"]) == 0
+    out = model.generate(torch.tensor([prompt]), num_beams=2, max_new_tokens=len(prompt) + 50)
+    continuation = decoded(tokenizer, out[0, len(prompt):].tolist(), 1, set()).strip()
+    assert capsys.readouterr().out == continuation + "\n"
 
 
 @pytest.mark.parametrize("command", [["generate", "--prompt", "the dog"], ["translate", "a b"]])

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from attnlab.cli.train import positive_int
+from attnlab.cli.settings import positive_int
 from attnlab.errors import ConfigError, FolderError, MissingFileError
 from attnlab.generation.mixin import DECODER_ONLY, GENERATING_KINDS, model_kind
 

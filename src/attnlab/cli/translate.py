@@ -1,10 +1,9 @@
 """Translate with a trained model: sentences as arguments, or one per line on stdin.
 
-A folder written by `attnlab train translate` (Transformer, RNN or ConvS2S with attnlab's
-tokenizer) translates as in training's evaluation (batched beam search). Any other generating
-folder with its own tokenizer.json works too, one line at a time: an encoder-decoder such as T5
-reads each line (include its task prefix, e.g. "translate English to German: ") and a
-decoder-only model continues it. An encoder-only folder is refused.
+Any encoder-decoder folder translates as in training's evaluation (batched beam search): one
+written by `attnlab train translate` (Transformer, RNN, ConvS2S) or a T5 folder with its own
+tokenizer.json (give T5 its task prefix, e.g. "translate English to German: "). A decoder-only
+folder continues each line (prompt it to translate). An encoder-only folder is refused.
 
     attnlab translate --model runs/translate "the old farmer sells red apples ."
     cat input.txt | attnlab translate --model runs/translate > output.txt
@@ -15,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from attnlab.cli.generate import output_text, require_generating, source_ids
-from attnlab.cli.train import positive_int
-from attnlab.errors import ConfigError
+from attnlab.cli.generate import output_text, require_generating
+from attnlab.cli.settings import positive_int
+from attnlab.errors import DataError
 from attnlab.generation.beam import MAX_LEN_OFFSET
-from attnlab.generation.mixin import DECODER_ONLY, ENCODER_DECODER, model_kind
+from attnlab.generation.mixin import ENCODER_DECODER
 from attnlab.models.io import from_pretrained
 from attnlab.tasks.translation import translate
 from attnlab.tokenizers import Tokenizer
@@ -36,29 +34,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--length-penalty", type=float, default=0.6)
 
 
-def translate_lines(model: Any, tokenizer: Any, sentences: list[str], *, beam_size: int,
-                    length_penalty: float) -> list[str]:
-    """One output per sentence with `model.generate` and a `tokenizers.Tokenizer`: an
-    encoder-decoder's output, or a decoder-only model's continuation; at most the source
-    length + 50 new tokens (the paper's limit), within the model's context."""
+def continue_lines(model: Any, tokenizer: Any, sentences: list[str], *, beam_size: int,
+                   length_penalty: float) -> list[str]:
+    """A decoder-only model's continuation of each sentence (`model.generate` with beam
+    search), at most its length + 50 new tokens (the paper's limit) within the model's
+    context. `tokenizer` is a `tokenizers.Tokenizer`."""
     import torch
 
-    kind, config, outputs = model_kind(model), model.config, []
-    for sentence in sentences:
-        if kind == DECODER_ONLY:
-            ids = tokenizer.encode(sentence).ids
-            room = config.max_seq_len - len(ids)
-        else:
-            ids = source_ids(tokenizer, sentence, config)
-            room = config.max_seq_len - 1
-        if room < 1 or len(ids) > config.max_seq_len:
-            raise ConfigError(f"sentence {sentence[:40]!r} has {len(ids)} tokens, too many for "
-                              f"the model's max_seq_len={config.max_seq_len}; split it")
+    config, outputs = model.config, []
+    for i, sentence in enumerate(sentences):
+        ids = tokenizer.encode(sentence).ids
+        room = config.max_seq_len - len(ids)
+        if room < 1:
+            raise DataError(f"sentence {i + 1} has {len(ids)} tokens, no room left in the "
+                            f"model's max_seq_len={config.max_seq_len}; split it")
         out = model.generate(torch.tensor([ids]), num_beams=beam_size,
                              length_penalty=length_penalty,
                              max_new_tokens=min(len(ids) + MAX_LEN_OFFSET, room))
-        new = out[0, len(ids):] if kind == DECODER_ONLY else out[0]
-        outputs.append(output_text(tokenizer, new.tolist(), config).strip())
+        outputs.append(output_text(tokenizer, out[0, len(ids):].tolist(), config).strip())
     return outputs
 
 
@@ -68,21 +61,13 @@ def run(args: argparse.Namespace) -> int:
     sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
     empty = [i + 1 for i, s in enumerate(sentences) if not s.strip()]
     if empty:
-        raise ValueError(f"empty input sentence(s) at position(s) {empty[:10]}")
-    try:
-        tokenizer = Tokenizer.load(args.model)
-    except ValueError:  # not attnlab's special ids (T5's, GPT-2's): the folder's own tokenizer
-        tokenizer = None
-    if tokenizer is not None and kind == ENCODER_DECODER:
-        lines = translate(model, tokenizer, sentences, beam_size=args.beam_size,
-                          length_penalty=args.length_penalty)
+        raise DataError(f"empty input sentence(s) at position(s) {empty[:10]}")
+    tokenizer = Tokenizer.load(args.model)
+    settings = dict(beam_size=args.beam_size, length_penalty=args.length_penalty)
+    if kind == ENCODER_DECODER:
+        lines = translate(model, tokenizer, sentences, **settings)
     else:
-        from tokenizers import Tokenizer as HFTokenizer
-
-        backend = (tokenizer.backend if tokenizer is not None
-                   else HFTokenizer.from_file(str(Path(args.model) / "tokenizer.json")))
-        lines = translate_lines(model, backend, sentences, beam_size=args.beam_size,
-                                length_penalty=args.length_penalty)
+        lines = continue_lines(model, tokenizer.backend, sentences, **settings)
     for line in lines:
         print(line)
     return 0

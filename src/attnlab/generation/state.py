@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from attnlab.errors import ConfigError
+
 
 class EncoderDecoderState:
     """Decoding state of an encoder-decoder; `sequences` (N, t) starts with the start token and
@@ -66,7 +68,7 @@ class DecoderOnlyState:
         config = model.config
         T = input_ids.size(1)
         if T + max_new_tokens > config.max_seq_len:
-            raise ValueError(f"prompt length {T} + max_new_tokens {max_new_tokens} exceeds the "
+            raise ConfigError(f"prompt length {T} + max_new_tokens {max_new_tokens} exceeds the "
                              f"model's context of {config.max_seq_len} positions")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
