@@ -168,8 +168,15 @@ def test_beam_scores_at_least_greedy(model, seed):
     beam = new_tokens(model, ids, model.generate(ids, max_new_tokens=6, num_beams=4))[0]
     eos = model.config.eos_token_id
     assert eos not in greedy.tolist() and eos not in beam.tolist()  # both full length
-    assert sequence_score(model, ids[0], beam, 0.6) >= sequence_score(model, ids[0], greedy,
-                                                                        0.6) - 1e-5
+    beam_score = sequence_score(model, ids[0], beam, 0.6)
+    assert beam_score >= sequence_score(model, ids[0], greedy, 0.6) - 1e-5
+    # The score the search computed step by step, through the reordered cache, is the
+    # teacher-forced one of the sequence it returns.
+    with torch.no_grad():
+        out = search(state_for(model, ids, None, 4), torch.full((1,), 6), beam_size=4,
+                     length_penalty=0.6, eos_id=eos, pad_id=eos)
+    assert torch.equal(out.sequences[0], beam)
+    assert float(out.scores[0]) == pytest.approx(beam_score, abs=1e-4)
 
 
 def test_eos_token_id_stops_rows_and_pads_them(model):
@@ -235,3 +242,18 @@ def test_logits_processor_is_pure():
     # without sampling only the repetition penalty applies
     assert torch.equal(logits_processor(temperature=0.5, top_k=1, repetition_penalty=2.0)(
         logits, seen), torch.tensor([[1.0, -2.0, 0.5, 3.0]]))
+
+
+@pytest.mark.parametrize("name", DECODER_ONLY_TINY)
+def test_decoder_only_beam_batch_equals_each_row_alone(name):
+    """Left padding, the repeated prompt and the reordered KV cache change no row's search."""
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    ids, mask = inputs(model)
+    batch = model.generate(ids, mask, num_beams=3, max_new_tokens=8)
+    T = ids.size(1)
+    for row in range(ids.size(0)):
+        prompt = ids[row : row + 1, int((mask[row] == 0).sum()) :]  # the real tokens
+        alone = model.generate(prompt, num_beams=3, max_new_tokens=8)
+        n = alone.size(1) - prompt.size(1)
+        assert torch.equal(batch[row, T : T + n], alone[0, prompt.size(1) :])
