@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from attnlab.cli.main import main
 
 
@@ -66,3 +68,31 @@ def test_translation_demo_runs_tiny(tmp_path, capsys):
     assert demo["bleu"] == metrics["bleu"]
     assert (tmp_path / "alignment.png").stat().st_size > 1000
     assert (tmp_path / "loss_curve.png").is_file() and (tmp_path / "test.hyp").is_file()
+
+
+def test_translation_demo_counts_steps_and_prints_from_the_run(tmp_path, capsys, monkeypatch):
+    """Without --time-budget the demo trains a fixed number of steps; what it prints comes from
+    the run in memory: the corpus is generated once and no model folder is read back."""
+    import attnlab
+    import attnlab.data.corpus as corpus_module
+
+    calls = []
+    real = corpus_module.generate_corpus
+    monkeypatch.setattr(corpus_module, "generate_corpus",
+                        lambda **kw: calls.append(kw) or real(**kw))
+    monkeypatch.setattr(attnlab, "from_pretrained", lambda *a, **k: pytest.fail("reloaded"))
+    code = main(["demo", "--out", str(tmp_path), "--max-steps", "3", "--train-size", "300",
+                 "--valid-size", "20", "--test-size", "60"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "3 training steps on the built-in corpus" in out and "test BLEU" in out
+    assert len(calls) == 1
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and metrics["stopped_by"] == "max_steps"
+
+
+def test_the_demo_recipe_counts_steps_not_seconds():
+    from attnlab.tasks.translation import load_recipe
+
+    recipe = load_recipe("demo")
+    assert recipe["max_steps"] == 1800 and "time_budget" not in recipe

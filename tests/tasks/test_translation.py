@@ -140,3 +140,24 @@ def test_average_last_tests_the_mean_of_the_newest_checkpoints(tmp_path):
     for (name, a), b in zip(saved.state_dict().items(), expected.state_dict().values(),
                             strict=True):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_evaluate_decodes_with_the_runs_settings(overfit_run, monkeypatch, capsys):
+    """`attnlab evaluate` takes max_tokens, beam size and length penalty from the run's
+    train_settings.json (not a fixed 6000 tokens); flags still override them."""
+    import attnlab.cli.evaluate as evaluate
+
+    s, _ = overfit_run
+    seen = {}
+
+    def fake(model, tokenizer, pairs, **kwargs):
+        seen.update(kwargs, sentences=len(pairs))
+        return {"bleu": 1.0, "hypotheses": []}
+
+    monkeypatch.setattr(evaluate, "evaluate_pairs", fake)
+    assert main(["evaluate", "--model", s.out, "--split", "test", "--json"]) == 0
+    assert seen == {"beam_size": s.beam_size, "length_penalty": s.length_penalty,
+                    "max_tokens": s.max_tokens, "sentences": len(PAIRS)}
+    assert main(["evaluate", "--model", s.out, "--json", "--beam-size", "2",
+                 "--max-tokens", "99"]) == 0
+    assert seen["beam_size"] == 2 and seen["max_tokens"] == 99

@@ -174,15 +174,17 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def settings_from_args(cls: type[S], args: argparse.Namespace,
                        recipes: Path | None = None) -> S:
     """The dataclass's defaults, then --config, then the flags given, then --set. With
-    --resume the run's saved settings take the place of the defaults and --config."""
+    --resume the run's saved settings take the place of the defaults."""
     names = {f.name for f in dataclasses.fields(cls)}
     given = {name: value for name, value in vars(args).items() if name in names}
     values: dict[str, Any] = {}
     if getattr(args, "resume", False):
+        # The saved settings, with what the command line says on top: the run routine then
+        # refuses any change a resume may not make (nothing is ignored silently).
         out = given.get("out", cls.__dataclass_fields__["out"].default)
         values = dataclasses.asdict(load_run_settings(cls, out))
-    elif getattr(args, "config", None):
-        values = load_config(args.config, cls, recipes)
+    if getattr(args, "config", None):
+        values.update(load_config(args.config, cls, recipes))
     values.update(given)
     overrides = parse_overrides(getattr(args, "set", []))
     if overrides:

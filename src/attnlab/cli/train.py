@@ -5,6 +5,9 @@ Every task runs on the one run routine and takes the same run flags, generated f
 settings: --config FILE, --set FIELD=VALUE, --out, --max-steps, --time-budget, --seed,
 --device, --precision, --resume. Ctrl-C saves a resumable checkpoint, says how to resume and
 exits with 130; `--resume` continues the same run exactly.
+
+A task is registered once, in `COMMANDS`: its settings class (the flags come from it), its
+task class (run by the one run routine), its help, examples and the summary printed at the end.
 """
 
 from __future__ import annotations
@@ -12,16 +15,123 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from attnlab.cli.settings import (  # noqa: F401  (positive_int / positive_float: aliases)
     add_run_flags,
+    parse_overrides,
     positive_float,
     positive_int,
 )
 from attnlab.cli.settings import settings_from_args as settings_of
-from attnlab.cli.train_family import COMMANDS, TrainCommand
-from attnlab.tasks.translation import TranslationSettings
+from attnlab.tasks.classification import ClassificationTask, ClassifySettings
+from attnlab.tasks.language_model import LanguageModelTask, LMSettings
+from attnlab.tasks.masked_lm import MaskedLMTask, MLMSettings
+from attnlab.tasks.translation import RECIPES, TranslationSettings, TranslationTask
 from attnlab.training.run import run_task
+
+
+@dataclass(frozen=True)
+class TrainCommand:
+    settings: type
+    task: type
+    help: str
+    description: str
+    epilog: str
+    summary: Callable[[dict[str, Any], Any], list[str]]
+    recipes: Path | None = None  # a folder of named --config recipes
+
+
+def translate_summary(m: dict[str, Any], s: TranslationSettings) -> list[str]:
+    return [f"test BLEU {m['bleu']:.2f}  chrF {m['chrf']:.2f}  ({m['bleu_signature']})",
+            f"{m['steps']} steps in {m['train_seconds']:.0f}s, "
+            f"{m['train_tokens_per_second']:,} target tokens/s; model in {s.out}"]
+
+
+def lm_summary(m: dict[str, Any], s: LMSettings) -> list[str]:
+    return [f"validation loss {m['valid_loss']:.3f} (perplexity {m['valid_perplexity']:.1f}); "
+            f"{m['steps']} steps in {m['train_seconds']:.0f}s, "
+            f"{m['train_tokens_per_second']:,} tokens/s; "
+            f"try `attnlab generate --model {s.out} --prompt ...`"]
+
+
+def classify_summary(m: dict[str, Any], s: ClassifySettings) -> list[str]:
+    test = m.get("test_accuracy")
+    lines = [f"validation accuracy {m['valid_accuracy']:.1%}"
+             + ("" if test is None else f", test accuracy {test:.1%}")
+             + f"; {m['steps']} steps in {m['train_seconds']:.0f}s; model in {s.out}"]
+    truncated = m["truncated_texts"]
+    if any(truncated.values()):
+        lines.append(f"note: texts longer than {m['max_len']} tokens were truncated "
+                     f"({', '.join(f'{n} in {split}' for split, n in truncated.items())})")
+    return lines
+
+
+def mlm_summary(m: dict[str, Any], s: MLMSettings) -> list[str]:
+    return [f"masked-token accuracy {m['valid_masked_accuracy']:.1%}, loss "
+            f"{m['valid_loss']:.3f}; {m['steps']} steps in {m['train_seconds']:.0f}s; "
+            f"model in {s.out}"]
+
+
+COMMANDS: dict[str, TrainCommand] = {
+    "translate": TrainCommand(
+        TranslationSettings, TranslationTask,
+        help="encoder-decoder translation (Vaswani et al. 2017)",
+        description="The encoder-decoder Transformer (or the RNN / ConvS2S baselines) on the "
+                    "built-in English -> Veskan corpus (default) or on your parallel corpus "
+                    "(--data DIR --src-lang xx --tgt-lang yy, files {train,valid,test}.{xx,yy}; "
+                    "or --tsv with {train,valid,test}.tsv).",
+        epilog="examples:\n"
+               "  attnlab train translate --config demo                     # the `make demo` "
+               "recipe\n"
+               "  attnlab train translate --max-steps 2000 --time-budget 600  # CPU minutes\n"
+               "  attnlab train translate --config wmt14-en-de-base --data wmt14 --src-lang en "
+               "--tgt-lang de\n"
+               "  attnlab train translate --out runs/translate --resume      # continue after "
+               "Ctrl-C",
+        summary=translate_summary, recipes=RECIPES),
+    "lm": TrainCommand(
+        LMSettings, LanguageModelTask,
+        help="decoder-only language model on a text file (GPT-2 / LLaMA style)",
+        description="Train a GPT-2 or LLaMA style model on a UTF-8 text file with a byte-level "
+                    "BPE (--tokenizer bpe) or one token per character (--tokenizer chars); the "
+                    "folder then works with `attnlab generate` and transformers.",
+        epilog="examples:\n"
+               "  attnlab train lm --text input.txt --out runs/lm\n"
+               "  attnlab train lm --text shakespeare.txt --tokenizer chars --block-size 256\n"
+               "  attnlab train lm --out runs/lm --resume --max-steps 4000\n"
+               "  attnlab generate --model runs/lm --prompt 'ROMEO:'",
+        summary=lm_summary),
+    "mlm": TrainCommand(
+        MLMSettings, MaskedLMTask,
+        help="masked-LM pre-training of a BERT-style encoder on a text file",
+        description="BERT's masked language modelling (15%: 80% [MASK], 10% random, 10% kept) "
+                    "on a UTF-8 text file with a byte-level BPE; the folder is a transformers "
+                    "BertForMaskedLM and the starting point of `attnlab train classify --init`.",
+        epilog="examples:\n"
+               "  attnlab train mlm --text corpus.txt --out runs/mlm\n"
+               "  attnlab train classify --data sst2 --init runs/mlm --lr 1e-4 --out runs/ft",
+        summary=mlm_summary),
+    "classify": TrainCommand(
+        ClassifySettings, ClassificationTask,
+        help="text classification with a BERT-style encoder (TSV files), from scratch or "
+             "fine-tuning a pre-trained one (--init)",
+        description="Classify texts with a BERT-style encoder on DIR/train.tsv and "
+                    "DIR/valid.tsv (optional DIR/test.tsv), one `text<TAB>label` per line: "
+                    "from scratch with a BPE learnt on train.tsv, or, with --init, fine-tuning "
+                    "a pre-trained BERT (all its weights kept, a fresh classification head for "
+                    "the labels of train.tsv) with the tokenizer.json of its folder.",
+        epilog="examples:\n"
+               "  attnlab train classify --data sst2 --out runs/cls\n"
+               "  attnlab train mlm --text corpus.txt --out runs/mlm\n"
+               "  attnlab train classify --data sst2 --init runs/mlm --lr 1e-4 --out runs/ft\n"
+               "  # or a transformers BERT saved locally: model.save_pretrained(DIR) and\n"
+               "  # tokenizer.save_pretrained(DIR), then --init DIR",
+        summary=classify_summary),
+}
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
