@@ -168,8 +168,8 @@ def test_the_translation_loss_is_label_smoothed_cross_entropy():
                         d_ff=64, dropout=0.0).eval()
     labels = torch.randint(4, 50, (3, 7))
     labels[0, 5:] = -100
-    batch = {"input_ids": torch.randint(4, 50, (3, 6)), "attention_mask": torch.ones(3, 6, dtype=torch.long),
-             "labels": labels}
+    batch = {"input_ids": torch.randint(4, 50, (3, 6)),
+             "attention_mask": torch.ones(3, 6, dtype=torch.long), "labels": labels}
     batch["attention_mask"][1, 4:] = 0
     for eps in (0.0, 0.1):
         loss, tokens = loss_fn(model, batch, eps)
