@@ -30,7 +30,7 @@ from attnlab.models import build_model
 from attnlab.models.common import shift_right
 from attnlab.serialization import atomic_write
 from attnlab.tokenizers import Tokenizer
-from attnlab.training.checkpoint import average_checkpoints, list_checkpoints
+from attnlab.training.checkpoint import average_last  # noqa: F401  (alias: it moved there)
 from attnlab.training.device import resolve_device  # noqa: F401  (alias: it moved there)
 from attnlab.training.run import RunOutcome, Task, model_device, run_task
 from attnlab.training.schedule import inverse_sqrt_warmup
@@ -233,18 +233,6 @@ def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor],
     loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
                            label_smoothing=label_smoothing)
     return loss, int((labels != -100).sum())
-
-
-def average_last(model: nn.Module, checkpoint_dir: Path, count: int) -> list[str]:
-    """Load the mean of the newest `count` checkpoints into `model` (none when count is 0)."""
-    if count <= 0:
-        return []
-    chosen = list_checkpoints(checkpoint_dir)[-count:]
-    if len(chosen) < count:
-        log.warning("average_last=%d but only %d checkpoint(s) exist; averaging those",
-                    count, len(chosen))
-    average_checkpoints(chosen, model)
-    return [p.name for p in chosen]
 
 
 def score_test_buckets(corpus: ParallelCorpus, hypotheses: list[str],

@@ -10,6 +10,7 @@ leaves the previous checkpoint intact and `latest` pointing at it.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -21,6 +22,8 @@ from safetensors.torch import save_model
 from torch import nn
 
 from attnlab.serialization import WEIGHTS_NAME, atomic_write, load_weights
+
+log = logging.getLogger(__name__)
 
 STATE_NAME = "training_state.pt"
 LATEST_NAME = "latest"
@@ -110,3 +113,16 @@ def average_checkpoints(paths: list[Path], model: nn.Module) -> nn.Module:
     averaged = {k: (v / len(paths)).to(reference[k].dtype) for k, v in total.items()}
     model.load_state_dict(averaged)
     return model
+
+
+def average_last(model: nn.Module, checkpoint_dir: str | Path, count: int) -> list[str]:
+    """Load the mean of the newest `count` checkpoints into `model` (none when count is 0);
+    the names of the checkpoints averaged."""
+    if count <= 0:
+        return []
+    chosen = list_checkpoints(checkpoint_dir)[-count:]
+    if len(chosen) < count:
+        log.warning("average_last=%d but only %d checkpoint(s) exist; averaging those",
+                    count, len(chosen))
+    average_checkpoints(chosen, model)
+    return [p.name for p in chosen]
