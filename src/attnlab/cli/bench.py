@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from attnlab.cli import bench_attention, bench_lra
+from attnlab.errors import ConfigError
 
 # name -> (module with `add_arguments(parser)` and `run(args) -> int`, one-line help)
 SUBCOMMANDS = {
@@ -29,4 +30,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:  # replaced by the chosen subcommand's run
-    raise ValueError("choose a benchmark: attention or lra")
+    raise ConfigError("choose a benchmark: attention or lra")

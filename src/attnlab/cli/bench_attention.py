@@ -19,7 +19,7 @@ import argparse
 
 import torch
 
-from attnlab.cli.train import positive_float, positive_int
+from attnlab.cli.settings import positive_float, positive_int
 from attnlab.studies.attention_bench import AttentionBenchSettings, run_attention_bench
 
 

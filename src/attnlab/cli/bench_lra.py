@@ -18,7 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from attnlab.cli.train import positive_int
+from attnlab.cli.settings import positive_int
+from attnlab.errors import ConfigError
 from attnlab.nn.attention import ATTENTION
 from attnlab.studies.lra.study import TASKS, LRASettings, default_names, run_lra
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.names is not None:
         unknown = [n for n in args.names if n not in ATTENTION]
         if unknown:
-            raise ValueError(f"--names: unknown attention {unknown}; registered: "
+            raise ConfigError(f"--names: unknown attention {unknown}; registered: "
                              f"{ATTENTION.names()} (default: {default_names()})")
     overrides = {key: value for key, value in (
         ("out", args.out or ("runs/lra-quick" if args.quick else "runs/lra")),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from attnlab.cli.train import positive_float, positive_int
+from attnlab.cli.settings import positive_float, positive_int
 from attnlab.studies.compare.study import ARCHITECTURES, PARTS, CompareSettings, run_compare
 
 

@@ -18,6 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
+from attnlab.errors import ConfigError
 from attnlab.serialization import atomic_write
 
 
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.viz.extract import load_model_and_tokenizer
 
     if len(args.context) < 2:
-        raise ValueError(f"--context must be given at least twice, got {len(args.context)}")
+        raise ConfigError(f"--context must be given at least twice, got {len(args.context)}")
     model, tokenizer = load_model_and_tokenizer(args.model)
     result = compare_contexts(model, tokenizer, args.word, args.context, control=args.control)
     out = Path(args.out)

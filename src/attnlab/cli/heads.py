@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from attnlab.cli.train import positive_int
+from attnlab.cli.settings import positive_int
 
 if TYPE_CHECKING:
     from attnlab.viz.heads import HeadScores

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from attnlab.cli.train import positive_int
+from attnlab.cli.settings import positive_int
+from attnlab.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from attnlab.viz.positions import plot_positions
 
+    if args.d_model % 2:  # sin/cos pairs and RoPE's rotated pairs need an even width
+        raise ConfigError(f"--d-model: d_model must be even, got {args.d_model}")
     paths = plot_positions(args.out, d_model=args.d_model, length=args.length,
                            n_heads=args.n_heads, n_vectors=args.n_vectors, seed=args.seed)
     for path in paths:

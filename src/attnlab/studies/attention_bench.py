@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from attnlab.errors import ConfigError
 from attnlab.evaluation.machine import machine_info
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.attention.recurrent_era import RecurrentEraAttention
@@ -107,28 +108,28 @@ class AttentionBenchSettings:
             else self.lengths
         if not isinstance(self.lengths, list) or not self.lengths or not all(
                 _is_positive_int(n) for n in self.lengths):
-            raise ValueError(f"lengths must be a non-empty list of positive ints, "
+            raise ConfigError(f"lengths must be a non-empty list of positive ints, "
                              f"got {self.lengths!r}")
         for name in ("repeats", "d_model", "n_heads", "batch", "error_length", "error_seeds"):
             if not _is_positive_int(getattr(self, name)):
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be a positive int, got {getattr(self, name)!r}")
         for name in ("time_budget", "max_gib", "score_std"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
         if not _is_positive_int(self.exponent_points) or self.exponent_points < 2:
-            raise ValueError(f"exponent_points must be an int >= 2, got {self.exponent_points!r}")
+            raise ConfigError(f"exponent_points must be an int >= 2, got {self.exponent_points!r}")
         if self.d_model % self.n_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads "
+            raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads "
                              f"({self.n_heads})")
         if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+            raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device='cuda' but torch.cuda.is_available() is False")
+            raise ConfigError("device='cuda' but torch.cuda.is_available() is False")
         if self.names is not None:
             unknown = [n for n in self.names if n not in ATTENTION]
             if unknown or not self.names:
-                raise ValueError(f"names must be registered attentions "
+                raise ConfigError(f"names must be registered attentions "
                                  f"({', '.join(ATTENTION.names())}), got {self.names!r}"
                                  + (f" (unknown: {', '.join(map(repr, unknown))})"
                                     if unknown else ""))

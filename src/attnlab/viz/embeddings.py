@@ -32,6 +32,7 @@ import torch.nn.functional as F  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
+from attnlab.errors import ConfigError, DataError  # noqa: E402
 from attnlab.nn.stack import Decoder, Encoder  # noqa: E402
 from attnlab.viz.extract import ENCODER_DECODER, encode_text, family_of, readable  # noqa: E402
 
@@ -69,14 +70,14 @@ def find_word(word: str, context: ContextTokens) -> list[int]:
     token whose character span overlaps it. ValueError naming the word and the tokens when the
     text does not contain it."""
     if not word.strip():
-        raise ValueError("--word is empty; give the word to follow")
+        raise ConfigError("--word is empty; give the word to follow")
     match = re.search(rf"(?<!\w){re.escape(word.strip())}(?!\w)", context.text, re.IGNORECASE)
     indices = [] if match is None else [
         i for i, (s, e) in enumerate(context.offsets)
         if e > s and s < match.end() and e > match.start()
     ]
     if not indices:
-        raise ValueError(f"word {word!r} not found in context {context.text!r} "
+        raise DataError(f"word {word!r} not found in context {context.text!r} "
                          f"(its tokens: {context.tokens})")
     return indices
 
@@ -89,7 +90,7 @@ def transformer_stack(model: nn.Module) -> Encoder | Decoder:
     if family in ("gpt2", "llama"):
         stack = getattr(model, "decoder", None)
     if not isinstance(stack, Encoder | Decoder):
-        raise ValueError(f"embed-compare needs Transformer layers; the {family} model has "
+        raise ConfigError(f"embed-compare needs Transformer layers; the {family} model has "
                          f"{type(stack).__name__} (RNN and convolutional baselines are not "
                          "supported)")
     return stack
@@ -193,7 +194,7 @@ def compare_contexts(model: nn.Module, tokenizer: Tokenizer, word: str, contexts
     """The word's (and the control word's) cosine similarity between every pair of contexts,
     at the embedding output and after every layer."""
     if len(contexts) < 2:
-        raise ValueError(f"--context must be given at least twice, got {len(contexts)}")
+        raise ConfigError(f"--context must be given at least twice, got {len(contexts)}")
     framed = [frame_context(model, tokenizer, text) for text in contexts]
     located = [find_word(word, c) for c in framed]
     vectors = torch.stack([word_vectors(model, c, idx)

@@ -21,7 +21,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
-from attnlab.errors import MissingFileError
+from attnlab.errors import ConfigError, MissingFileError
 from attnlab.io import load_tokenizer, read_config
 from attnlab.viz.maps import AttentionMaps, AttentionView
 
@@ -51,7 +51,7 @@ def family_of(model: nn.Module) -> str:
     config = getattr(model, "config", None)
     family = getattr(type(config), "model_type", None)
     if family not in FAMILIES:
-        raise ValueError(f"{type(model).__name__}: model_type {family!r} has no attention maps; "
+        raise ConfigError(f"{type(model).__name__}: model_type {family!r} has no attention maps; "
                          f"expected one of {list(FAMILIES)}")
     return family
 
@@ -92,7 +92,7 @@ def encode_text(model: nn.Module, tokenizer: Tokenizer, text: str) -> Encoded:
     when it has one (BERT's [CLS] .. [SEP], LLaMA's <s>, T5's </s>); otherwise [CLS] .. [SEP]
     for BERT and a closing </s> for encoder-decoder sources (attnlab's translation folders)."""
     if not text.strip():
-        raise ValueError("--text is empty; give the text to look at")
+        raise ConfigError("--text is empty; give the text to look at")
     family = family_of(model)
     ids = tokenizer.encode(text, add_special_tokens=True).ids
     if family in ENCODER_ONLY:
@@ -110,7 +110,7 @@ def encode_text(model: nn.Module, tokenizer: Tokenizer, text: str) -> Encoded:
 
 def _encoded(tokenizer: Tokenizer, ids: list[int], limit: int, name: str) -> Encoded:
     if len(ids) > limit:
-        raise ValueError(f"{name} has {len(ids)} tokens, more than the model's "
+        raise ConfigError(f"{name} has {len(ids)} tokens, more than the model's "
                          f"max_seq_len={limit}; shorten it")
     tokens = [readable(tokenizer, tokenizer.id_to_token(i) or f"<{i}>") for i in ids]
     return Encoded(ids, tokens)
@@ -130,7 +130,7 @@ def target_ids(model: nn.Module, tokenizer: Tokenizer, source: Encoded,
         ids = out[: out.index(eos)] if eos in out else out
     else:
         if not target.strip():
-            raise ValueError("--target is empty; give a translation or leave it out")
+            raise ConfigError("--target is empty; give a translation or leave it out")
         ids = tokenizer.encode(target, add_special_tokens=True).ids
         ids = ids[:-1] if ids[-1:] == [eos] else ids
     return [*ids, eos]
@@ -153,7 +153,7 @@ def extract_maps(model: nn.Module, tokenizer: Tokenizer, text: str, target: str 
     family = family_of(model)
     model.eval()
     if target is not None and family not in ENCODER_DECODER:
-        raise ValueError(f"--target is for encoder-decoder models; {name} is a {family} model, "
+        raise ConfigError(f"--target is for encoder-decoder models; {name} is a {family} model, "
                          "which reads only --text")
     source = encode_text(model, tokenizer, text)
     input_ids = torch.tensor([source.ids], device=_device(model))  # (1, S)
@@ -180,7 +180,7 @@ def extract_maps(model: nn.Module, tokenizer: Tokenizer, text: str, target: str 
         views.append(AttentionView("cross-attention", "cross", tuple(predicted.tokens),
                                    tuple(source.tokens), _stack(out.cross_attentions, "")))
     if not views:
-        raise ValueError(f"{name} ({family}) has no attention to show (an RNN without "
+        raise ConfigError(f"{name} ({family}) has no attention to show (an RNN without "
                          "attention, such as the Sutskever baseline?)")
     return AttentionMaps(name, family, tuple(views))
 

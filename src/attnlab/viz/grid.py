@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from attnlab.errors import ConfigError  # noqa: E402
 from attnlab.viz.heatmap import plot_attention  # noqa: E402
 from attnlab.viz.maps import AttentionView  # noqa: E402
 
@@ -32,7 +33,7 @@ def check_indices(values: Sequence[int] | None, count: int, what: str) -> list[i
         return list(range(count))
     bad = [v + 1 for v in values if not 0 <= v < count]
     if bad:
-        raise ValueError(f"--{what}: {what} {bad} out of range; this view has {count} "
+        raise ConfigError(f"--{what}: {what} {bad} out of range; this view has {count} "
                          f"{what} (1 .. {count})")
     return list(dict.fromkeys(values))
 

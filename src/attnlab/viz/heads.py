@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attnlab.errors import ConfigError
+
 SELF_BEHAVIOURS = ("previous_token", "first_token", "offset", "induction", "duplicate_token")
 CROSS_BEHAVIOURS = ("diagonal", "first_token")
 
@@ -242,7 +244,7 @@ def analyse_heads(model: nn.Module, *, name: str = "model", batch: int = 8, leng
     length = min(length, config.max_seq_len) if hasattr(config, "max_seq_len") else length
     length -= length % 2
     if batch < 1 or length < 4:
-        raise ValueError(f"need batch >= 1 and length >= 4, got batch={batch}, length={length}")
+        raise ConfigError(f"need batch >= 1 and length >= 4, got batch={batch}, length={length}")
     avoid = special_ids(config, exclude)
     plain = model_attentions(model, probe_ids(config.vocab_size, batch, length, repeat=False,
                                               seed=seed, exclude=avoid))

@@ -24,6 +24,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from attnlab.errors import ConfigError
 from attnlab.evaluation.machine import machine_info
 from attnlab.models import build_model, get_config, list_models
 from attnlab.serialization import atomic_write
@@ -89,24 +90,24 @@ class CompareSettings:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.architectures) - set(ARCHITECTURES))
         if unknown or not self.architectures:
-            raise ValueError(f"architectures must be a non-empty subset of "
+            raise ConfigError(f"architectures must be a non-empty subset of "
                              f"{list(ARCHITECTURES)}, got {self.architectures}")
         bad_parts = sorted(set(self.parts) - set(PARTS))
         if bad_parts:
-            raise ValueError(f"parts must be a subset of {list(PARTS)}, got {bad_parts}")
+            raise ConfigError(f"parts must be a subset of {list(PARTS)}, got {bad_parts}")
         for arch in self.architectures:
             for size in {self.size, self.probe_size}:
                 preset = f"{ARCHITECTURES[arch][0]}-{size}"
                 if preset not in list_models():
-                    raise ValueError(f"no preset {preset!r} for architecture {arch!r} at size "
+                    raise ConfigError(f"no preset {preset!r} for architecture {arch!r} at size "
                                      f"{size!r}")
         if self.seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+            raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
         for name in ("bleu_seconds", "probe_seconds"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if min(self.table1_lengths, default=2) < 2 or min(self.lengths, default=1) < 1:
-            raise ValueError("lengths must be positive and table1_lengths >= 2")
+            raise ConfigError("lengths must be positive and table1_lengths >= 2")
 
     def preset(self, arch: str, size: str | None = None) -> str:
         return f"{ARCHITECTURES[arch][0]}-{size or self.size}"

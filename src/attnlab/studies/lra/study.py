@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from attnlab.data.batching import ShuffledRows
+from attnlab.errors import ConfigError
 from attnlab.evaluation.machine import machine_info
 from attnlab.models.sequence_classifier import SequenceClassifier
 from attnlab.nn.attention import ATTENTION
@@ -149,28 +150,28 @@ class LRASettings:
         self.budgets = {k: Budget(**v) if isinstance(v, dict) else v
                         for k, v in self.budgets.items()}
         if self.mode not in ("full", "quick"):
-            raise ValueError(f"mode must be 'full' or 'quick', got {self.mode!r}")
+            raise ConfigError(f"mode must be 'full' or 'quick', got {self.mode!r}")
         bad = sorted(set(self.tasks) - set(TASKS))
         if bad or not self.tasks:
-            raise ValueError(f"tasks must be a non-empty subset of {list(TASKS)}, got "
+            raise ConfigError(f"tasks must be a non-empty subset of {list(TASKS)}, got "
                              f"{self.tasks}")
         unknown = [n for n in [*self.names, *self.knobs] if n not in ATTENTION]
         if unknown or not self.names:
-            raise ValueError(f"names must be registered attention mechanisms, one or more of "
+            raise ConfigError(f"names must be registered attention mechanisms, one or more of "
                              f"{ATTENTION.names()}, got unknown {unknown or self.names}")
         if self.seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+            raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
         for task, sizes in self.task_model.items():
             unknown = sorted(set(sizes) - set(MODEL_FIELDS))
             if task not in TASKS or unknown:
-                raise ValueError(f"task_model maps tasks of {list(TASKS)} to sizes among "
+                raise ConfigError(f"task_model maps tasks of {list(TASKS)} to sizes among "
                                  f"{list(MODEL_FIELDS)}, got {task!r}: {sizes}")
         missing = sorted(set(self.tasks) - set(self.budgets))
         if missing:
-            raise ValueError(f"budgets must cover every task, missing {missing}")
+            raise ConfigError(f"budgets must cover every task, missing {missing}")
         for task, b in self.budgets.items():
             if min(b.steps, b.batch_size) < 1 or b.lr <= 0 or b.warmup_steps < 0:
-                raise ValueError(f"budget for {task} needs steps, batch_size >= 1, lr > 0, "
+                raise ConfigError(f"budget for {task} needs steps, batch_size >= 1, lr > 0, "
                                  f"warmup_steps >= 0, got {b}")
         torch.device(self.device)  # a bad device string fails here, before any run
 
@@ -292,7 +293,7 @@ def _previous_runs(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     old = json.loads(path.read_text(encoding="utf-8"))
     if old.get("settings") != settings:
-        raise ValueError(f"{path} was written with other settings: resume only continues the "
+        raise ConfigError(f"{path} was written with other settings: resume only continues the "
                          "same study (use another --out)")
     return [r for r in old.get("runs", []) if "error" not in r]
 
