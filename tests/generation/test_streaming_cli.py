@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from attnlab.cli.main import main
 from attnlab.generation import generate, stream_text
 from attnlab.interop.hf_folder import save_hf
 from attnlab.models import build_model
+from attnlab.tokenizers import Tokenizer
 
 TEXT = ["héllo wörld, ça va ? 日本語 テキスト", "the quick brown fox jumps over the lazy dog"] * 20
 
 
 @pytest.fixture(scope="module")
 def byte_tokenizer():
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(TEXT, trainer=trainer)
-    return tokenizer
+    return Tokenizer.train_byte_level(TEXT, 300, ["<|endoftext|>"])
 
 
 def model_for(tokenizer, seed=0):
     torch.manual_seed(seed)
-    return build_model("gpt2-tiny", vocab_size=tokenizer.get_vocab_size(), bos_token_id=0,
+    return build_model("gpt2-tiny", vocab_size=tokenizer.vocab_size, bos_token_id=0,
                        eos_token_id=0, dropout=0.0, attention_dropout=0.0).eval()
 
 
@@ -45,9 +39,9 @@ def test_stream_pieces_are_whole_characters_and_add_up(byte_tokenizer):
     # an incomplete UTF-8 sequence decodes to (bytes that turn out invalid still show as U+FFFD
     # once the next byte proves them so).
     assert pieces and not any(p.endswith("\ufffd") for p in pieces)
-    ids = generate(model, torch.tensor([byte_tokenizer.encode("héllo").ids]),
+    ids = generate(model, torch.tensor([byte_tokenizer.encoding("héllo").ids]),
                    max_new_tokens=40, do_sample=True, seed=0, eos_token_id=-1)
-    full = byte_tokenizer.decode(ids[0, len(byte_tokenizer.encode("héllo").ids):].tolist())
+    full = byte_tokenizer.decode(ids[0, len(byte_tokenizer.encoding("héllo").ids):].tolist())
     assert full.startswith("".join(pieces))  # held-back bytes at the very end may remain
 
 

@@ -11,7 +11,7 @@ import torch
 
 from attnlab.cli.main import main
 from attnlab.models import build_model
-from attnlab.tasks.common import train_byte_bpe
+from attnlab.tokenizers import Tokenizer
 from attnlab.tokenizers import Tokenizer as TranslationTokenizer
 from attnlab.viz.embeddings import (
     compare_contexts,
@@ -30,7 +30,7 @@ LINES = ["the apple was juicy and sweet", "apple stock crashed today", "my apple
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return train_byte_bpe(LINES, 300, ["[PAD]", "[MASK]", "[CLS]", "[SEP]"])
+    return Tokenizer.train_byte_level(LINES, 300, ["[PAD]", "[MASK]", "[CLS]", "[SEP]"])
 
 
 def model(name: str, **overrides):
@@ -75,14 +75,14 @@ def test_decoder_last_state_is_after_the_final_norm(tokenizer, name):
 def test_translation_encoder_states():
     translation_tokenizer = TranslationTokenizer.train_bpe(LINES, vocab_size=300)
     m = model("transformer-tiny")
-    context = frame_context(m, translation_tokenizer.backend, "the apple was juicy")
+    context = frame_context(m, translation_tokenizer, "the apple was juicy")
     assert context.ids[-1] == m.config.eos_token_id  # sources end in </s>, as in training
     ids = torch.tensor([context.ids])
     states = hidden_states(m, ids)
     with torch.no_grad():
         torch.testing.assert_close(states[0], m.embed(ids))
         torch.testing.assert_close(states[-1], m.encode(ids).last_hidden_state)
-    result = compare_contexts(m, translation_tokenizer.backend, "apple",
+    result = compare_contexts(m, translation_tokenizer, "apple",
                               ["the apple was juicy", "Apple stock crashed"])
     assert result.similarity.shape == (1, m.config.n_layers + 1)
 

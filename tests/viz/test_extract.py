@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from attnlab.models import build_model
-from attnlab.tasks.common import train_byte_bpe
 from attnlab.tokenizers import Tokenizer
 from attnlab.viz.extract import (
     encode_text,
@@ -44,7 +43,7 @@ def save_folder(preset: str, directory: Path, **overrides) -> Path:
     else:
         specials = {"bert-tiny": ["[PAD]", "[MASK]", "[CLS]", "[SEP]"],
                     "t5-tiny": ["<pad>", "</s>", "<unk>"]}.get(preset, ["<eos>"])
-        train_byte_bpe(LINES, 300, specials).save(str(directory / "tokenizer.json"))
+        Tokenizer.train_byte_level(LINES, 300, specials).save(str(directory / "tokenizer.json"))
     return directory
 
 
@@ -62,7 +61,7 @@ def stack(weights) -> torch.Tensor:
 def test_single_stack_maps_equal_the_models_weights(folders, preset):
     model, tokenizer = load_model_and_tokenizer(folders[preset])
     maps = extract_maps(model, tokenizer, TEXT)
-    ids = tokenizer.encode(TEXT).ids
+    ids = tokenizer.encoding(TEXT).ids
     if preset == "bert-tiny":
         ids = [tokenizer.token_to_id("[CLS]"), *ids, tokenizer.token_to_id("[SEP]")]
     with torch.no_grad():
@@ -82,8 +81,8 @@ def test_encoder_decoder_maps_equal_the_models_weights(folders, preset):
     model, tokenizer = load_model_and_tokenizer(folders[preset])
     maps = extract_maps(model, tokenizer, TEXT, TARGET)
     eos, start = model.config.eos_token_id, model.config.decoder_start_token_id
-    src = [*tokenizer.encode(TEXT).ids, eos]
-    tgt = [*tokenizer.encode(TARGET).ids, eos]
+    src = [*tokenizer.encoding(TEXT).ids, eos]
+    tgt = [*tokenizer.encoding(TARGET).ids, eos]
     with torch.no_grad():
         out = model(torch.tensor([src]), torch.tensor([[start, *tgt[:-1]]]),
                     output_attentions=True)
@@ -196,18 +195,18 @@ def test_tokenizer_post_processor_frames_bert_once(tmp_path):
     """A Hugging Face BERT tokenizer.json adds [CLS] .. [SEP] itself: not added twice."""
     from tokenizers import processors
 
-    tokenizer = train_byte_bpe(LINES, 300, ["[PAD]", "[MASK]", "[CLS]", "[SEP]"])
-    tokenizer.post_processor = processors.TemplateProcessing(
+    tokenizer = Tokenizer.train_byte_level(LINES, 300, ["[PAD]", "[MASK]", "[CLS]", "[SEP]"])
+    tokenizer.backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     model = build_model("bert-tiny").eval()
     encoded = encode_text(model, tokenizer, TEXT)
     assert encoded.tokens.count("[CLS]") == 1 and encoded.tokens.count("[SEP]") == 1
-    assert encoded.ids == [2, *tokenizer.encode(TEXT, add_special_tokens=False).ids, 3]
+    assert encoded.ids == [2, *tokenizer.encode(TEXT), 3]
 
 
 def test_byte_level_tokens_read_as_text():
     from attnlab.viz.extract import readable
 
-    tokenizer = train_byte_bpe(["a line\nwith café"], 270, ["<eos>"])
-    tokens = [readable(tokenizer, t) for t in tokenizer.encode("a line\nwith café").tokens]
+    tokenizer = Tokenizer.train_byte_level(["a line\nwith café"], 270, ["<eos>"])
+    tokens = [readable(tokenizer, t) for t in tokenizer.encoding("a line\nwith café").tokens]
     assert "".join(tokens) == "a▁line\\nwith▁café"

@@ -10,7 +10,6 @@ import torch
 
 from attnlab.cli.main import main
 from attnlab.models import build_model
-from attnlab.tasks.common import train_byte_bpe
 from attnlab.tokenizers import Tokenizer
 
 torch.set_num_threads(1)
@@ -29,7 +28,8 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     for preset in ("gpt2-tiny", "transformer-tiny", "convs2s-tiny"):
         folders[preset] = build_model(preset).save_pretrained(root / preset)
         if preset == "gpt2-tiny":
-            train_byte_bpe(LINES, 300, ["<eos>"]).save(str(root / preset / "tokenizer.json"))
+            tokenizer = Tokenizer.train_byte_level(LINES, 300, ["<eos>"])
+            tokenizer.save(root / preset / "tokenizer.json")
         else:
             Tokenizer.train_bpe(LINES, vocab_size=300, min_frequency=1).save(root / preset)
     return folders

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from attnlab.cli.settings import positive_int
-from attnlab.errors import ConfigError, FolderError, MissingFileError
+from attnlab.errors import ConfigError, FolderError
 from attnlab.generation.mixin import DECODER_ONLY, GENERATING_KINDS, model_kind
+from attnlab.tokenizers import Tokenizer
 
 # What an encoder-only folder is good for instead (each takes --model DIR).
 ENCODER_ONLY_COMMANDS = "`attnlab viz`, `attnlab heads` or `attnlab embed-compare`"
@@ -53,35 +54,32 @@ def require_generating(model: Any, folder: str | Path, command: str) -> str:
     return kind
 
 
-def source_ids(tokenizer: Any, text: str, config: Any) -> list[int]:
+def source_ids(tokenizer: Tokenizer, text: str, config: Any) -> list[int]:
     """Encoder input ids of `text`, ending with EOS as encoder-decoders are trained (T5's
     tokenizer appends it itself; attnlab's translation data appends it to every source)."""
-    ids = tokenizer.encode(text).ids
+    ids = tokenizer.encoding(text).ids
     return ids if ids and ids[-1] == config.eos_token_id else [*ids, config.eos_token_id]
 
 
-def output_text(tokenizer: Any, ids: Sequence[int], config: Any) -> str:
+def output_text(tokenizer: Tokenizer, ids: Sequence[int], config: Any) -> str:
     """Generated ids as text: up to the first EOS, without padding and start tokens."""
     ids = list(ids)
     if config.eos_token_id in ids:
         ids = ids[: ids.index(config.eos_token_id)]
     drop = {getattr(config, name, None) for name in ("pad_token_id", "decoder_start_token_id")}
-    return tokenizer.decode([i for i in ids if i not in drop], skip_special_tokens=False)
+    return tokenizer.backend.decode([i for i in ids if i not in drop], skip_special_tokens=False)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from tokenizers import Tokenizer
 
-    import attnlab
     from attnlab.generation import stream_text
+    from attnlab.io import load_tokenizer
+    from attnlab.models.auto import from_pretrained
 
-    model = attnlab.from_pretrained(args.model)
+    model = from_pretrained(args.model)
     kind = require_generating(model, args.model, "generate")
-    path = Path(args.model) / "tokenizer.json"
-    if not path.is_file():
-        raise MissingFileError(f"{path} not found: the model folder needs its tokenizer.json")
-    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer = load_tokenizer(args.model)
     if not args.prompt:
         raise ConfigError("--prompt is empty")
     settings = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
@@ -96,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     beams = dict(num_beams=args.num_beams, length_penalty=args.length_penalty)
     if kind == DECODER_ONLY:  # beam search: the whole continuation at once
-        prompt = tokenizer.encode(args.prompt).ids
+        prompt = tokenizer.encoding(args.prompt).ids
         out = model.generate(torch.tensor([prompt]), **settings, **beams)
         print(args.prompt + output_text(tokenizer, out[0, len(prompt):].tolist(), model.config))
         return 0

@@ -21,7 +21,8 @@ from attnlab.cli.settings import positive_int
 from attnlab.errors import DataError
 from attnlab.generation.beam import MAX_LEN_OFFSET
 from attnlab.generation.mixin import ENCODER_DECODER
-from attnlab.models.io import from_pretrained
+from attnlab.io import load_generation_config, load_tokenizer
+from attnlab.models.auto import from_pretrained
 from attnlab.tasks.translation import translate
 from attnlab.tokenizers import Tokenizer
 
@@ -30,20 +31,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a model folder written by attnlab train, "
                         "or any generating model folder with its tokenizer.json")
     parser.add_argument("sentences", nargs="*", help="sentences (default: read stdin)")
-    parser.add_argument("--beam-size", type=positive_int, default=4)
-    parser.add_argument("--length-penalty", type=float, default=0.6)
+    parser.add_argument("--beam-size", type=positive_int, default=None,
+                        help="beam width (default: the folder's generation_config.json, else 4)")
+    parser.add_argument("--length-penalty", type=float, default=None,
+                        help="GNMT length penalty alpha (default: the folder's "
+                             "generation_config.json, else 0.6)")
 
 
-def continue_lines(model: Any, tokenizer: Any, sentences: list[str], *, beam_size: int,
+def continue_lines(model: Any, tokenizer: Tokenizer, sentences: list[str], *, beam_size: int,
                    length_penalty: float) -> list[str]:
     """A decoder-only model's continuation of each sentence (`model.generate` with beam
     search), at most its length + 50 new tokens (the paper's limit) within the model's
-    context. `tokenizer` is a `tokenizers.Tokenizer`."""
+    context."""
     import torch
 
     config, outputs = model.config, []
     for i, sentence in enumerate(sentences):
-        ids = tokenizer.encode(sentence).ids
+        ids = tokenizer.encoding(sentence).ids
         room = config.max_seq_len - len(ids)
         if room < 1:
             raise DataError(f"sentence {i + 1} has {len(ids)} tokens, no room left in the "
@@ -55,6 +59,11 @@ def continue_lines(model: Any, tokenizer: Any, sentences: list[str], *, beam_siz
     return outputs
 
 
+def first(*values: Any) -> Any:
+    """The first value that is not None: the flag, then the folder's suggestion, then ours."""
+    return next(v for v in values if v is not None)
+
+
 def run(args: argparse.Namespace) -> int:
     model = from_pretrained(args.model)
     kind = require_generating(model, args.model, "translate")
@@ -62,12 +71,15 @@ def run(args: argparse.Namespace) -> int:
     empty = [i + 1 for i, s in enumerate(sentences) if not s.strip()]
     if empty:
         raise DataError(f"empty input sentence(s) at position(s) {empty[:10]}")
-    tokenizer = Tokenizer.load(args.model)
-    settings = dict(beam_size=args.beam_size, length_penalty=args.length_penalty)
+    tokenizer = load_tokenizer(args.model)
+    suggested = load_generation_config(args.model)
+    settings = dict(beam_size=first(args.beam_size, suggested.get("num_beams"), 4),
+                    length_penalty=first(args.length_penalty, suggested.get("length_penalty"),
+                                         0.6))
     if kind == ENCODER_DECODER:
         lines = translate(model, tokenizer, sentences, **settings)
     else:
-        lines = continue_lines(model, tokenizer.backend, sentences, **settings)
+        lines = continue_lines(model, tokenizer, sentences, **settings)
     for line in lines:
         print(line)
     return 0

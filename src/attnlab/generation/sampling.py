@@ -27,6 +27,7 @@ from attnlab.generation.processors import (  # noqa: F401  (public names kept he
 )
 from attnlab.generation.state import DecoderOnlyState
 from attnlab.generation.stepwise import decode_steps, seeded_generator
+from attnlab.tokenizers import Tokenizer
 
 
 @torch.no_grad()
@@ -74,11 +75,12 @@ def generate(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None 
     return torch.cat([input_ids, torch.stack(steps, dim=1)], dim=1)
 
 
-def stream_text(model: nn.Module, tokenizer, prompt: str, **settings) -> Iterator[str]:
+def stream_text(model: nn.Module, tokenizer: Tokenizer, prompt: str,
+                **settings) -> Iterator[str]:
     """Yield the continuation of `prompt` as text, piece by piece, never splitting a multi-byte
-    character (a piece is held back while its decoding ends in U+FFFD). `tokenizer` is a
-    `tokenizers.Tokenizer`; stops at EOS."""
-    ids = torch.tensor([tokenizer.encode(prompt).ids])
+    character (a piece is held back while its decoding ends in U+FFFD). The prompt is framed by
+    the tokenizer's own post-processor (LLaMA's <s>); stops at EOS."""
+    ids = torch.tensor([tokenizer.encoding(prompt).ids])
     eos = settings.get("eos_token_id")
     if eos is None:  # absent or None: the model's, as in generate_steps
         eos = model.config.eos_token_id

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer as HFTokenizer
 from torch import Tensor, nn
 
 from attnlab.data.batching import ShuffledRows
 from attnlab.data.parallel import read_lines
 from attnlab.errors import DataError, MissingFileError
+from attnlab.io import load_tokenizer
 from attnlab.models import build_model, list_models
+from attnlab.models.auto import from_pretrained
 from attnlab.tasks.common import FamilyTask
 from attnlab.tasks.encoder_init import SpecialIds, init_classifier, special_ids
 from attnlab.tokenizers import Tokenizer
@@ -126,7 +127,7 @@ def collate(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, Ten
             "labels": torch.tensor([label for _, label in examples])}
 
 
-def encode(tokenizer: HFTokenizer, specials: SpecialIds, rows: list[tuple[str, str]],
+def encode(tokenizer: Tokenizer, specials: SpecialIds, rows: list[tuple[str, str]],
            labels: list[str], max_len: int, where: str) -> tuple[list[tuple[list[int], int]], int]:
     """[CLS] text [SEP] ids (at most `max_len`) with label indices, and how many texts were
     truncated."""
@@ -134,8 +135,7 @@ def encode(tokenizer: HFTokenizer, specials: SpecialIds, rows: list[tuple[str, s
     unknown = sorted({label for _, label in rows} - set(index))
     if unknown:
         raise DataError(f"{where}: labels {unknown[:5]} do not occur in train.tsv")
-    ids = [e.ids for e in tokenizer.encode_batch([text for text, _ in rows],
-                                                 add_special_tokens=False)]
+    ids = tokenizer.encode_batch([text for text, _ in rows])
     examples = [([specials.cls, *x[:max_len - 2], specials.sep], index[label])
                 for x, (_, label) in zip(ids, rows, strict=True)]
     return examples, sum(len(x) > max_len - 2 for x in ids)
@@ -193,12 +193,11 @@ class ClassificationTask(FamilyTask):
         if s.init:
             model, self.tokenizer = init_classifier(s.init, len(self.labels))
         else:
-            bpe = Tokenizer.train_bpe([text for text, _ in self.train_rows],
-                                      vocab_size=s.vocab_size)
-            self.tokenizer = bpe.backend
-            model = build_model(s.preset, **{"vocab_size": bpe.vocab_size,
+            self.tokenizer = Tokenizer.train_bpe([text for text, _ in self.train_rows],
+                                                 vocab_size=s.vocab_size)
+            model = build_model(s.preset, **{"vocab_size": self.tokenizer.vocab_size,
                                              "num_labels": len(self.labels),
-                                             "pad_token_id": bpe.pad_id,
+                                             "pad_token_id": self.tokenizer.pad_id,
                                              "max_seq_len": max(s.max_len, 16),
                                              **s.model_overrides})
         self.tokenizer.save(str(out / "tokenizer.json"))
@@ -206,12 +205,10 @@ class ClassificationTask(FamilyTask):
         return model
 
     def restore(self, out: Path) -> nn.Module:
-        from attnlab import from_pretrained
-
         if not (out / "labels.json").is_file():
             raise MissingFileError(f"--resume: {out} holds no run to resume (no labels.json)")
         self.labels = json.loads((out / "labels.json").read_text(encoding="utf-8"))
-        self.tokenizer = HFTokenizer.from_file(str(out / "tokenizer.json"))
+        self.tokenizer = load_tokenizer(out)
         return from_pretrained(out)
 
     def encoded(self, rows: list[tuple[str, str]], split: str) -> list[tuple[list[int], int]]:

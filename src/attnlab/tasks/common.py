@@ -1,5 +1,5 @@
 """What the model-family training tasks (lm, mlm, classify) share on top of the run routine
-(`attnlab.training.run`): reading a text file, a byte-level BPE, AdamW with linear warmup and
+(`attnlab.training.run`): reading a text file, AdamW with linear warmup and
 cosine decay (`FamilyTask`)."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch import nn
 
 from attnlab.data.parallel import read_lines
@@ -24,18 +23,6 @@ def read_text(path: str | Path) -> list[str]:
     if not any(line.strip() for line in lines):
         raise DataError(f"{path}: the file holds no text")
     return lines
-
-
-def train_byte_bpe(lines: list[str], vocab_size: int, specials: list[str]) -> Tokenizer:
-    """Byte-level BPE (GPT-2's scheme): every byte is in the alphabet, nothing is unknown;
-    `specials` take the first ids."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(lines, trainer=trainer)
-    return tokenizer
 
 
 class FamilyTask(Task):

@@ -19,7 +19,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tokenizers import Tokenizer as HFTokenizer
 from torch import Tensor
 
 from attnlab.errors import ConfigError, FolderError, MissingFileError
@@ -42,16 +41,14 @@ class SpecialIds:
     pad: int
 
 
-def special_ids(tokenizer: Tokenizer | HFTokenizer, where: str) -> SpecialIds:
+def special_ids(tokenizer: Tokenizer, where: str) -> SpecialIds:
     """[CLS], [SEP] and [PAD] (or <s>, </s>, <pad>) of `tokenizer`, found by
     `Tokenizer.special_id` (its special tokens first); `where` names its file."""
-    if not isinstance(tokenizer, Tokenizer):
-        tokenizer = Tokenizer(tokenizer)
     found = {}
     for role, fallback in (("cls", "cls"), ("sep", "sep"), ("pad", "pad")):
         found[role] = tokenizer.special_id(fallback)
         if found[role] is None:
-            from attnlab.tokenizers.bpe import ROLE_NAMES
+            from attnlab.tokenizers import ROLE_NAMES
 
             raise ConfigError(f"{where}: the tokenizer has no {role} token; expected one of "
                               f"{list(ROLE_NAMES[role])}, got none")
@@ -102,7 +99,7 @@ def encoder_with_new_head(directory: str | Path, num_labels: int,
     return model
 
 
-def init_classifier(directory: str | Path, num_labels: int) -> tuple[Bert, HFTokenizer]:
+def init_classifier(directory: str | Path, num_labels: int) -> tuple[Bert, Tokenizer]:
     """Model and tokenizer for fine-tuning: checks the folder, then its tokenizer.json (it must
     have [CLS]/[SEP]/[PAD] and fit the vocabulary), then carries the encoder over."""
     directory = Path(directory)
@@ -112,5 +109,5 @@ def init_classifier(directory: str | Path, num_labels: int) -> tuple[Bert, HFTok
     except MissingFileError as error:
         raise MissingFileError(f"--init: {error}") from None
     special_ids(tokenizer, f"--init: {directory / 'tokenizer.json'}")
-    return encoder_with_new_head(directory, num_labels, tokenizer), tokenizer.backend
+    return encoder_with_new_head(directory, num_labels, tokenizer), tokenizer
 

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer
 from torch import Tensor, nn
 
 from attnlab.errors import DataError
+from attnlab.io import load_tokenizer
 from attnlab.models import build_model, list_models
-from attnlab.tasks.common import FamilyTask, read_text, train_byte_bpe
-from attnlab.tokenizers.chars import train_char_tokenizer
+from attnlab.models.auto import from_pretrained
+from attnlab.tasks.common import FamilyTask, read_text
+from attnlab.tokenizers import Tokenizer
 from attnlab.training.run import model_device, run_summary, run_task
 from attnlab.training.settings import (
     RunSettings,
@@ -81,17 +82,17 @@ def train_tokenizer(lines: list[str], vocab_size: int, kind: str = "bpe") -> Tok
     """Byte-level BPE (GPT-2's scheme) or a character vocabulary (of at most `vocab_size`
     tokens, newline included), with the end-of-text token as id 0."""
     if kind == "chars":
-        return train_char_tokenizer((ln + "\n" for ln in lines), [EOS], max_size=vocab_size)
-    return train_byte_bpe(lines, vocab_size, [EOS])
+        return Tokenizer.train_chars((ln + "\n" for ln in lines), [EOS], max_size=vocab_size)
+    return Tokenizer.train_byte_level(lines, vocab_size, [EOS])
 
 
 def encode_text(tokenizer: Tokenizer, lines: list[str]) -> Tensor:
     """One stream of ids: the lines with their newlines, EOS after blank-line-separated blocks."""
     eos = tokenizer.token_to_id(EOS)
     ids: list[int] = []
-    for encoding, line in zip(tokenizer.encode_batch([ln + "\n" for ln in lines]), lines,
+    for line_ids, line in zip(tokenizer.encode_batch([ln + "\n" for ln in lines]), lines,
                               strict=True):
-        ids.extend(encoding.ids)
+        ids.extend(line_ids)
         if not line.strip():
             ids.append(eos)
     return torch.tensor(ids, dtype=torch.long)
@@ -160,7 +161,7 @@ class LanguageModelTask(FamilyTask):
         s = self.settings
         self.tokenizer = train_tokenizer(self.lines, s.vocab_size, s.tokenizer)
         eos = self.tokenizer.token_to_id(EOS)
-        model = build_model(s.preset, **{"vocab_size": self.tokenizer.get_vocab_size(),
+        model = build_model(s.preset, **{"vocab_size": self.tokenizer.vocab_size,
                                          "bos_token_id": eos, "eos_token_id": eos,
                                          "max_seq_len": max(s.block_size + 1, 128),
                                          **s.model_overrides})
@@ -168,9 +169,7 @@ class LanguageModelTask(FamilyTask):
         return model
 
     def restore(self, out: Path) -> nn.Module:
-        from attnlab import from_pretrained
-
-        self.tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+        self.tokenizer = load_tokenizer(out)
         return from_pretrained(out)
 
     def batches(self, model: nn.Module) -> WindowBatches:
@@ -193,7 +192,7 @@ class LanguageModelTask(FamilyTask):
             "valid_loss": valid_loss, "valid_perplexity": math.exp(min(valid_loss, 50.0)),
             **run_summary(result),
             "params": model.num_parameters(), "preset": s.preset,
-            "tokenizer": s.tokenizer, "vocab_size": self.tokenizer.get_vocab_size(),
+            "tokenizer": s.tokenizer, "vocab_size": self.tokenizer.vocab_size,
             "train_stream_tokens": int(self.train.numel()),
             "valid_stream_tokens": int(self.valid.numel()), "precision": precision,
             "evaluations": result.evaluations,

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer
 from torch import Tensor, nn
 
+from attnlab.io import load_tokenizer
 from attnlab.models import build_model, list_models
-from attnlab.tasks.common import FamilyTask, read_text, train_byte_bpe
+from attnlab.models.auto import from_pretrained
+from attnlab.tasks.common import FamilyTask, read_text
 from attnlab.tasks.language_model import WindowBatches
+from attnlab.tokenizers import Tokenizer
 from attnlab.training.run import model_device, run_summary, run_task
 from attnlab.training.settings import (
     RunSettings,
@@ -134,8 +136,8 @@ class MaskedLMTask(FamilyTask):
 
     def new_model(self, out: Path) -> nn.Module:
         s = self.settings
-        self.tokenizer = train_byte_bpe(self.lines, s.vocab_size, SPECIALS)
-        model = build_model(s.preset, **{"vocab_size": self.tokenizer.get_vocab_size(),
+        self.tokenizer = Tokenizer.train_byte_level(self.lines, s.vocab_size, SPECIALS)
+        model = build_model(s.preset, **{"vocab_size": self.tokenizer.vocab_size,
                                          "pad_token_id": PAD,
                                          "max_seq_len": max(s.block_size, 16),
                                          **s.model_overrides})
@@ -143,19 +145,17 @@ class MaskedLMTask(FamilyTask):
         return model
 
     def restore(self, out: Path) -> nn.Module:
-        from attnlab import from_pretrained
-
-        self.tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+        self.tokenizer = load_tokenizer(out)
         return from_pretrained(out)
 
     def batches(self, model: nn.Module) -> MaskedWindows:
         s = self.settings
         ids: list[int] = []
-        for encoding in self.tokenizer.encode_batch([ln + "\n" for ln in self.lines]):
-            ids.extend(encoding.ids)
+        for line_ids in self.tokenizer.encode_batch([ln + "\n" for ln in self.lines]):
+            ids.extend(line_ids)
         stream = torch.tensor(ids, dtype=torch.long)
         split = int(stream.numel() * (1 - s.valid_fraction))
-        vocab = self.tokenizer.get_vocab_size()
+        vocab = self.tokenizer.vocab_size
         held_out = MaskedWindows(stream[split:], min(s.block_size, stream.numel() - split),
                                  8, s.seed + 1, vocab, s.mask_prob)
         self.valid = [held_out.next() for _ in range(4)]

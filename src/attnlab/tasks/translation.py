@@ -26,7 +26,9 @@ from attnlab.errors import DataError, MissingFileError
 from attnlab.evaluation import bucket_bleu, score_corpus
 from attnlab.generation import greedy_decode
 from attnlab.generation.beam import beam_search
+from attnlab.io import load_tokenizer
 from attnlab.models import build_model
+from attnlab.models.auto import from_pretrained
 from attnlab.models.common import shift_right
 from attnlab.serialization import atomic_write
 from attnlab.tokenizers import Tokenizer
@@ -277,12 +279,17 @@ class TranslationTask(Task):
         return model
 
     def restore(self, out: Path) -> nn.Module:
-        from attnlab import from_pretrained
-
         if not (out / "tokenizer.json").is_file():
             raise MissingFileError(f"--resume: {out} holds no run to resume (no tokenizer.json)")
-        self.tokenizer = Tokenizer.load(out / "tokenizer.json")
+        self.tokenizer = load_tokenizer(out)
+        self.tokenizer.require_specials(dict(zip(("pad", "bos", "eos", "unk"), range(4),
+                                                 strict=True)), f"--resume: {out}")
         return from_pretrained(out)
+
+    def generation_settings(self) -> dict[str, Any]:
+        """The beam the test split is decoded with, for `attnlab translate` to default to."""
+        return {"num_beams": self.settings.beam_size,
+                "length_penalty": self.settings.length_penalty}
 
     def batches(self, model: nn.Module) -> TokenBatches:
         s, corpus, tokenizer = self.settings, self.corpus, self.tokenizer

@@ -1,7 +1,8 @@
-"""A thin layer over the Hugging Face `tokenizers` library (BPE training, character-level
-vocabularies, `tokenizer.json`)."""
+"""attnlab's one tokenizer type over the Hugging Face `tokenizers` library (`tokenizer.json`),
+and the recipes that train it: metaspace and byte-level BPE, characters."""
 
-from attnlab.tokenizers.bpe import SPECIAL_TOKENS, Tokenizer
+from attnlab.tokenizers.bpe import SPECIAL_TOKENS
 from attnlab.tokenizers.chars import train_char_tokenizer
+from attnlab.tokenizers.tokenizer import ROLE_NAMES, Tokenizer
 
-__all__ = ["SPECIAL_TOKENS", "Tokenizer", "train_char_tokenizer"]
+__all__ = ["ROLE_NAMES", "SPECIAL_TOKENS", "Tokenizer", "train_char_tokenizer"]

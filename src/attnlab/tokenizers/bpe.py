@@ -1,156 +1,54 @@
-"""Subword tokenization with byte-pair encoding (Sennrich et al., 2016), trained and run by the
-Hugging Face `tokenizers` library and saved as the standard `tokenizer.json`.
+"""Byte-pair encoding (Sennrich et al., 2016) trained by the Hugging Face `tokenizers` library:
+the two recipes attnlab's tasks use; `Tokenizer.train_bpe` / `train_byte_level` wrap them.
 
-Text is split on whitespace with the SentencePiece "metaspace" convention (a word-initial
-marker instead of spaces), so decoding restores text exactly (leading spaces aside); byte fallback
-keeps characters unseen in training representable instead of collapsing them to <unk>.
-Special ids are fixed: <pad>=0, <s>=1, </s>=2, <unk>=3 (the Transformer presets' defaults).
+- metaspace BPE (translation): text split on whitespace with the SentencePiece "metaspace"
+  convention (a word-initial marker instead of spaces), so decoding restores text exactly
+  (leading spaces aside); byte fallback keeps characters unseen in training representable
+  instead of collapsing them to <unk>. Special ids are fixed: <pad>=0, <s>=1, </s>=2, <unk>=3
+  (the Transformer presets' defaults).
+- byte-level BPE (GPT-2, Radford et al. 2019): every byte is in the alphabet, so nothing is
+  unknown; the given special tokens take the first ids.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from attnlab.errors import ConfigError, FolderError, MissingFileError
-from attnlab.serialization import atomic_write
+from attnlab.errors import ConfigError
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
 BYTE_TOKENS = tuple(f"<0x{b:02X}>" for b in range(256))
 
 
-# Names each special role goes by in the tokenizers people bring (attnlab's BPE, GPT-2,
-# BERT, RoBERTa, SentencePiece): the first one the tokenizer has wins, its special tokens first.
-ROLE_NAMES = {
-    "pad": ("<pad>", "[PAD]"),
-    "bos": ("<s>", "[CLS]", "<bos>", "<|endoftext|>"),
-    "eos": ("</s>", "[SEP]", "<eos>", "<|endoftext|>"),
-    "unk": ("<unk>", "[UNK]"),
-    "cls": ("[CLS]", "<s>", "<cls>"),
-    "sep": ("[SEP]", "</s>", "<sep>"),
-    "mask": ("[MASK]", "<mask>"),
-}
+def train_metaspace_bpe(texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2,
+                        show_progress: bool = False) -> HFTokenizer:
+    """A BPE vocabulary of (at most) `vocab_size` entries learnt from `texts`."""
+    minimum = len(SPECIAL_TOKENS) + len(BYTE_TOKENS) + 1
+    if vocab_size < minimum:
+        raise ConfigError(f"vocab_size must be at least {minimum}, got {vocab_size}")
+    backend = HFTokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.decoder = decoders.Sequence(
+        [decoders.ByteFallback(), decoders.Metaspace(replacement="▁", prepend_scheme="always")]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency,
+        special_tokens=[*SPECIAL_TOKENS, *BYTE_TOKENS], show_progress=show_progress,
+    )
+    backend.train_from_iterator(texts, trainer=trainer)
+    return backend
 
 
-class Tokenizer:
-    """attnlab's one tokenizer type: any `tokenizer.json` (ours, or one `transformers` wrote),
-    with its special ids found by role. `encode(text, add_eos=True)` appends </s> as
-    translation targets need; `backend` is the `tokenizers.Tokenizer` underneath."""
-
-    def __init__(self, backend: HFTokenizer) -> None:
-        self.backend = backend
-        self.pad_id = self.special_id("pad")
-        self.bos_id = self.special_id("bos")
-        self.eos_id = self.special_id("eos")
-        self.unk_id = self.special_id("unk")
-
-    def special_id(self, role: str) -> int | None:
-        """The id of a special role ("pad", "bos", "eos", "unk", "cls", "sep", "mask"), the
-        tokenizer's special tokens first (a learnt subword that reads "[CLS]" never wins);
-        None when it has none."""
-        names = ROLE_NAMES[role]
-        added = {t.content: i for i, t in self.backend.get_added_tokens_decoder().items()
-                 if t.special}
-        found = [added[name] for name in names if name in added] or [
-            i for i in map(self.backend.token_to_id, names) if i is not None]
-        return found[0] if found else None
-
-    def special_token_ids(self) -> set[int]:
-        """Ids of the special tokens (<pad>, [CLS], ...), byte-fallback tokens (<0x41>) not
-        counted: they carry text."""
-        return {i for i, t in self.backend.get_added_tokens_decoder().items()
-                if t.special and t.content not in BYTE_TOKENS}
-
-    def require_specials(self, expected: dict[str, int], where: str) -> None:
-        """Refuse a tokenizer whose special ids differ from the ones a model was built with."""
-        for role, expected_id in expected.items():
-            got = self.special_id(role)
-            if got != expected_id:
-                raise FolderError(f"{where}: the tokenizer's {role} id must be {expected_id}, "
-                                  f"got {got}")
-
-    @classmethod
-    def train_bpe(
-        cls, texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2,
-        show_progress: bool = False,
-    ) -> Tokenizer:
-        """Learn a BPE vocabulary of (at most) `vocab_size` entries from `texts`."""
-        minimum = len(SPECIAL_TOKENS) + len(BYTE_TOKENS) + 1
-        if vocab_size < minimum:
-            raise ValueError(f"vocab_size must be at least {minimum}, got {vocab_size}")
-        backend = HFTokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
-        backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-        backend.decoder = decoders.Sequence(
-            [decoders.ByteFallback(), decoders.Metaspace(replacement="▁", prepend_scheme="always")]
-        )
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency,
-            special_tokens=[*SPECIAL_TOKENS, *BYTE_TOKENS], show_progress=show_progress,
-        )
-        backend.train_from_iterator(texts, trainer=trainer)
-        tokenizer = cls(backend)
-        tokenizer.require_specials(dict(zip(("pad", "bos", "eos", "unk"), range(4),
-                                            strict=True)), "train_bpe")
-        return tokenizer
-
-    @classmethod
-    def load(cls, path: str | Path) -> Tokenizer:
-        path = Path(path)
-        if path.is_dir():
-            path = path / "tokenizer.json"
-        if not path.is_file():
-            raise MissingFileError(f"{path}: no tokenizer.json found")
-        try:
-            return cls(HFTokenizer.from_file(str(path)))
-        except Exception as error:  # the Rust library raises its own Exception type
-            raise FolderError(f"{path}: not a readable tokenizer.json ({error})") from None
-
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        if path.is_dir() or path.suffix != ".json":
-            path = path / "tokenizer.json"
-        return atomic_write(path, lambda tmp: self.backend.save(tmp))
-
-    @property
-    def vocab_size(self) -> int:
-        return self.backend.get_vocab_size()
-
-    def encode(self, text: str, add_eos: bool = False) -> list[int]:
-        ids = self.backend.encode(text, add_special_tokens=False).ids
-        return ids + [self._eos("add_eos")] if add_eos else ids
-
-    def encode_batch(self, texts: Sequence[str], add_eos: bool = False) -> list[list[int]]:
-        encoded = self.backend.encode_batch(list(texts), add_special_tokens=False)
-        tail = [self._eos("add_eos")] if add_eos else []
-        return [e.ids + tail for e in encoded]
-
-    def token_to_id(self, token: str) -> int | None:
-        return self.backend.token_to_id(token)
-
-    def id_to_token(self, token_id: int) -> str | None:
-        return self.backend.id_to_token(token_id)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Ids back to text; stops at </s> and drops <pad> and <s>.
-
-        (The byte tokens are registered as special so BPE never merges them; they must not be
-        skipped here, or byte fallback could not restore unseen characters.)
-        """
-        ids = list(ids)
-        if self.eos_id is not None and self.eos_id in ids:
-            ids = ids[: ids.index(self.eos_id)]
-        ids = [i for i in ids if i not in (self.pad_id, self.bos_id)]
-        return self.backend.decode(ids, skip_special_tokens=False)
-
-    def _eos(self, why: str) -> int:
-        if self.eos_id is None:
-            raise ConfigError(f"{why}=True needs an end-of-sequence token; this tokenizer has "
-                              f"none of {list(ROLE_NAMES['eos'])}")
-        return self.eos_id
-
-    def tokens(self, text: str) -> list[str]:
-        """The subword strings of `text` (for attention-map axes)."""
-        return self.backend.encode(text, add_special_tokens=False).tokens
+def train_byte_level_bpe(lines: Iterable[str], vocab_size: int,
+                         specials: Sequence[str]) -> HFTokenizer:
+    """Byte-level BPE (GPT-2's scheme); `specials` take the first ids."""
+    backend = HFTokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(specials),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(lines, trainer=trainer)
+    return backend

@@ -84,6 +84,11 @@ class Task:
     def lr(self, step: int) -> float:
         raise NotImplementedError
 
+    def generation_settings(self) -> dict[str, Any] | None:
+        """Decoding settings the model folder suggests (its generation_config.json), e.g. the
+        beam the run was tested with; None writes none."""
+        return None
+
     def before_save(self, model: nn.Module, out: Path) -> None:
         """Last change to the weights before the final folder is written (e.g. averaging)."""
 
@@ -163,7 +168,7 @@ def run_task(task: Task, resume: bool = False, *, progress: bool = True) -> RunO
         out.mkdir(parents=True, exist_ok=True)
         model = task.new_model(out)
         write_json(out / SETTINGS_NAME, dataclasses.asdict(s))
-        model.save_pretrained(out)
+        model.save_pretrained(out, generation=task.generation_settings())
     model.to(device)
     log.info("training on %s in %s", device, precision)
     optimizer = task.optimizer(model)
@@ -184,10 +189,10 @@ def run_task(task: Task, resume: bool = False, *, progress: bool = True) -> RunO
     result = trainer.fit()
     log.debug("fit took %.1fs", time.perf_counter() - start)
     if result.stopped_by == "interrupt":
-        model.save_pretrained(out)
+        model.save_pretrained(out, generation=task.generation_settings())
         return RunOutcome({"stopped_by": "interrupt", "step": result.step}, result, model, task)
     task.before_save(model, out)
-    model.save_pretrained(out)
+    model.save_pretrained(out, generation=task.generation_settings())
     metrics = task.metrics(model, result, precision)
     write_json(out / "metrics.json", metrics)
     from attnlab.viz.curves import plot_training_curves  # matplotlib: only at the end

@@ -29,11 +29,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from tokenizers import Tokenizer  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from attnlab.errors import ConfigError, DataError  # noqa: E402
 from attnlab.nn.stack import Decoder, Encoder  # noqa: E402
+from attnlab.tokenizers import Tokenizer  # noqa: E402
 from attnlab.viz.extract import ENCODER_DECODER, encode_text, family_of, readable  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def frame_context(model: nn.Module, tokenizer: Tokenizer, text: str) -> ContextT
     """`text` framed as the family reads it (`encode_text`: [CLS] .. [SEP], </s>, ...), with
     each token's character span so words can be found whatever the tokenizer's symbols."""
     framed = encode_text(model, tokenizer, text).ids
-    raw = tokenizer.encode(text, add_special_tokens=True)
+    raw = tokenizer.encoding(text)
     start = next((p for p in range(len(framed) - len(raw.ids) + 1)
                   if framed[p:p + len(raw.ids)] == raw.ids), None)
     if start is None:  # cannot happen with encode_text's framing; kept as a guard

@@ -18,19 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer
 from torch import Tensor, nn
 
 from attnlab.errors import ConfigError, MissingFileError
 from attnlab.io import load_tokenizer, read_config
+from attnlab.tokenizers import Tokenizer
 from attnlab.viz.maps import AttentionMaps, AttentionView
 
 DECODER_ONLY = ("gpt2", "llama")
 ENCODER_ONLY = ("bert",)
 ENCODER_DECODER = ("transformer", "t5", "rnn", "convs2s")
 FAMILIES = DECODER_ONLY + ENCODER_ONLY + ENCODER_DECODER
-CLS_NAMES = ("[CLS]", "<s>", "<cls>")  # BERT, RoBERTa / attnlab BPE
-SEP_NAMES = ("[SEP]", "</s>", "<sep>")
 # GPT-2's byte-level alphabet: printable stand-ins for the 256 bytes (Radford et al. 2019).
 _BYTE_CHARS = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
                *range(ord("®"), ord("ÿ") + 1)]
@@ -58,9 +56,8 @@ def family_of(model: nn.Module) -> str:
 
 def load_model_and_tokenizer(directory: str | Path) -> tuple[nn.Module, Tokenizer]:
     """A model folder (config.json + weights, attnlab or Hugging Face layout) and the
-    `tokenizer.json` beside it, opened by the folder owner, as (model in eval mode, the
-    `tokenizers.Tokenizer` whose encodings carry the offsets the pictures need). The config
-    and tokenizer are checked before the weights are read."""
+    `tokenizer.json` beside it, opened by the folder owner, as (model in eval mode,
+    Tokenizer). The config and tokenizer are checked before the weights are read."""
     from attnlab.models.auto import from_pretrained
 
     try:
@@ -70,21 +67,16 @@ def load_model_and_tokenizer(directory: str | Path) -> tuple[nn.Module, Tokenize
         raise MissingFileError(f"--model: {error}") from None
     model = from_pretrained(directory)
     family_of(model)
-    return model, tokenizer.backend
+    return model, tokenizer
 
 
 def readable(tokenizer: Tokenizer, token: str) -> str:
     """A token as people read it: GPT-2 byte-level symbols turned back into text (a leading
     space shown as "▁", as SentencePiece writes it), newlines and tabs escaped."""
-    if type(tokenizer.decoder).__name__ == "ByteLevel" and all(c in BYTE_OF_CHAR for c in token):
+    if tokenizer.is_byte_level and all(c in BYTE_OF_CHAR for c in token):
         token = bytes(BYTE_OF_CHAR[c] for c in token).decode("utf-8", errors="replace")
         token = token.replace(" ", "▁")
     return token.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
-
-
-def _special_id(tokenizer: Tokenizer, names: tuple[str, ...]) -> int | None:
-    ids = [tokenizer.token_to_id(name) for name in names]
-    return next((i for i in ids if i is not None), None)
 
 
 def encode_text(model: nn.Module, tokenizer: Tokenizer, text: str) -> Encoded:
@@ -94,9 +86,9 @@ def encode_text(model: nn.Module, tokenizer: Tokenizer, text: str) -> Encoded:
     if not text.strip():
         raise ConfigError("--text is empty; give the text to look at")
     family = family_of(model)
-    ids = tokenizer.encode(text, add_special_tokens=True).ids
+    ids = tokenizer.encoding(text).ids
     if family in ENCODER_ONLY:
-        cls, sep = _special_id(tokenizer, CLS_NAMES), _special_id(tokenizer, SEP_NAMES)
+        cls, sep = tokenizer.special_id("cls"), tokenizer.special_id("sep")
         if cls is not None and ids[:1] != [cls]:
             ids = [cls, *ids]
         if sep is not None and ids[-1:] != [sep]:
@@ -131,7 +123,7 @@ def target_ids(model: nn.Module, tokenizer: Tokenizer, source: Encoded,
     else:
         if not target.strip():
             raise ConfigError("--target is empty; give a translation or leave it out")
-        ids = tokenizer.encode(target, add_special_tokens=True).ids
+        ids = tokenizer.encoding(target).ids
         ids = ids[:-1] if ids[-1:] == [eos] else ids
     return [*ids, eos]
 
