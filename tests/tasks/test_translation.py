@@ -46,7 +46,7 @@ def settings(tmp_path, out="run", **overrides):
 @pytest.fixture(scope="module")
 def overfit_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("overfit")
-    s = settings(tmp_path)
+    s = settings(tmp_path, beam_size=3, length_penalty=0.8)  # not the CLI's defaults
     metrics = train_translation(s)
     return s, metrics
 
@@ -88,6 +88,25 @@ def test_cli_translate_evaluate_average(overfit_run, capsys, tmp_path):
     assert "BLEU 100.00" in capsys.readouterr().out
     assert main(["average", "--model", s.out, "--last", "3"]) == 2
     assert "holds 1 complete checkpoint" in capsys.readouterr().err
+
+
+def test_the_folder_suggests_the_runs_beam_and_translate_uses_it(overfit_run, capsys,
+                                                                  monkeypatch):
+    from attnlab.cli import translate as translate_cli
+    from attnlab.io import load_generation_config
+
+    s, _ = overfit_run
+    assert load_generation_config(s.out) == {"num_beams": s.beam_size,
+                                             "length_penalty": s.length_penalty}
+    used = []
+    real = translate_cli.translate
+    monkeypatch.setattr(translate_cli, "translate",
+                        lambda *a, **k: used.append(k) or real(*a, **k))
+    assert main(["translate", "--model", s.out, "the dog eats bread"]) == 0
+    assert main(["translate", "--model", s.out, "--beam-size", "1", "the dog eats bread"]) == 0
+    assert used == [{"beam_size": s.beam_size, "length_penalty": s.length_penalty},
+                    {"beam_size": 1, "length_penalty": s.length_penalty}]
+    capsys.readouterr()
 
 
 def test_resume_equals_uninterrupted(tmp_path):

@@ -23,14 +23,17 @@ from torch import nn
 from attnlab.data.batching import TokenBatches, iterate_in_order
 from attnlab.data.parallel import ParallelCorpus, load_corpus
 from attnlab.errors import DataError, MissingFileError
-from attnlab.evaluation import bucket_bleu, score_corpus
-from attnlab.generation import greedy_decode
-from attnlab.generation.beam import beam_search
+from attnlab.evaluation import score_corpus
 from attnlab.io import load_tokenizer
 from attnlab.models import build_model
 from attnlab.models.auto import from_pretrained
 from attnlab.models.common import shift_right
 from attnlab.serialization import atomic_write
+from attnlab.tasks.translation_decode import (  # noqa: F401  (public names kept here)
+    evaluate_pairs,
+    score_test_buckets,
+    translate,
+)
 from attnlab.tokenizers import Tokenizer
 from attnlab.training.checkpoint import average_last  # noqa: F401  (alias: it moved there)
 from attnlab.training.device import resolve_device  # noqa: F401  (alias: it moved there)
@@ -174,53 +177,6 @@ def prepare_corpus(settings: TranslationSettings,
     return load_corpus(settings.data, settings.src_lang, settings.tgt_lang, tsv=settings.tsv)
 
 
-def translate(
-    model: nn.Module, tokenizer: Tokenizer, sentences: list[str], *, beam_size: int = 4,
-    length_penalty: float = 0.6, max_tokens: int = 6000,
-) -> list[str]:
-    """Translate sentences (batched by length, `max_tokens` padded tokens a batch, returned in
-    input order)."""
-    if not sentences:
-        return []
-    model.eval()
-    encoded = [(ids, ids) for ids in tokenizer.encode_batch(sentences, add_eos=True)]
-    limit = model.config.max_seq_len
-    for i, (ids, _) in enumerate(encoded):
-        if len(ids) > limit:
-            raise DataError(
-                f"sentence {i + 1} has {len(ids)} subwords, more than the model's "
-                f"max_seq_len={limit}; split it"
-            )
-    outputs: list[str] = [""] * len(sentences)
-    device = model_device(model)
-    for indices, batch in iterate_in_order(encoded, max_tokens, tokenizer.pad_id):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.no_grad():
-            if beam_size == 1:
-                longest = int(batch["attention_mask"].sum(1).max())
-                ids = greedy_decode(model, batch["input_ids"], batch["attention_mask"],
-                                    max_new_tokens=min(limit - 1, longest + 50))
-            else:
-                ids = beam_search(model, batch["input_ids"], batch["attention_mask"],
-                                  beam_size=beam_size, length_penalty=length_penalty).sequences
-        for row, index in enumerate(indices):
-            outputs[index] = tokenizer.decode(ids[row].tolist())
-    return outputs
-
-
-def evaluate_pairs(
-    model: nn.Module, tokenizer: Tokenizer, pairs: list[tuple[str, str]], *, beam_size: int = 4,
-    length_penalty: float = 0.6, max_tokens: int = 6000,
-) -> dict[str, Any]:
-    sources = [s for s, _ in pairs]
-    references = [t for _, t in pairs]
-    hypotheses = translate(model, tokenizer, sources, beam_size=beam_size,
-                           length_penalty=length_penalty, max_tokens=max_tokens)
-    scores = score_corpus(hypotheses, references)
-    return {**scores.as_dict(), "buckets": bucket_bleu(sources, hypotheses, references),
-            "hypotheses": hypotheses}
-
-
 def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor],
             label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
     """Teacher-forced cross-entropy over the target tokens (labels -100 ignored), with label
@@ -235,27 +191,6 @@ def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor],
     loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
                            label_smoothing=label_smoothing)
     return loss, int((labels != -100).sum())
-
-
-def score_test_buckets(corpus: ParallelCorpus, hypotheses: list[str],
-                       builtin: bool) -> dict[str, Any]:
-    """BLEU on each named test subset; on the built-in corpus also the share of ambiguous nouns
-    translated with the sense their context word calls for."""
-    results: dict[str, Any] = {}
-    test = corpus.split("test")
-    for name, indices in corpus.test_buckets.items():
-        if not indices:
-            continue
-        sources = [test[i][0] for i in indices]
-        hyps = [hypotheses[i] for i in indices]
-        entry: dict[str, Any] = {"sentences": len(indices),
-                                 "bleu": score_corpus(hyps, [test[i][1] for i in indices]).bleu}
-        if builtin and name == "ambiguous":
-            from attnlab.data.corpus import sense_accuracy
-
-            entry["sense_accuracy"] = sense_accuracy(sources, hyps)
-        results[f"test_{name}"] = entry
-    return results
 
 
 class TranslationTask(Task):
