@@ -2,7 +2,7 @@
 translation demo, and the wall-clock time of training + evaluation against the issue's 10-minute
 budget, with training tokens/s and the machine it ran on.
 
-    python benchmarks/translation_demo.py              # the full demo (about 9 minutes)
+    python benchmarks/translation_demo.py              # the full demo (1,800 steps, ~7 min)
     python benchmarks/translation_demo.py --quick      # a 20-second run on a corpus sliver
 
 Writes benchmarks/results/translation_demo.json (the demo's own output folder is --out).
