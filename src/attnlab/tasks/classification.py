@@ -25,9 +25,7 @@ from torch import Tensor, nn
 from attnlab.data.batching import ShuffledRows
 from attnlab.data.parallel import read_lines
 from attnlab.errors import DataError, MissingFileError
-from attnlab.io import load_tokenizer
 from attnlab.models import build_model, list_models
-from attnlab.models.auto import from_pretrained
 from attnlab.tasks.common import FamilyTask
 from attnlab.tasks.encoder_init import SpecialIds, init_classifier, special_ids
 from attnlab.tokenizers import Tokenizer
@@ -188,7 +186,7 @@ class ClassificationTask(FamilyTask):
 
     def new_model(self, out: Path) -> nn.Module:
         """The `init` encoder with a fresh head and its tokenizer, or a new BPE and a `preset`
-        BERT; the tokenizer and labels.json are saved in `out`."""
+        BERT; labels.json is saved in `out` (the routine saves the tokenizer)."""
         s = self.settings
         if s.init:
             model, self.tokenizer = init_classifier(s.init, len(self.labels))
@@ -200,7 +198,6 @@ class ClassificationTask(FamilyTask):
                                              "pad_token_id": self.tokenizer.pad_id,
                                              "max_seq_len": max(s.max_len, 16),
                                              **s.model_overrides})
-        self.tokenizer.save(str(out / "tokenizer.json"))
         write_json(out / "labels.json", self.labels)
         return model
 
@@ -208,8 +205,7 @@ class ClassificationTask(FamilyTask):
         if not (out / "labels.json").is_file():
             raise MissingFileError(f"--resume: {out} holds no run to resume (no labels.json)")
         self.labels = json.loads((out / "labels.json").read_text(encoding="utf-8"))
-        self.tokenizer = load_tokenizer(out)
-        return from_pretrained(out)
+        return super().restore(out)
 
     def encoded(self, rows: list[tuple[str, str]], split: str) -> list[tuple[list[int], int]]:
         examples, self.truncated[split] = encode(

@@ -20,9 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.errors import DataError
-from attnlab.io import load_tokenizer
 from attnlab.models import build_model, list_models
-from attnlab.models.auto import from_pretrained
 from attnlab.tasks.common import FamilyTask, read_text
 from attnlab.tokenizers import Tokenizer
 from attnlab.training.run import model_device, run_summary, run_task
@@ -165,12 +163,7 @@ class LanguageModelTask(FamilyTask):
                                          "bos_token_id": eos, "eos_token_id": eos,
                                          "max_seq_len": max(s.block_size + 1, 128),
                                          **s.model_overrides})
-        self.tokenizer.save(str(out / "tokenizer.json"))
         return model
-
-    def restore(self, out: Path) -> nn.Module:
-        self.tokenizer = load_tokenizer(out)
-        return from_pretrained(out)
 
     def batches(self, model: nn.Module) -> WindowBatches:
         s = self.settings

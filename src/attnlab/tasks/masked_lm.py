@@ -16,9 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attnlab.io import load_tokenizer
 from attnlab.models import build_model, list_models
-from attnlab.models.auto import from_pretrained
 from attnlab.tasks.common import FamilyTask, read_text
 from attnlab.tasks.language_model import WindowBatches
 from attnlab.tokenizers import Tokenizer
@@ -141,12 +139,7 @@ class MaskedLMTask(FamilyTask):
                                          "pad_token_id": PAD,
                                          "max_seq_len": max(s.block_size, 16),
                                          **s.model_overrides})
-        self.tokenizer.save(str(out / "tokenizer.json"))
         return model
-
-    def restore(self, out: Path) -> nn.Module:
-        self.tokenizer = load_tokenizer(out)
-        return from_pretrained(out)
 
     def batches(self, model: nn.Module) -> MaskedWindows:
         s = self.settings

@@ -24,9 +24,7 @@ from attnlab.data.batching import TokenBatches, iterate_in_order
 from attnlab.data.parallel import ParallelCorpus, load_corpus
 from attnlab.errors import DataError, MissingFileError
 from attnlab.evaluation import score_corpus
-from attnlab.io import load_tokenizer
 from attnlab.models import build_model
-from attnlab.models.auto import from_pretrained
 from attnlab.models.common import shift_right
 from attnlab.serialization import atomic_write
 from attnlab.tasks.translation_decode import (  # noqa: F401  (public names kept here)
@@ -210,16 +208,15 @@ class TranslationTask(Task):
         self.tokenizer = Tokenizer.train_bpe(train_text, vocab_size=s.vocab_size)
         model = build_model(s.preset, vocab_size=self.tokenizer.vocab_size,
                             **{"max_seq_len": 256, **s.model_overrides})
-        self.tokenizer.save(out / "tokenizer.json")
         return model
 
     def restore(self, out: Path) -> nn.Module:
         if not (out / "tokenizer.json").is_file():
             raise MissingFileError(f"--resume: {out} holds no run to resume (no tokenizer.json)")
-        self.tokenizer = load_tokenizer(out)
+        model = super().restore(out)
         self.tokenizer.require_specials(dict(zip(("pad", "bos", "eos", "unk"), range(4),
                                                  strict=True)), f"--resume: {out}")
-        return from_pretrained(out)
+        return model
 
     def generation_settings(self) -> dict[str, Any]:
         """The beam the test split is decoded with, for `attnlab translate` to default to."""

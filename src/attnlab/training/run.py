@@ -25,7 +25,10 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from attnlab.errors import MissingFileError
+from attnlab.io import load_tokenizer
+from attnlab.models.auto import from_pretrained
 from attnlab.serialization import atomic_write
+from attnlab.tokenizers import Tokenizer
 from attnlab.training.device import cap_torch_threads, resolve_device
 from attnlab.training.settings import (
     SETTINGS_NAME,
@@ -50,6 +53,7 @@ class Task:
     """What a training task supplies; `run_task` calls these in this order."""
 
     name = "task"  # the `attnlab train NAME` sub-command
+    tokenizer: Tokenizer | None = None  # set by new_model / restore; saved with the model
 
     def __init__(self, settings: RunSettings) -> None:
         self.settings = settings
@@ -58,13 +62,16 @@ class Task:
         """Read and check the data (before any folder is written)."""
 
     def new_model(self, out: Path) -> nn.Module:
-        """Build the tokenizer and model of a new run; save the tokenizer (and any other file
-        the task needs) in `out`. The routine saves the settings and the initial weights."""
+        """Build the tokenizer (`self.tokenizer`) and model of a new run; save any other file
+        the task needs in `out`. The routine saves the settings, the tokenizer and the initial
+        weights."""
         raise NotImplementedError
 
     def restore(self, out: Path) -> nn.Module:
-        """The tokenizer and model of the run in `out` (for --resume)."""
-        raise NotImplementedError
+        """The tokenizer and model of the run in `out` (for --resume), through the folder
+        owner; a task with more files extends it."""
+        self.tokenizer = load_tokenizer(out)
+        return from_pretrained(out)
 
     def batches(self, model: nn.Module) -> BatchSource:
         """The training batches (the model is built or restored by now)."""
@@ -168,7 +175,8 @@ def run_task(task: Task, resume: bool = False, *, progress: bool = True) -> RunO
         out.mkdir(parents=True, exist_ok=True)
         model = task.new_model(out)
         write_json(out / SETTINGS_NAME, dataclasses.asdict(s))
-        model.save_pretrained(out, generation=task.generation_settings())
+        model.save_pretrained(out, tokenizer=task.tokenizer,
+                              generation=task.generation_settings())
     model.to(device)
     log.info("training on %s in %s", device, precision)
     optimizer = task.optimizer(model)
