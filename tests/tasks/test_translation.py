@@ -88,6 +88,13 @@ def test_cli_translate_evaluate_average(overfit_run, capsys, tmp_path):
     assert "BLEU 100.00" in capsys.readouterr().out
     assert main(["average", "--model", s.out, "--last", "3"]) == 2
     assert "holds 1 complete checkpoint" in capsys.readouterr().err
+    averaged = tmp_path / "averaged"
+    assert main(["average", "--model", s.out, "--last", "1", "--out", str(averaged)]) == 0
+    capsys.readouterr()
+    assert {p.name for p in averaged.iterdir()} >= {"config.json", "model.safetensors",
+                                                    "tokenizer.json", "generation_config.json"}
+    assert main(["translate", "--model", str(averaged), "the dog eats bread"]) == 0
+    assert capsys.readouterr().out.strip() == "ka hundo panok mangas"
 
 
 def test_the_folder_suggests_the_runs_beam_and_translate_uses_it(overfit_run, capsys,

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from attnlab import from_pretrained
 from attnlab.cli.settings import positive_int
 from attnlab.errors import ConfigError
+from attnlab.io import load_generation_config, load_tokenizer
+from attnlab.models.auto import from_pretrained
 from attnlab.training.checkpoint import average_checkpoints, list_checkpoints
 
 
@@ -32,10 +33,8 @@ def run(args: argparse.Namespace) -> int:
     chosen = checkpoints[-args.last:]
     model = average_checkpoints(chosen, from_pretrained(args.model))
     out = Path(args.out or args.model)
-    model.save_pretrained(out)
-    if args.out:
-        tokenizer = Path(args.model) / "tokenizer.json"
-        if tokenizer.is_file():
-            (out / "tokenizer.json").write_bytes(tokenizer.read_bytes())
+    # a new --out folder gets the run's tokenizer and decoding settings too
+    model.save_pretrained(out, tokenizer=load_tokenizer(args.model, required=False),
+                          generation=load_generation_config(args.model) or None)
     print(f"averaged {', '.join(p.name for p in chosen)} -> {out / 'model.safetensors'}")
     return 0

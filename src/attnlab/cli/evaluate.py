@@ -15,17 +15,17 @@ import argparse
 import json
 from pathlib import Path
 
-from attnlab import from_pretrained
 from attnlab.cli.settings import positive_int
 from attnlab.data.parallel import read_parallel_files
 from attnlab.errors import ConfigError
+from attnlab.io import load_tokenizer
+from attnlab.models.auto import from_pretrained
 from attnlab.tasks.translation import (
     TranslationSettings,
     evaluate_pairs,
     load_settings,
     prepare_corpus,
 )
-from attnlab.tokenizers import Tokenizer
 from attnlab.training.device import cap_torch_threads
 from attnlab.training.settings import SETTINGS_NAME
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.model) if has_run or args.src is None else None
     settings = settings or TranslationSettings()
     model = from_pretrained(args.model)
-    tokenizer = Tokenizer.load(args.model)
+    tokenizer = load_tokenizer(args.model)
     if args.src is not None:
         pairs = read_parallel_files(Path(args.src), Path(args.ref))
         name = f"{args.src} vs {args.ref}"
