@@ -244,7 +244,8 @@ def test_config_errors_name_the_field(overrides, message):
 def test_bad_inputs_are_named():
     model = tiny()
     src, mask = padded_batch()
-    with pytest.raises(ValueError, match="attention_mask must have the source shape"):
+    with pytest.raises(ValueError,
+                       match=r"attention_mask must have shape \(\d+, \d+\) \(batch, length\)"):
         model(src, targets(), attention_mask=mask[:, :3])
     with pytest.raises(ValueError, match="memory must be encode"):
         model.decode(targets(), torch.zeros(4, 7, 32))

@@ -24,11 +24,11 @@ from attnlab.models.common import (
     check_input_ids,
     check_positive_ints,
     init_normal_,
+    key_padding_mask,
 )
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import EncoderLayer
 from attnlab.nn.feedforward import FEEDFORWARD
-from attnlab.nn.functional import padding_mask
 from attnlab.nn.norm import NORM
 from attnlab.nn.position import POSITION
 from attnlab.nn.stack import Encoder
@@ -137,7 +137,7 @@ class Bert(PretrainedModel):
         x = (self.embed_tokens(input_ids) + self.position(positions)
              + self.token_type(token_type_ids))  # (B, T, D)
         x = self.embed_dropout(self.embed_norm(x))
-        mask = None if attention_mask is None else padding_mask(attention_mask)  # (B,1,1,T)
+        mask = key_padding_mask(attention_mask, *input_ids.shape)  # (B, 1, 1, T)
         enc = self.encoder(x, mask=mask, output_attentions=output_attentions)
         hidden = enc.last_hidden_state  # (B, T, D)
         pooled = torch.tanh(self.pooler(hidden[:, 0]))  # (B, D)

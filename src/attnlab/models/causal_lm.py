@@ -12,9 +12,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from attnlab.generation.mixin import DECODER_ONLY, GenerationMixin
-from attnlab.models.common import PretrainedModel, check_input_ids, check_positive_ints
+from attnlab.models.common import (
+    PretrainedModel,
+    check_input_ids,
+    check_positive_ints,
+    key_padding_mask,
+)
 from attnlab.nn.cache import DecoderCache
-from attnlab.nn.functional import padding_mask
 
 
 def check_decoder_config(config: Any) -> None:
@@ -75,7 +79,8 @@ class CausalLM(GenerationMixin, PretrainedModel):
         check_input_ids(input_ids, self.config, "input_ids", offset=past)
         if position_ids is None:
             position_ids = torch.arange(past, past + input_ids.size(1), device=input_ids.device)
-        mask = None if attention_mask is None else padding_mask(attention_mask)  # (B,1,1,S)
+        batch, length = input_ids.size(0), past + input_ids.size(1)
+        mask = key_padding_mask(attention_mask, batch, length)  # (B, 1, 1, past + T)
         out = self.decoder(self.embed(input_ids, position_ids), mask=mask, cache=cache,
                            position_ids=position_ids, output_attentions=output_attentions)
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V)

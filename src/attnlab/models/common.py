@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.io import save_folder
+from attnlab.nn.functional import check_attention_mask, padding_mask
 from attnlab.tokenizers import Tokenizer
 
 
@@ -34,6 +35,16 @@ def check_input_ids(ids: Tensor, config: Any, name: str = "input_ids", offset: i
             f"{name} must be token ids in [0, vocab_size={config.vocab_size}), "
             f"got values in [{low}, {high}]"
         )
+
+
+def key_padding_mask(mask: Tensor | None, batch: int, length: int | None,
+                     name: str = "attention_mask") -> Tensor | None:
+    """A Hugging Face style (B, S) mask (1 = real token), checked to be exactly (batch,
+    length), as the (B, 1, 1, S) boolean key mask the attention blocks take; None stays None."""
+    if mask is None:
+        return None
+    check_attention_mask(mask, batch, length, name)
+    return padding_mask(mask)  # (B, 1, 1, S); refuses a float mask
 
 
 def shift_right(labels: Tensor, start_token_id: int, pad_token_id: int) -> Tensor:
@@ -84,3 +95,7 @@ class PretrainedModel(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+__all__ = ["PretrainedModel", "check_attention_mask", "check_input_ids", "check_positive_ints",
+           "init_normal_", "key_padding_mask", "shift_right"]

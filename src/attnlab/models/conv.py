@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.models.common import check_input_ids, check_positive_ints
+from attnlab.models.common import check_attention_mask, check_input_ids, check_positive_ints
 from attnlab.models.seq2seq import EncoderDecoderModel
 from attnlab.nn.position import POSITION
 
@@ -278,10 +278,10 @@ class ConvS2S(EncoderDecoderModel):
     @staticmethod
     def _source_mask(attention_mask: Tensor | None, shape: tuple[int, ...]) -> Tensor | None:
         """(B, S) bool, True on real source tokens; None when there is no padding."""
-        if attention_mask is not None and tuple(attention_mask.shape) != tuple(shape):
-            raise ValueError(f"attention_mask must have the source shape {tuple(shape)}, "
-                             f"got {tuple(attention_mask.shape)}")
-        return None if attention_mask is None else attention_mask.bool()
+        if attention_mask is None:
+            return None
+        check_attention_mask(attention_mask, *shape)
+        return attention_mask.bool()
 
 
 # Presets: name -> (config values, source). Parameter counts measured with num_parameters().

@@ -41,7 +41,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from attnlab.models.common import check_input_ids, check_positive_ints
+from attnlab.models.common import (
+    check_attention_mask,
+    check_input_ids,
+    check_positive_ints,
+    key_padding_mask,
+)
 from attnlab.models.seq2seq import EncoderDecoderModel
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.cache import KVCache
@@ -134,9 +139,8 @@ def source_lengths(attention_mask: Tensor | None, shape: tuple[int, int]) -> Ten
     """Real lengths (B,) of a right-padded (B, S) mask; None when there is no mask."""
     if attention_mask is None:
         return None
-    real = padding_mask(attention_mask)[:, 0, 0]  # (B, S) bool; checks rank and dtype
-    if tuple(real.shape) != tuple(shape):
-        raise ValueError(f"attention_mask must have shape {tuple(shape)}, got {tuple(real.shape)}")
+    check_attention_mask(attention_mask, *shape)
+    real = padding_mask(attention_mask)[:, 0, 0]  # (B, S) bool; checks the dtype
     lengths = real.sum(-1)  # (B,)
     if bool((lengths == 0).any()):
         raise ValueError("attention_mask: every row needs at least one real token")
@@ -288,7 +292,8 @@ class RNNSeq2Seq(EncoderDecoderModel):
             if memory is None:
                 raise ValueError("memory (the encoder output) is needed to start decoding")
             self._start(memory, attention_mask, work)
-        mask = None if attention_mask is None else padding_mask(attention_mask)  # (B, 1, 1, S)
+        source = None if memory is None else memory.size(1)
+        mask = key_padding_mask(attention_mask, B, source)  # (B, 1, 1, S)
         x = self.dropout(self.embed_tokens(decoder_input_ids))  # (B, T, D)
         stepwise = c.attention == "additive" or c.input_feeding
         steps = [self._advance(chunk, memory, mask, work, output_attentions)

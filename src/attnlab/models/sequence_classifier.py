@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.models.common import check_attention_mask
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import EncoderLayer
 from attnlab.nn.feedforward import FeedForward
@@ -103,6 +104,8 @@ class SequenceClassifier(nn.Module):
         B, T = input_ids.shape
         if T > self.max_length:
             raise ValueError(f"input length must be <= max_length={self.max_length}, got {T}")
+        if attention_mask is not None:
+            check_attention_mask(attention_mask, B, T)
         keep = (torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None
                 else attention_mask.bool())  # (B, T)
         positions = torch.arange(T, device=input_ids.device)  # (T,)

@@ -22,13 +22,13 @@ from torch import Tensor, nn
 from attnlab.models.common import (
     check_input_ids,
     check_positive_ints,
+    key_padding_mask,
 )
 from attnlab.models.seq2seq import EncoderDecoderModel
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import DecoderLayer, EncoderLayer
 from attnlab.nn.cache import DecoderCache
 from attnlab.nn.feedforward import FeedForward, GatedFeedForward
-from attnlab.nn.functional import padding_mask
 from attnlab.nn.norm import RMSNorm
 from attnlab.nn.position import POSITION
 from attnlab.nn.stack import Decoder, Encoder, EncoderOutput
@@ -164,7 +164,7 @@ class T5(EncoderDecoderModel):
                output_attentions: bool = False) -> EncoderOutput:
         """input_ids (B, S) -> EncoderOutput(last_hidden_state (B, S, D))."""
         check_input_ids(input_ids, self.config, "input_ids")
-        mask = None if attention_mask is None else padding_mask(attention_mask)  # (B,1,1,S)
+        mask = key_padding_mask(attention_mask, *input_ids.shape)  # (B, 1, 1, S)
         x = self.dropout(self.embed_tokens(input_ids))  # (B, S, D)
         out = self.encoder(x, mask=mask, output_attentions=output_attentions)
         out.last_hidden_state = self.dropout(out.last_hidden_state)
@@ -177,8 +177,11 @@ class T5(EncoderDecoderModel):
         """New target ids (B, T) after `cache.length` cached ones -> DecoderOutput (B, T, D)."""
         past = 0 if cache is None else cache.length
         check_input_ids(decoder_input_ids, self.config, "decoder_input_ids", offset=past)
-        memory_mask = None if attention_mask is None else padding_mask(attention_mask)
-        self_mask = None if decoder_attention_mask is None else padding_mask(decoder_attention_mask)
+        batch, length = decoder_input_ids.size(0), past + decoder_input_ids.size(1)
+        source = None if memory is None else memory.size(1)
+        memory_mask = key_padding_mask(attention_mask, batch, source)  # (B, 1, 1, S)
+        self_mask = key_padding_mask(decoder_attention_mask, batch, length,
+                                     "decoder_attention_mask")  # (B, 1, 1, past + T)
         x = self.dropout(self.embed_tokens(decoder_input_ids))  # (B, T, D)
         out = self.decoder(x, memory, mask=self_mask, memory_mask=memory_mask, cache=cache,
                            output_attentions=output_attentions)

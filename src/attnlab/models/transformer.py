@@ -17,13 +17,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from attnlab.models.common import check_input_ids
+from attnlab.models.common import check_input_ids, key_padding_mask
 from attnlab.models.seq2seq import EncoderDecoderModel, Seq2SeqOutput  # noqa: F401
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import DecoderLayer, EncoderLayer
 from attnlab.nn.cache import DecoderCache
 from attnlab.nn.feedforward import FEEDFORWARD
-from attnlab.nn.functional import padding_mask
 from attnlab.nn.norm import NORM
 from attnlab.nn.position import POSITION
 from attnlab.nn.stack import Decoder, Encoder
@@ -207,7 +206,7 @@ class Transformer(EncoderDecoderModel):
     ):
         """Run the encoder: input_ids (B, S) -> EncoderOutput(last_hidden_state (B, S, D))."""
         check_input_ids(input_ids, self.config, "input_ids")
-        mask = None if attention_mask is None else padding_mask(attention_mask)  # (B,1,1,S)
+        mask = key_padding_mask(attention_mask, *input_ids.shape)  # (B, 1, 1, S)
         return self.encoder(self.embed(input_ids), mask=mask, output_attentions=output_attentions)
 
     def decode(
@@ -223,8 +222,11 @@ class Transformer(EncoderDecoderModel):
         """Run the decoder on new target ids (B, T) after `cache.length` cached positions."""
         past = 0 if cache is None else cache.length
         check_input_ids(decoder_input_ids, self.config, "decoder_input_ids", offset=past)
-        memory_mask = None if attention_mask is None else padding_mask(attention_mask)
-        self_mask = None if decoder_attention_mask is None else padding_mask(decoder_attention_mask)
+        batch, length = decoder_input_ids.size(0), past + decoder_input_ids.size(1)
+        source = None if memory is None else memory.size(1)
+        memory_mask = key_padding_mask(attention_mask, batch, source)  # (B, 1, 1, S)
+        self_mask = key_padding_mask(decoder_attention_mask, batch, length,
+                                     "decoder_attention_mask")  # (B, 1, 1, past + T)
         return self.decoder(
             self.embed(decoder_input_ids, offset=past), memory, mask=self_mask,
             memory_mask=memory_mask, cache=cache, output_attentions=output_attentions,

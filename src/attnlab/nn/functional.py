@@ -42,6 +42,20 @@ def padding_mask(attention_mask: Tensor) -> Tensor:
     return attention_mask.bool()[:, None, None, :]  # (B, 1, 1, S)
 
 
+def check_attention_mask(mask: Tensor, batch: int, length: int | None,
+                         name: str = "attention_mask") -> None:
+    """Raise a clear error unless `mask` has shape exactly (batch, length) (`length` None: any
+    length). Masks are never broadcast: a (1, T) mask given with a batch of 2 would silently
+    apply one row's padding to every row, so every family refuses it."""
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
+    expected = (batch, "length" if length is None else length)
+    if mask.dim() != 2 or mask.size(0) != batch or (length is not None and mask.size(1) != length):
+        shape = "(" + ", ".join(map(str, expected)) + ")"
+        raise ValueError(f"{name} must have shape {shape} (batch, length) exactly, got "
+                         f"{tuple(mask.shape)}; masks are not broadcast over the batch")
+
+
 def merge_masks(
     mask: Tensor | None, causal: bool, query_length: int, key_length: int, device: torch.device
 ) -> Tensor | None:
