@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import sacrebleu
 
@@ -33,3 +35,26 @@ def test_errors():
         score_corpus(HYPS[:2], REFS)
     with pytest.raises(ValueError, match="empty corpus"):
         score_corpus([], [])
+
+
+def test_tokenized_input_warning_is_shown_once_with_an_explanation(caplog):
+    """sacreBLEU warns at every corpus_score call that lines end in ' .' (every validation,
+    every bucket); the built-in corpus is written that way, so the warning comes once, says what
+    it means here, and leaves out the hint about sacreBLEU's Python-only `force` argument."""
+    from attnlab.evaluation import bleu
+
+    for log_filter in logging.getLogger("sacrebleu").filters:
+        if isinstance(log_filter, bleu._OncePerMessage):
+            log_filter.seen.clear()  # another test may have scored tokenized text already
+    tokenized = ["a flag is new ."] * 120
+    with caplog.at_level(logging.WARNING, logger="sacrebleu"):
+        for _ in range(3):
+            score_corpus(tokenized, tokenized)
+            bucket_bleu(tokenized, tokenized, tokenized)
+    messages = [r.getMessage() for r in caplog.records if r.name == "sacrebleu"]
+    assert len([m for m in messages if "forgot to detokenize" in m]) == 1
+    assert len([m for m in messages if "tokenized period" in m]) == 1
+    assert not any("`force`" in m for m in messages)
+    explained = next(m for m in messages if "forgot to detokenize" in m)
+    assert "expected on the built-in corpus" in explained
+    assert "space before punctuation" in explained

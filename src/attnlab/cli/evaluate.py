@@ -26,7 +26,6 @@ from attnlab.tasks.translation import (
     load_settings,
     prepare_corpus,
 )
-from attnlab.training.device import cap_torch_threads
 from attnlab.training.settings import SETTINGS_NAME
 
 
@@ -63,12 +62,13 @@ def run(args: argparse.Namespace) -> int:
         pairs = prepare_corpus(settings, splits=(args.split,)).split(args.split)
         name = f"{args.split} split"
     beam_size = args.beam_size or settings.beam_size
-    cap_torch_threads()
+    # Threads come from `attnlab [--threads N]` (cli/main.py); the bar shows the beam search,
+    # the only step here that takes minutes on a CPU.
     scores = evaluate_pairs(
         model, tokenizer, pairs, beam_size=beam_size,
         length_penalty=settings.length_penalty if args.length_penalty is None
         else args.length_penalty,
-        max_tokens=args.max_tokens or settings.max_tokens)
+        max_tokens=args.max_tokens or settings.max_tokens, progress=True)
     scores.pop("hypotheses")
     if args.json:
         print(json.dumps(scores, indent=2))

@@ -4,6 +4,11 @@ One error policy for every command: a user's mistake (`attnlab.errors.UserError`
 argparse cannot read) is one line `attnlab CMD: error: MESSAGE` and exit code 2; Ctrl-C is
 one line and exit code 130 (training commands first save a checkpoint and say how to resume);
 anything else is a bug of ours and keeps its traceback.
+
+One thread policy too: `--threads N` sets torch's CPU threads for the command, given before the
+command (`attnlab --threads 1 train lm ...`) or after it (`attnlab train lm --threads 1 ...`);
+without it torch's own count is capped at the CPUs this process may use (OMP_NUM_THREADS is
+kept). Before a command that computes, a busy machine (load average) gives one warning.
 """
 
 from __future__ import annotations
@@ -29,8 +34,14 @@ from attnlab.cli import (
     translate,
     viz,
 )
-from attnlab.cli.settings import user_message
+from attnlab.cli.settings import positive_int, user_message
 from attnlab.errors import UserError
+from attnlab.training.device import (
+    available_cores,
+    default_threads,
+    use_threads,
+    warn_if_oversubscribed,
+)
 
 # name -> (module with `add_arguments(parser)` and `run(args) -> int`, one-line help)
 COMMANDS = {
@@ -49,6 +60,11 @@ COMMANDS = {
     "compare": (compare, "Transformer vs RNN vs CNN: cost, Table 1, BLEU, long-range probes"),
 }
 
+# Commands whose work is long enough for torch's thread count to matter: they take --threads
+# after the command name too, and warn when the machine's load suggests oversubscription.
+COMPUTING = frozenset({"demo", "train", "translate", "evaluate", "generate", "bench",
+                       "viz", "heads", "embed-compare", "compare"})
+
 
 class Parser(argparse.ArgumentParser):
     """argparse with the error policy's one line (no usage block) for a flag it cannot read;
@@ -65,13 +81,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"attnlab {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--threads", dest="global_threads", type=positive_int, default=None,
+                        metavar="N", help=threads_help())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=module.__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(command)
         command.set_defaults(run=module.run)
+        if name in COMPUTING:
+            add_threads_flag(command)
     return parser
+
+
+def threads_help() -> str:
+    return (f"CPU threads torch uses for the command (default here: {default_threads()}, "
+            f"torch's own count, or OMP_NUM_THREADS when set, capped at the "
+            f"{available_cores()} CPUs this process may use); 1 is often fastest on a machine "
+            f"shared with other jobs")
+
+
+def add_threads_flag(parser: argparse.ArgumentParser) -> None:
+    """--threads on a command and on each of its nested sub-commands (`train lm`, `bench lra`),
+    so it may follow the command name. SUPPRESS: a sub-command that is not given the flag sets
+    nothing, and the top-level `attnlab --threads N` stays. A parser that has its own --threads
+    (bench attention) keeps it."""
+    if "--threads" not in parser._option_string_actions:
+        parser.add_argument("--threads", type=positive_int, default=argparse.SUPPRESS,
+                            metavar="N", help="as `attnlab --threads N`: " + threads_help())
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                add_threads_flag(nested)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,8 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     command = f"attnlab {args.command}" + (f" {args.task}" if args.command == "train" else "")
+    threads = getattr(args, "threads", None) or args.global_threads  # after the command wins
     try:
-        return int(args.run(args) or 0)
+        with use_threads(threads) as count:
+            if args.command in COMPUTING:
+                warn_if_oversubscribed(count)
+            return int(args.run(args) or 0)
     except UserError as error:
         print(f"{command}: error: {user_message(error)}", file=sys.stderr)
         return 2

@@ -13,10 +13,25 @@ from dataclasses import asdict, dataclass
 
 from sacrebleu.metrics import BLEU, CHRF
 
+# sacreBLEU's three warnings for hypotheses that end in " ." (it checks BLEU's input for text
+# that looks tokenized): "That's 100 lines that end in a tokenized period ('.')", "It looks like
+# you forgot to detokenize your test data, ...", "If you insist your data is detokenized, ...
+# suppress this message with the `force` parameter."
+TOKENIZED_WARNING = "forgot to detokenize"
+FORCE_HINT = "`force` parameter"  # a Python argument a CLI user cannot pass: said our way
+TOKENIZED_EXPLANATION = (
+    "attnlab: this is expected on the built-in corpus, whose sentences are written with a "
+    "space before punctuation ('a flag is new .': the corpus's own spelling, not a "
+    "tokenization step), and its BLEU stays comparable between attnlab runs. On your own data "
+    "it means hypotheses and references look tokenized: detokenize both for BLEU comparable "
+    "with published sacreBLEU scores. (Shown once per process.)")
+
 
 class _OncePerMessage(logging.Filter):
     """sacreBLEU warns about tokenized input at every corpus_score call (so at every validation
-    and every bucket); let each distinct message through once per process."""
+    and every bucket); let each distinct message through once per process, explain the
+    tokenized-input warning once (what it means for our corpus), and drop its hint about
+    sacreBLEU's `force` argument, which attnlab's users cannot pass."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -24,9 +39,11 @@ class _OncePerMessage(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if message in self.seen:
+        if message in self.seen or FORCE_HINT in message:
             return False
         self.seen.add(message)
+        if TOKENIZED_WARNING in message:
+            record.msg, record.args = f"{message}\n{TOKENIZED_EXPLANATION}", None
         return True
 
 

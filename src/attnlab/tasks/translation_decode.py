@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from attnlab.data.batching import iterate_in_order
 from attnlab.data.parallel import ParallelCorpus
@@ -21,10 +22,11 @@ from attnlab.training.run import model_device
 
 def translate(
     model: nn.Module, tokenizer: Tokenizer, sentences: list[str], *, beam_size: int = 4,
-    length_penalty: float = 0.6, max_tokens: int = 6000,
+    length_penalty: float = 0.6, max_tokens: int = 6000, progress: bool = False,
 ) -> list[str]:
     """Translate sentences (batched by length, `max_tokens` padded tokens a batch, returned in
-    input order)."""
+    input order). `progress`: a bar of sentences done on stderr (test-set beam search takes
+    minutes on a CPU); off by default so library calls and per-validation decoding stay quiet."""
     if not sentences:
         return []
     model.eval()
@@ -38,6 +40,10 @@ def translate(
             )
     outputs: list[str] = [""] * len(sentences)
     device = model_device(model)
+    # Sentences, not batches: batches are formed lazily and vary in size. At most one refresh
+    # a second, so a log file stays readable.
+    bar = tqdm(total=len(sentences), desc="decode", unit="sent", disable=not progress,
+               dynamic_ncols=True, mininterval=1.0)
     for indices, batch in iterate_in_order(encoded, max_tokens, tokenizer.pad_id):
         batch = {k: v.to(device) for k, v in batch.items()}
         with torch.no_grad():
@@ -50,17 +56,22 @@ def translate(
                                   beam_size=beam_size, length_penalty=length_penalty).sequences
         for row, index in enumerate(indices):
             outputs[index] = tokenizer.decode(ids[row].tolist())
+        bar.update(len(indices))
+    bar.close()
     return outputs
 
 
 def evaluate_pairs(
     model: nn.Module, tokenizer: Tokenizer, pairs: list[tuple[str, str]], *, beam_size: int = 4,
-    length_penalty: float = 0.6, max_tokens: int = 6000,
+    length_penalty: float = 0.6, max_tokens: int = 6000, progress: bool = False,
 ) -> dict[str, Any]:
+    """Decode the sources of `pairs` (a progress bar with `progress`) and score them against
+    their references: BLEU / chrF with signatures, BLEU by source length, the hypotheses."""
     sources = [s for s, _ in pairs]
     references = [t for _, t in pairs]
     hypotheses = translate(model, tokenizer, sources, beam_size=beam_size,
-                           length_penalty=length_penalty, max_tokens=max_tokens)
+                           length_penalty=length_penalty, max_tokens=max_tokens,
+                           progress=progress)
     scores = score_corpus(hypotheses, references)
     return {**scores.as_dict(), "buckets": bucket_bleu(sources, hypotheses, references),
             "hypotheses": hypotheses}
