@@ -109,7 +109,10 @@ def test_the_weight_check_names_missing_unexpected_and_mis_shaped(tmp_path):
     message = str(error.value)
     assert "missing=['decoder.final_norm.bias']" in message
     assert "unexpected=['decoder.extra']" in message
-    assert "position.embedding.weight: file (3, 64) vs model (128, 64)" in message
+    # the mis-shaped tensor is explained by the config field it comes from (issue 16)
+    assert "config.json: max_seq_len=128 does not match the weights (position.embedding.weight " \
+        "is (3, 64) in" in message
+    assert "the config implies (128, 64))" in message
 
 
 def test_optional_prefixes_and_ignored_extras():

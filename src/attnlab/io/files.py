@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from attnlab.errors import FolderError, MissingFileError
@@ -56,6 +57,31 @@ def write_json(path: str | Path, values: Any) -> Path:
     """`values` as indented JSON, written atomically."""
     text = json.dumps(values, indent=2) + "\n"
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def weights_file(directory: str | Path) -> Path:
+    """The folder's weights file: model.safetensors, else pytorch_model.bin."""
+    directory = Path(directory)
+    for path in (directory / WEIGHTS_NAME, directory / BIN_WEIGHTS_NAME):
+        if path.is_file():
+            return path
+    raise MissingFileError(f"{directory} holds neither {WEIGHTS_NAME} nor {BIN_WEIGHTS_NAME}")
+
+
+def read_weight_shapes(directory: str | Path) -> dict[str, Tensor]:
+    """The folder's tensors with their shapes but, where the format allows, without their data:
+    a safetensors file's header gives "meta" tensors (nothing is read or allocated beyond the
+    header); a pytorch_model.bin can only be seen by loading it (`weights_only`), so its real
+    tensors come back."""
+    path = weights_file(directory)
+    if path.name != WEIGHTS_NAME:
+        return read_weights(directory)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {name: torch.empty(f.get_slice(name).get_shape(), device="meta")
+                    for name in f.keys()}
+    except (SafetensorError, OSError) as error:
+        raise FolderError(f"{path}: not a readable safetensors file ({error})") from None
 
 
 def read_weights(directory: str | Path) -> dict[str, Tensor]:

@@ -25,11 +25,15 @@ from attnlab.io.files import (
     TOKENIZER_NAME,
     model_dir,
     read_config,
+    read_weight_shapes,
     read_weights,
+    weights_file,
     write_json,
 )
+from attnlab.io.fit import check_weights_fit
 from attnlab.io.generation_config import save_generation_config
 from attnlab.io.hf import bert, gpt2, llama, t5
+from attnlab.io.limits import check_sizes
 from attnlab.serialization import WEIGHTS_NAME, atomic_write, load_state_strict
 from attnlab.tokenizers import Tokenizer
 from attnlab.version import __version__
@@ -129,27 +133,58 @@ def _stored_once(state: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_folder(directory: str | Path, model_classes: Mapping[str, type]) -> nn.Module:
     """The model in `directory`, in eval mode, from either layout. `model_classes` maps our
-    model_type to its class (`attnlab.models.model_classes()`)."""
+    model_type to its class (`attnlab.models.model_classes()`).
+
+    Nothing is allocated before the config is known to be sane and to fit the weights: its
+    size fields are checked against `attnlab.io.limits`, then the model is built on the meta
+    device and compared tensor by tensor with the weights file (a safetensors header is read
+    alone); only then is the model built and loaded (a FolderError names the field or tensor).
+    """
     directory = model_dir(directory)
     values = read_config(directory)
     where = directory / CONFIG_NAME
     if "attnlab_version" in values:
-        config = config_from_dict(values, model_classes, where)
-        model = model_classes[config.model_type](config)
-        load_state_strict(model, read_weights(directory), directory)
-        return model.eval()
-    hf_type = values.get("model_type")
-    if hf_type not in HF_LAYOUTS:
-        raise FolderError(f"{where}: model_type {hf_type!r} is not supported; attnlab reads "
-                          f"{sorted(HF_LAYOUTS)} and its own layout")
-    family = HF_LAYOUTS[hf_type]
-    ours = family.config_values_from_hf(values)
-    model_class = model_classes[family.MODEL_TYPE]
-    model = model_class(model_class.config_class(**ours))
-    state = family.state_dict_from_hf(read_weights(directory), model.config)
-    optional = family.optional_prefixes(values) if hasattr(family, "optional_prefixes") else ()
-    load_state_strict(model, state, directory, optional=optional)
+        check_sizes(values, str(where), FolderError)
+        config = _checked(where, config_from_dict, values, model_classes, where)
+        model_class = model_classes[config.model_type]
+        to_ours: Any = None
+        optional: tuple[str, ...] = ()
+    else:
+        hf_type = values.get("model_type")
+        if hf_type not in HF_LAYOUTS:
+            raise FolderError(f"{where}: model_type {hf_type!r} is not supported; attnlab reads "
+                              f"{sorted(HF_LAYOUTS)} and its own layout")
+        family = HF_LAYOUTS[hf_type]
+        ours = _checked(where, family.config_values_from_hf, values)
+        check_sizes(ours, str(where), FolderError)
+        model_class = model_classes[family.MODEL_TYPE]
+        config = _checked(where, lambda v: model_class.config_class(**v), ours)
+        to_ours = family.state_dict_from_hf
+        optional = tuple(family.optional_prefixes(values)) \
+            if hasattr(family, "optional_prefixes") else ()
+
+    def ours_of(state: dict[str, Any]) -> dict[str, Any]:
+        return state if to_ours is None else _checked(directory, to_ours, state, config)
+
+    shapes = read_weight_shapes(directory)  # meta tensors from a safetensors header
+    check_weights_fit(model_class, config, ours_of(shapes), where, weights_file(directory),
+                      optional=optional, file_values=values)
+    real = any(t.device.type != "meta" for t in shapes.values())  # a .bin was loaded already
+    model = model_class(config)
+    load_state_strict(model, ours_of(shapes if real else read_weights(directory)), directory,
+                      optional=optional)
     return model.eval()
+
+
+def _checked(where: str | Path, function: Any, *args: Any) -> Any:
+    """`function(*args)`, with a ValueError (a config value or weight name a layout or config
+    refuses) raised as a FolderError naming the file."""
+    try:
+        return function(*args)
+    except FolderError:
+        raise
+    except ValueError as error:
+        raise FolderError(f"{where}: {error}") from None
 
 
 def load_tokenizer(directory: str | Path, required: bool = True) -> Tokenizer | None:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.io import save_folder
+from attnlab.io.limits import size_error
 from attnlab.nn.functional import check_attention_mask, padding_mask
 from attnlab.tokenizers import Tokenizer
 
@@ -57,11 +58,16 @@ def shift_right(labels: Tensor, start_token_id: int, pad_token_id: int) -> Tenso
 
 
 def check_positive_ints(obj: Any, names: tuple[str, ...]) -> None:
-    """Raise ValueError naming the first of `names` on `obj` that is not a positive int."""
+    """Raise ValueError naming the first of `names` on `obj` that is not a positive int, or
+    that is above its sane bound (`attnlab.io.limits`: a config asking for a 10**12-token
+    vocabulary is a typo, refused before anything is allocated)."""
     for name in names:
         value = getattr(obj, name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        problem = size_error(name, value)
+        if problem is not None:
+            raise ValueError(problem)
 
 
 def init_normal_(model: nn.Module, std: float) -> None:

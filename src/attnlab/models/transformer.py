@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from attnlab.io.limits import size_error
 from attnlab.models.common import check_input_ids, key_padding_mask
 from attnlab.models.seq2seq import EncoderDecoderModel, Seq2SeqOutput  # noqa: F401
 from attnlab.nn.attention import ATTENTION
@@ -67,6 +68,8 @@ class TransformerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+            if size_error(name, value) is not None:  # a sane bound (attnlab.io.limits)
+                raise ValueError(size_error(name, value))
         if self.d_model % self.n_heads != 0:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
