@@ -3,15 +3,23 @@
 Two layouts: the fairseq / OpenNMT convention `DIR/{train,valid,test}.{src_lang,tgt_lang}`
 (one sentence per line, line i of both files is a pair) and a two-column TSV (source TAB
 target). Every problem is reported with the file, the line and what to do about it: files that
-are not UTF-8 (with the byte offset), mismatched line counts, empty sides, a wrong column count.
+are not UTF-8 (with the byte offset), empty files, a test split with one of its two files,
+mismatched line counts, empty sides, a wrong column count, a split whose every pair is longer
+than --max-len (`filter_long`, once the tokenizer exists). A validation split under
+`checks.MIN_VALID_EXAMPLES` pairs is a warning.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from attnlab.data.checks import MIN_VALID_EXAMPLES, require_content, warn_small_split
 from attnlab.errors import DataError  # noqa: F401  (re-exported: data.parallel.DataError)
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
 
@@ -64,8 +72,14 @@ def check_pairs(pairs: list[tuple[str, str]], where: str) -> None:
         )
 
 
-def read_parallel_files(src_path: Path, tgt_path: Path) -> list[tuple[str, str]]:
+def read_parallel_files(src_path: Path, tgt_path: Path,
+                        or_else: str = "") -> list[tuple[str, str]]:
+    """Line i of both files as pair i; `or_else` adds another fix to the empty-file message."""
     src, tgt = read_lines(src_path), read_lines(tgt_path)
+    for path, lines in ((src_path, src), (tgt_path, tgt)):
+        require_content(path, lines, f"put one sentence per line in it (line i of "
+                                     f"{src_path.name} and {tgt_path.name} a translation "
+                                     f"pair){or_else}")
     if len(src) != len(tgt):
         raise DataError(
             f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}; line i of each "
@@ -76,9 +90,11 @@ def read_parallel_files(src_path: Path, tgt_path: Path) -> list[tuple[str, str]]
     return pairs
 
 
-def read_tsv(path: Path) -> list[tuple[str, str]]:
+def read_tsv(path: Path, or_else: str = "") -> list[tuple[str, str]]:
+    lines = read_lines(path)
+    require_content(path, lines, f"put one `source<TAB>target` pair per line in it{or_else}")
     pairs = []
-    for number, line in enumerate(read_lines(path), start=1):
+    for number, line in enumerate(lines, start=1):
         columns = line.split("\t")
         if len(columns) != 2:
             raise DataError(
@@ -106,15 +122,24 @@ def load_corpus(
         raise DataError("--src-lang and --tgt-lang are required unless --tsv is given")
     pairs, sources = {}, {}
     for split in SPLITS:
+        # Only the test split may be left out (then the valid split is scored in its place).
+        or_else = "" if split != "test" else (
+            ", or remove the test files to score the valid split instead")
         if tsv:
             path = data_dir / f"{split}.tsv"
             if path.is_file():
-                pairs[split], sources[split] = read_tsv(path), str(path)
+                pairs[split], sources[split] = read_tsv(path, or_else), str(path)
         else:
             src_path = data_dir / f"{split}.{src_lang}"
             tgt_path = data_dir / f"{split}.{tgt_lang}"
-            if src_path.is_file() or tgt_path.is_file():
-                pairs[split] = read_parallel_files(src_path, tgt_path)
+            if src_path.is_file() != tgt_path.is_file():
+                there, missing = (src_path, tgt_path) if src_path.is_file() else (tgt_path,
+                                                                                  src_path)
+                raise DataError(f"{missing}: file not found, but {there.name} is there; a "
+                                f"split needs both files: add {missing.name} or remove "
+                                f"{there.name}")
+            if src_path.is_file():
+                pairs[split] = read_parallel_files(src_path, tgt_path, or_else)
                 sources[split] = f"{src_path} / {tgt_path}"
     for required in ("train", "valid"):
         if required not in pairs:
@@ -122,3 +147,35 @@ def load_corpus(
                 f"{required}.{tgt_lang}"
             raise DataError(f"{data_dir}: missing the {required} split ({pattern})")
     return ParallelCorpus(pairs, sources)
+
+
+def warn_before_training(corpus: ParallelCorpus, data_dir: str | Path) -> None:
+    """The warnings a training run on a corpus folder gives before it starts: no test split
+    (the valid split is then scored as the test set; metrics.json says "split": "valid"), and a
+    valid split under MIN_VALID_EXAMPLES pairs."""
+    if "test" not in corpus.pairs:
+        log.warning("%s: no test split (test files absent): the final scores are computed on "
+                    "the valid split (metrics.json \"split\": \"valid\"); add test files for "
+                    "a held-out test score", data_dir)
+    warn_small_split(corpus.sources["valid"], len(corpus.pairs["valid"]), "pairs",
+                     MIN_VALID_EXAMPLES, "add validation pairs (a few hundred or more)")
+
+
+def filter_long(encoded: Sequence[tuple[list[int], list[int]]], max_len: int,
+                where: str) -> list[tuple[list[int], list[int]]]:
+    """The encoded pairs whose both sides have at most `max_len` ids (a warning counts the
+    others); DataError naming the split, its counts and the --max-len that keeps a pair when
+    none is left."""
+    kept = [p for p in encoded if len(p[0]) <= max_len and len(p[1]) <= max_len]
+    dropped = len(encoded) - len(kept)
+    if not kept:
+        shortest = min((max(map(len, p)) for p in encoded), default=0)
+        raise DataError(
+            f"{where}: all {len(encoded)} pair(s) are longer than --max-len {max_len} "
+            f"subwords (the shortest pair has {shortest}), so none is left to train on; raise "
+            f"--max-len to at least {shortest}")
+    if dropped:
+        lines = [i + 1 for i, p in enumerate(encoded) if max(map(len, p)) > max_len][:5]
+        log.warning("%s: skipped %d pair(s) longer than --max-len %d subwords (lines %s ...)",
+                    where, dropped, max_len, lines)
+    return kept

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.data.batching import ShuffledRows
+from attnlab.data.checks import MIN_VALID_EXAMPLES, require_content, warn_small_split
 from attnlab.data.parallel import read_lines
 from attnlab.errors import DataError, MissingFileError
 from attnlab.models import build_model, list_models
@@ -89,8 +90,10 @@ class ClassifySettings(RunSettings):
 
 def read_tsv(path: Path) -> list[tuple[str, str]]:
     """(text, label) pairs; a line without a tab, an empty text or label names file:line."""
+    lines = read_lines(path)
+    require_content(path, lines, "put one `text<TAB>label` example per line in it")
     rows = []
-    for number, line in enumerate(read_lines(path), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         text, tab, label = line.rpartition("\t")
@@ -125,14 +128,21 @@ def collate(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, Ten
             "labels": torch.tensor([label for _, label in examples])}
 
 
+def check_labels(rows: list[tuple[str, str]], labels: list[str], where: str) -> None:
+    """DataError naming the labels of `rows` that are not in `labels` (those of train.tsv)."""
+    unknown = sorted({label for _, label in rows} - set(labels))
+    if unknown:
+        raise DataError(f"{where}: labels {unknown[:5]} do not occur in train.tsv (its labels: "
+                        f"{labels[:10]}); fix or drop those rows, or add examples of them to "
+                        f"train.tsv")
+
+
 def encode(tokenizer: Tokenizer, specials: SpecialIds, rows: list[tuple[str, str]],
            labels: list[str], max_len: int, where: str) -> tuple[list[tuple[list[int], int]], int]:
     """[CLS] text [SEP] ids (at most `max_len`) with label indices, and how many texts were
     truncated."""
+    check_labels(rows, labels, where)
     index = {label: i for i, label in enumerate(labels)}
-    unknown = sorted({label for _, label in rows} - set(index))
-    if unknown:
-        raise DataError(f"{where}: labels {unknown[:5]} do not occur in train.tsv")
     ids = tokenizer.encode_batch([text for text, _ in rows])
     examples = [([specials.cls, *x[:max_len - 2], specials.sep], index[label])
                 for x, (_, label) in zip(ids, rows, strict=True)]
@@ -183,6 +193,12 @@ class ClassificationTask(FamilyTask):
         self.labels = sorted({label for _, label in self.train_rows})
         if len(self.labels) < 2:
             raise DataError(f"{data / 'train.tsv'}: need at least 2 labels, got {self.labels}")
+        # Before anything is written: a label train.tsv lacks could never be predicted.
+        check_labels(self.valid_rows, self.labels, str(data / "valid.tsv"))
+        if self.test_rows is not None:
+            check_labels(self.test_rows, self.labels, str(data / "test.tsv"))
+        warn_small_split(str(data / "valid.tsv"), len(self.valid_rows), "rows",
+                         MIN_VALID_EXAMPLES, "add validation examples (a few hundred or more)")
 
     def new_model(self, out: Path) -> nn.Module:
         """The `init` encoder with a fresh head and its tokenizer, or a new BPE and a `preset`

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attnlab.data.checks import split_held_out
 from attnlab.errors import DataError
 from attnlab.models import build_model, list_models
 from attnlab.tasks.common import FamilyTask, read_text
@@ -131,7 +132,11 @@ def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
 
 @torch.no_grad()
 def validation_loss(model: nn.Module, stream: Tensor, block_size: int) -> float:
-    """Mean next-token loss over consecutive windows of the held-out stream."""
+    """Mean next-token loss over consecutive windows of the held-out stream; a stream with no
+    prediction in it (under 2 tokens) is a DataError, never a loss of 0."""
+    if stream.numel() < 2:
+        raise DataError(f"the held-out stream holds {stream.numel()} token(s): nothing to "
+                        "score; use more text or a larger --valid-fraction")
     model.eval()
     device = model_device(model)
     total, count = 0.0, 0
@@ -142,7 +147,7 @@ def validation_loss(model: nn.Module, stream: Tensor, block_size: int) -> float:
         n = window.size(1) - 1
         total += model(window, labels=window).loss.item() * n
         count += n
-    return total / max(count, 1)
+    return total / count
 
 
 class LanguageModelTask(FamilyTask):
@@ -155,9 +160,21 @@ class LanguageModelTask(FamilyTask):
             raise SettingError("text", "text must name a UTF-8 text file, got ''")
         self.lines = read_text(self.settings.text)
 
+    def split_stream(self) -> None:
+        """The token stream split into train and held out, both checked
+        (`data.checks.split_held_out`) before the run routine writes anything (new run) or
+        trains (resume)."""
+        s = self.settings
+        stream = encode_text(self.tokenizer, self.lines)  # (N,)
+        # A training window is block_size + 1 tokens drawn from at least block_size + 2.
+        self.train, self.valid = split_held_out(stream, s.valid_fraction, s.text,
+                                                block_size=s.block_size,
+                                                train_needed=s.block_size + 2)
+
     def new_model(self, out: Path) -> nn.Module:
         s = self.settings
         self.tokenizer = train_tokenizer(self.lines, s.vocab_size, s.tokenizer)
+        self.split_stream()
         eos = self.tokenizer.token_to_id(EOS)
         model = build_model(s.preset, **{"vocab_size": self.tokenizer.vocab_size,
                                          "bos_token_id": eos, "eos_token_id": eos,
@@ -165,11 +182,13 @@ class LanguageModelTask(FamilyTask):
                                          **s.model_overrides})
         return model
 
+    def restore(self, out: Path) -> nn.Module:
+        model = super().restore(out)
+        self.split_stream()
+        return model
+
     def batches(self, model: nn.Module) -> WindowBatches:
         s = self.settings
-        stream = encode_text(self.tokenizer, self.lines)
-        split = int(stream.numel() * (1 - s.valid_fraction))
-        self.train, self.valid = stream[:split], stream[split:]
         return WindowBatches(self.train, s.block_size, s.batch_size, s.seed)
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:

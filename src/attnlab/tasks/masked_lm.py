@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attnlab.data.checks import split_held_out
+from attnlab.errors import DataError
 from attnlab.models import build_model, list_models
 from attnlab.tasks.common import FamilyTask, read_text
 from attnlab.tasks.language_model import WindowBatches
@@ -60,6 +62,9 @@ class MLMSettings(RunSettings):
         super().__post_init__()
         check_positive_ints(self, ("vocab_size", "block_size", "batch_size", "warmup_steps"))
         check_range(self, "mask_prob", 0.0, 1.0, low_open=True)
+        if self.block_size < 2:
+            raise SettingError("block_size", f"block_size must hold [CLS] and a token (>= 2), "
+                                             f"got {self.block_size}")
         check_range(self, "valid_fraction", 0.0, 0.5, low_open=True)
         check_positive_numbers(self, ("lr",))
         if self.preset not in encoder_presets():
@@ -107,7 +112,11 @@ def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: list[dict[str, Tensor]]) -> dict[str, float]:
-    """Masked-token loss and accuracy on fixed held-out batches."""
+    """Masked-token loss and accuracy on fixed held-out batches (which must choose at least
+    one position: a DataError otherwise, never a loss of 0)."""
+    if not any(bool((batch["labels"] != -100).any()) for batch in batches):
+        raise DataError("the held-out batches choose no position to predict; use more text, a "
+                        "larger --valid-fraction or a larger --mask-prob")
     model.eval()
     device = model_device(model)
     total = right = 0
@@ -120,7 +129,7 @@ def evaluate(model: nn.Module, batches: list[dict[str, Tensor]]) -> dict[str, fl
         loss += out.loss.item() * n
         right += int((out.logits.argmax(-1)[chosen] == labels[chosen]).sum())
         total += n
-    return {"valid_loss": loss / max(total, 1), "valid_masked_accuracy": right / max(total, 1)}
+    return {"valid_loss": loss / total, "valid_masked_accuracy": right / total}
 
 
 class MaskedLMTask(FamilyTask):
@@ -132,28 +141,47 @@ class MaskedLMTask(FamilyTask):
             raise SettingError("text", "text must name a UTF-8 text file, got ''")
         self.lines = read_text(self.settings.text)
 
+    def split_stream(self) -> None:
+        """The token stream split into train and held out (`data.checks.split_held_out`) and
+        the fixed held-out batches, checked to choose some position, before the run routine
+        writes anything (new run) or trains (resume)."""
+        s = self.settings
+        ids: list[int] = []
+        for line_ids in self.tokenizer.encode_batch([ln + "\n" for ln in self.lines]):
+            ids.extend(line_ids)
+        stream = torch.tensor(ids, dtype=torch.long)  # (N,)
+        # A training row is [CLS] + block_size - 1 tokens drawn from at least block_size.
+        self.train, held = split_held_out(stream, s.valid_fraction, s.text,
+                                          block_size=s.block_size, train_needed=s.block_size)
+        held_out = MaskedWindows(held, min(s.block_size, held.numel()), 8, s.seed + 1,
+                                 self.tokenizer.vocab_size, s.mask_prob)
+        self.valid = [held_out.next() for _ in range(4)]
+        chosen = sum(int((batch["labels"] != -100).sum()) for batch in self.valid)
+        if not chosen:
+            raise DataError(
+                f"{s.text}: --mask-prob {s.mask_prob} chose none of the {held.numel()} "
+                f"held-out tokens to predict; use more text, a larger --valid-fraction or a "
+                f"larger --mask-prob")
+
     def new_model(self, out: Path) -> nn.Module:
         s = self.settings
         self.tokenizer = Tokenizer.train_byte_level(self.lines, s.vocab_size, SPECIALS)
+        self.split_stream()
         model = build_model(s.preset, **{"vocab_size": self.tokenizer.vocab_size,
                                          "pad_token_id": PAD,
                                          "max_seq_len": max(s.block_size, 16),
                                          **s.model_overrides})
         return model
 
+    def restore(self, out: Path) -> nn.Module:
+        model = super().restore(out)
+        self.split_stream()
+        return model
+
     def batches(self, model: nn.Module) -> MaskedWindows:
         s = self.settings
-        ids: list[int] = []
-        for line_ids in self.tokenizer.encode_batch([ln + "\n" for ln in self.lines]):
-            ids.extend(line_ids)
-        stream = torch.tensor(ids, dtype=torch.long)
-        split = int(stream.numel() * (1 - s.valid_fraction))
-        vocab = self.tokenizer.vocab_size
-        held_out = MaskedWindows(stream[split:], min(s.block_size, stream.numel() - split),
-                                 8, s.seed + 1, vocab, s.mask_prob)
-        self.valid = [held_out.next() for _ in range(4)]
-        return MaskedWindows(stream[:split], s.block_size, s.batch_size, s.seed, vocab,
-                             s.mask_prob)
+        return MaskedWindows(self.train, s.block_size, s.batch_size, s.seed,
+                             self.tokenizer.vocab_size, s.mask_prob)
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
         return loss_fn(model, batch)

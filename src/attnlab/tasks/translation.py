@@ -21,8 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnlab.data.batching import TokenBatches, iterate_in_order
-from attnlab.data.parallel import ParallelCorpus, load_corpus
-from attnlab.errors import DataError, MissingFileError
+from attnlab.data.parallel import (  # filter_long: public name kept here (it moved there)
+    ParallelCorpus,
+    filter_long,
+    load_corpus,
+    warn_before_training,
+)
+from attnlab.errors import MissingFileError
 from attnlab.evaluation import score_corpus
 from attnlab.models import build_model
 from attnlab.models.common import shift_right
@@ -143,20 +148,6 @@ def encode_pairs(
     return list(zip(src, tgt, strict=True))
 
 
-def filter_long(
-    encoded: list[tuple[list[int], list[int]]], max_len: int, where: str
-) -> list[tuple[list[int], list[int]]]:
-    kept = [p for p in encoded if len(p[0]) <= max_len and len(p[1]) <= max_len]
-    dropped = len(encoded) - len(kept)
-    if dropped:
-        lines = [i + 1 for i, p in enumerate(encoded) if max(map(len, p)) > max_len][:5]
-        log.warning("%s: skipped %d pair(s) longer than --max-len %d subwords (lines %s ...)",
-                    where, dropped, max_len, lines)
-    if not kept:
-        raise DataError(f"{where}: every pair is longer than --max-len {max_len}; raise it")
-    return kept
-
-
 def prepare_corpus(settings: TranslationSettings,
                    splits: tuple[str, ...] = ("train", "valid", "test")) -> ParallelCorpus:
     """The corpus of a run. On the built-in corpus only `splits` are generated: test is drawn
@@ -199,13 +190,27 @@ class TranslationTask(Task):
     settings: TranslationSettings
 
     def load_data(self) -> None:
+        """The corpus, every split checked (data/parallel.py); the checks that need subwords
+        (--max-len) run in `encode_splits` as soon as the tokenizer exists."""
         self.corpus = prepare_corpus(self.settings)
+        if self.settings.data is not None:
+            warn_before_training(self.corpus, self.settings.data)
+
+    def encode_splits(self) -> None:
+        """Encode train (pairs over --max-len dropped; none left is a DataError) and valid,
+        before the run routine writes anything (new run) or trains (resume)."""
+        s, corpus = self.settings, self.corpus
+        self.train_encoded = filter_long(encode_pairs(self.tokenizer, corpus.split("train")),
+                                         s.max_len, corpus.sources["train"])
+        self.valid = corpus.split("valid")
+        self.valid_encoded = encode_pairs(self.tokenizer, self.valid)
 
     def new_model(self, out: Path) -> nn.Module:
         s = self.settings
         log.info("training a %d-entry BPE vocabulary", s.vocab_size)
         train_text = (text for pair in self.corpus.split("train") for text in pair)
         self.tokenizer = Tokenizer.train_bpe(train_text, vocab_size=s.vocab_size)
+        self.encode_splits()
         model = build_model(s.preset, vocab_size=self.tokenizer.vocab_size,
                             **{"max_seq_len": 256, **s.model_overrides})
         return model
@@ -216,6 +221,7 @@ class TranslationTask(Task):
         model = super().restore(out)
         self.tokenizer.require_specials(dict(zip(("pad", "bos", "eos", "unk"), range(4),
                                                  strict=True)), f"--resume: {out}")
+        self.encode_splits()
         return model
 
     def generation_settings(self) -> dict[str, Any]:
@@ -224,13 +230,9 @@ class TranslationTask(Task):
                 "length_penalty": self.settings.length_penalty}
 
     def batches(self, model: nn.Module) -> TokenBatches:
-        s, corpus, tokenizer = self.settings, self.corpus, self.tokenizer
-        train = filter_long(encode_pairs(tokenizer, corpus.split("train")), s.max_len,
-                            corpus.sources["train"])
-        self.valid = corpus.split("valid")
-        self.valid_encoded = encode_pairs(tokenizer, self.valid)
-        return TokenBatches(train, max_tokens=s.max_tokens, pad_id=tokenizer.pad_id,
-                            seed=s.seed)
+        s = self.settings
+        return TokenBatches(self.train_encoded, max_tokens=s.max_tokens,
+                            pad_id=self.tokenizer.pad_id, seed=s.seed)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         return loss_fn(model, batch, self.settings.label_smoothing)
@@ -262,7 +264,8 @@ class TranslationTask(Task):
     def metrics(self, model: nn.Module, result: TrainResult, precision: str) -> dict[str, Any]:
         """Test-set evaluation with beam search (the run's max_tokens), and test.hyp."""
         s, corpus = self.settings, self.corpus
-        self.test_pairs = corpus.pairs.get("test") or corpus.split("valid")
+        # No test split (load_data warned): the valid split is scored, and "split" says so.
+        self.test_pairs = corpus.split("test" if "test" in corpus.pairs else "valid")
         start = time.perf_counter()
         scores = evaluate_pairs(model, self.tokenizer, self.test_pairs, beam_size=s.beam_size,
                                 length_penalty=s.length_penalty, max_tokens=s.max_tokens)
