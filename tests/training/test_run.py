@@ -124,6 +124,9 @@ def test_ctrl_c_saves_says_how_to_resume_and_exits_130(data, tmp_path, monkeypat
     err = capsys.readouterr().err
     line = f"resume with `attnlab train lm --out {out} --resume`"
     assert line in err and (out / "checkpoints" / "step_0000001").is_dir()
+    # an interrupted run is not a model: no final files until the run ends well
+    assert not [name for name in ("config.json", "model.safetensors", "metrics.json")
+                if (out / name).exists()]
     monkeypatch.undo()
     assert main(["train", "lm", "--out", str(out), "--resume"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -153,7 +156,7 @@ def test_resume_keeps_the_settings_and_refuses_a_change(data, tmp_path, capsys):
     assert main(command("lm", data, out)) == 0
     assert main(["train", "lm", "--out", str(out), "--resume", "--lr", "0.5"]) == 2
     err = capsys.readouterr().err
-    assert "--lr is 0.5 but the run being resumed has 0.001" in err
+    assert "--resume: this run was started with lr=0.001, got 0.5 (a resumed run keeps" in err
     assert main(["train", "lm", "--out", str(out), "--resume", "--max-steps", "3"]) == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 3
     assert main(["train", "mlm", "--out", str(tmp_path / "none"), "--resume"]) == 2

@@ -12,7 +12,9 @@ reloaded).
 
 The settings are the `demo` recipe: `attnlab train translate --config demo` trains the same
 model. `--time-budget` adds a limit in seconds (then the result depends on machine speed).
-`--task reverse` runs the one-minute sequence-reversal demonstration instead.
+`--task reverse` runs the sequence-reversal demonstration instead. Each task has its own default
+folder (runs/demo, runs/demo-reverse); a folder that already holds a run is replaced only with
+`--overwrite`.
 """
 
 from __future__ import annotations
@@ -23,18 +25,25 @@ import time
 from pathlib import Path
 
 from attnlab.cli import reverse_demo
-from attnlab.cli.settings import positive_float, positive_int
+from attnlab.cli.settings import add_folder_flags, positive_float, positive_int
 from attnlab.serialization import atomic_write
-from attnlab.tasks import translation
 from attnlab.tasks.alignment import cross_attention, plot_alignment
-from attnlab.tasks.translation import load_recipe, settings_from_dict
+from attnlab.tasks.translation import TranslationTask, load_recipe, settings_from_dict
+from attnlab.training.run import run_task
+from attnlab.training.run_folder import check_target, read_record, write_record
+
+# Each demo its own folder, so one never replaces the other's model or metrics.
+DEFAULT_OUT = {"translate": "runs/demo", "reverse": "runs/demo-reverse"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=["translate", "reverse"], default="translate",
                         help="translate (default): the built-in translation demo; reverse: "
-                             "the one-minute sequence-reversal demo")
-    parser.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+                             "the sequence-reversal demo")
+    parser.add_argument("--out", default=None,
+                        help=f"output folder (default: {DEFAULT_OUT['translate']}, with --task "
+                             f"reverse {DEFAULT_OUT['reverse']})")
+    add_folder_flags(parser, resumable=False)
     parser.add_argument("--max-steps", type=positive_int, default=None,
                         help="translate: optimizer steps (default: the recipe's, "
                              f"{load_recipe('demo')['max_steps']:,})")
@@ -51,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.out = args.out or DEFAULT_OUT[args.task]
+    # before anything is printed: a folder holding a run is replaced only with --overwrite
+    check_target(Path(args.out), resume=False, overwrite=args.overwrite, resumable=False)
     if args.task == "reverse":
         args.seed = 0 if args.seed is None else args.seed
         return reverse_demo.run(args)
@@ -91,7 +103,7 @@ def run_translation(args: argparse.Namespace) -> int:
           f"{settings.max_steps:,} training steps{budget} on the built-in corpus "
           f"({settings.builtin_train_size:,} training pairs), then beam search on the test set\n")
     start = time.perf_counter()
-    outcome = translation.run_translation(settings)
+    outcome = run_task(TranslationTask(settings), overwrite=args.overwrite)
     if outcome.interrupted:
         print(f"interrupted at step {outcome.result.step}: resume with "
               f"`attnlab train translate --out {args.out} --resume`")
@@ -134,4 +146,8 @@ def run_translation(args: argparse.Namespace) -> int:
                "alignment_sentence": long_index, "alignment_png": str(heatmap)}
     text = json.dumps(summary, indent=2) + "\n"
     atomic_write(out / "demo.json", lambda t: Path(t).write_text(text))
+    record = read_record(out)  # the demo's own files belong to the run (for --overwrite)
+    if record is not None:
+        record["files"] = sorted({*record["files"], "alignment.png", "demo.json"})
+        write_record(out, record)
     return 0

@@ -1,6 +1,10 @@
-"""`attnlab demo --task reverse`: the attention core in one minute. Train a small
+"""`attnlab demo --task reverse`: the attention core in a few CPU minutes. Train a small
 encoder-decoder Transformer to reverse random symbol sequences, decode greedily with and without
 the KV cache, and save the cross-attention map, where the reversal shows as an anti-diagonal.
+
+Its folder is a run folder like a training run's (`training/run_folder.py`): run.json with the
+run id from the start, metrics.json and cross_attention.png only at a successful end, and a
+folder holding a run is replaced only with `--overwrite` (checked by `attnlab demo`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from attnlab.data.synthetic import EOS, sequence_task_batch
 from attnlab.errors import ConfigError
 from attnlab.generation import greedy_decode
 from attnlab.models import build_model
+from attnlab.serialization import atomic_write
+from attnlab.training.run_folder import new_record, remove_run, write_record
 from attnlab.training.schedule import inverse_sqrt_warmup
 from attnlab.viz import plot_attention
 
@@ -40,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} must be positive, got {getattr(args, name)}")
     torch.manual_seed(args.seed)
     out = Path(args.out)
+    if getattr(args, "overwrite", False):
+        remove_run(out)
     out.mkdir(parents=True, exist_ok=True)
+    write_record(out, new_record("demo-reverse", None, files=("cross_attention.png",)))
     vocab_size = args.symbols + 3
     model = build_model(
         "transformer-tiny", vocab_size=vocab_size, d_model=64, n_heads=4, n_layers=2, d_ff=256,
@@ -126,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         "decode_speedup_with_cache": round(t_uncached / t_cached, 2),
         "params": model.num_parameters(),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    text = json.dumps(metrics, indent=2) + "\n"
+    atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(text))
     print(f"\nexact-match accuracy on 256 unseen sequences: {accuracy:.1%}")
     print(f"cached == uncached greedy decoding: {same} "
           f"(cache {t_uncached / t_cached:.1f}x faster)")

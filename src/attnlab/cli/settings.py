@@ -142,19 +142,33 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type[RunSettings]) 
                             help=f"{help_text} ({_shown(default)})")
 
 
+def add_folder_flags(parser: argparse.ArgumentParser, resumable: bool = True) -> None:
+    """--resume and --overwrite, the two ways to train into a folder that holds a run (without
+    either, that is refused with a line saying which to use)."""
+    group = parser.add_mutually_exclusive_group()
+    if resumable:
+        group.add_argument("--resume", action="store_true",
+                           help="continue the run in --out with its saved settings and data "
+                                "(only --max-steps, --time-budget and --device may change; any "
+                                "other change is refused, listed)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace the run in --out: its files (settings, checkpoints, "
+                            "model, metrics) are deleted whole once the new run's data is "
+                            "read; refused if the folder holds files attnlab did not write")
+
+
 def add_run_flags(parser: argparse.ArgumentParser, cls: type[RunSettings],
                   config_help: str = "a JSON file of these settings") -> None:
-    """The flags every `attnlab train` command has: --config, --set, --resume, and one flag per
-    setting (among them --out, --max-steps, --time-budget, --seed, --device, --precision)."""
+    """The flags every `attnlab train` command has: --config, --set, --resume, --overwrite, and
+    one flag per setting (among them --out, --max-steps, --time-budget, --seed, --device,
+    --precision)."""
     parser.add_argument("--config", default=None, metavar="FILE",
                         help=f"start from {config_help}; flags given on the command line "
                              "override it")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="model config override (JSON value), e.g. --set dropout=0.2 "
                              "--set norm=rms")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out with its saved settings (only "
-                             "--max-steps, --time-budget and --device may change)")
+    add_folder_flags(parser)
     add_settings_flags(parser, cls)
 
 

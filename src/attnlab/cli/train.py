@@ -3,8 +3,10 @@
 
 Every task runs on the one run routine and takes the same run flags, generated from its
 settings: --config FILE, --set FIELD=VALUE, --out, --max-steps, --time-budget, --seed,
---device, --precision, --resume. Ctrl-C saves a resumable checkpoint, says how to resume and
-exits with 130; `--resume` continues the same run exactly.
+--device, --precision, --resume, --overwrite. Ctrl-C saves a resumable checkpoint, says how to
+resume and exits with 130; `--resume` continues the same run exactly (a change of settings or
+data is refused); a folder that holds a run is only replaced with `--overwrite`. The final
+model appears in --out only when the run ends well (`training/run_folder.py`).
 
 A task is registered once, in `COMMANDS`: its settings class (the flags come from it), its
 task class (run by the one run routine), its help, examples and the summary printed at the end.
@@ -162,7 +164,7 @@ def settings_from_args(args: argparse.Namespace, command: TrainCommand | None = 
 def run(args: argparse.Namespace) -> int:
     command = COMMANDS[args.task]
     settings = settings_from_args(args, command)
-    outcome = run_task(command.task(settings), resume=args.resume)
+    outcome = run_task(command.task(settings), resume=args.resume, overwrite=args.overwrite)
     if outcome.interrupted:
         print(f"interrupted at step {outcome.result.step}: resume with "
               f"`attnlab train {args.task} --out {settings.out} --resume`", file=sys.stderr)

@@ -6,6 +6,10 @@ tensors and numbers only, loaded with `torch.load(weights_only=True)`, never arb
 Each file is written to a temporary name and renamed; the folder itself is assembled under a
 temporary name and renamed, and only then does the `latest` pointer move. An interrupted save
 leaves the previous checkpoint intact and `latest` pointing at it.
+
+Each checkpoint carries the id of the run that wrote it (`run_id` in the safetensors metadata
+and the training state), so averaging refuses to mix two runs' steps and a resume refuses
+another run's checkpoint.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_model
 from torch import nn
 
+from attnlab.errors import FolderError
 from attnlab.serialization import WEIGHTS_NAME, atomic_write, load_weights
 
 log = logging.getLogger(__name__)
@@ -34,16 +40,19 @@ def step_dir_name(step: int) -> str:
 
 
 def save_checkpoint(
-    root: str | Path, step: int, model: nn.Module, state: dict[str, Any], keep_last: int = 5
+    root: str | Path, step: int, model: nn.Module, state: dict[str, Any], keep_last: int = 5,
+    run_id: str | None = None,
 ) -> Path:
-    """Write checkpoint `step` under `root`, move `latest` to it, prune to `keep_last`."""
+    """Write checkpoint `step` under `root`, move `latest` to it, prune to `keep_last`;
+    `run_id` is stored with the weights and in the state."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
     try:
-        save_model(model, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
-        torch.save(state, staging / STATE_NAME)
+        metadata = {"format": "pt", **({"run_id": run_id} if run_id else {})}
+        save_model(model, str(staging / WEIGHTS_NAME), metadata=metadata)
+        torch.save({**state, "run_id": run_id} if run_id else state, staging / STATE_NAME)
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -98,11 +107,36 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, Any]:
         raise ValueError(f"{path / STATE_NAME}: cannot load training state ({error})") from None
 
 
-def average_checkpoints(paths: list[Path], model: nn.Module) -> nn.Module:
+def checkpoint_run_id(path: str | Path) -> str | None:
+    """The id of the run that wrote the checkpoint at `path` (None: written before run ids)."""
+    weights = Path(path) / WEIGHTS_NAME
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return (f.metadata() or {}).get("run_id")
+    except (SafetensorError, OSError) as error:
+        raise FolderError(f"{weights}: not a readable safetensors file ({error})") from None
+
+
+def check_one_run(paths: list[Path], expected: str | None = None) -> None:
+    """Refuse checkpoints written by different runs (or by a run other than `expected`),
+    naming each checkpoint's run. Checkpoints that all predate run ids pass."""
+    ids = {Path(p): checkpoint_run_id(p) for p in paths}
+    found = set(ids.values())
+    if len(found) > 1 or (expected and found != {None} and found != {expected}):
+        named = ", ".join(f"{p.name} (run {i or 'unknown'})" for p, i in ids.items())
+        wanted = f"; the run folder is run {expected}" if expected else ""
+        raise FolderError(f"{Path(paths[0]).parent}: refusing to average checkpoints of "
+                          f"different runs: {named}{wanted}; average steps of one run only")
+
+
+def average_checkpoints(paths: list[Path], model: nn.Module,
+                        run_id: str | None = None) -> nn.Module:
     """Load the element-wise mean of several checkpoints' weights into `model` (Vaswani et al.
-    2017 averaged the last 5 or 20 checkpoints)."""
+    2017 averaged the last 5 or 20 checkpoints). Checkpoints of different runs (or, given
+    `run_id`, of another run) are refused."""
     if not paths:
         raise ValueError("average_checkpoints needs at least one checkpoint")
+    check_one_run(paths, run_id)
     total: dict[str, torch.Tensor] | None = None
     for path in paths:
         load_weights(model, Path(path) / WEIGHTS_NAME)

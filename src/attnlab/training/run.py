@@ -2,11 +2,15 @@
 
 A task is its settings (a `RunSettings` subclass), its data and its loss / metrics: it
 subclasses `Task`. `run_task` owns everything else, the same way for every task: resolving the
-device and precision, capping CPU threads, creating the run folder (`train_settings.json`,
-tokenizer, initial weights) or resuming it (the saved settings, only max_steps / time_budget /
-device may change), seeding, the Trainer (checkpoints, exact resume, Ctrl-C, time budget),
-the expected training time measured on the first steps, the final model folder
-(`model.save_pretrained`), metrics.json and loss_curve.png.
+device and precision, capping CPU threads, the run folder (`training/run_folder.py`: a folder
+holding a run is never replaced without `--overwrite`; a new run writes its settings, run.json
+with its id and data fingerprint, the tokenizer and the step-0 model under checkpoints/initial;
+`--resume` takes the saved settings and refuses, in one line, any change of settings or data
+but max_steps / time_budget / device), seeding, the Trainer (checkpoints carrying the run id,
+exact resume, Ctrl-C, time budget), the expected training time measured on the first steps,
+and, only at a successful end, the final model: metrics.json, loss_curve.png, then
+`model.save_pretrained` (config.json last). A run that fails, is interrupted or killed leaves
+checkpoints to resume from, never a loadable final model of its own.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -30,11 +35,27 @@ from attnlab.models.auto import from_pretrained
 from attnlab.serialization import atomic_write
 from attnlab.tokenizers import Tokenizer
 from attnlab.training.device import cap_torch_threads, resolve_device
+from attnlab.training.run_folder import (
+    CHECKPOINTS,
+    INITIAL,
+    check_target,
+    fingerprint,
+    fingerprint_differences,
+    foreign_names,
+    new_record,
+    note_task_files,
+    read_record,
+    remove_run,
+    task_files,
+    write_record,
+)
 from attnlab.training.settings import (
     SETTINGS_NAME,
     RunSettings,
     load_run_settings,
+    resume_refusal,
     resumed_settings,
+    settings_differences,
 )
 from attnlab.training.trainer import (
     BatchSource,
@@ -63,15 +84,15 @@ class Task:
 
     def new_model(self, out: Path) -> nn.Module:
         """Build the tokenizer (`self.tokenizer`) and model of a new run; save any other file
-        the task needs in `out`. The routine saves the settings, the tokenizer and the initial
-        weights."""
+        the task needs in `out` (run.json records its name). The routine saves the settings,
+        the tokenizer and the initial model; if this fails, the folder is left as it was."""
         raise NotImplementedError
 
     def restore(self, out: Path) -> nn.Module:
         """The tokenizer and model of the run in `out` (for --resume), through the folder
         owner; a task with more files extends it."""
         self.tokenizer = load_tokenizer(out)
-        return from_pretrained(out)
+        return from_pretrained(run_model_folder(out))
 
     def batches(self, model: nn.Module) -> BatchSource:
         """The training batches (the model is built or restored by now)."""
@@ -128,6 +149,13 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def run_model_folder(out: str | Path) -> Path:
+    """The folder a run's architecture is rebuilt from: checkpoints/initial (written at the
+    start of every run), else the run folder itself (runs of attnlab < 0.3)."""
+    initial = Path(out) / CHECKPOINTS / INITIAL
+    return initial if (initial / "config.json").is_file() else Path(out)
+
+
 def write_json(path: Path, value: Any) -> None:
     text = json.dumps(value, indent=2) + "\n"
     atomic_write(path, lambda t: Path(t).write_text(text))
@@ -156,27 +184,44 @@ def expected_time_note(max_steps: int, time_budget: float | None) -> Any:
     return on_step
 
 
-def run_task(task: Task, resume: bool = False, *, progress: bool = True) -> RunOutcome:
-    """Train `task` in `task.settings.out` (a new run, or the run there with `resume`)."""
+def run_task(task: Task, resume: bool = False, *, overwrite: bool = False,
+             progress: bool = True) -> RunOutcome:
+    """Train `task` in `task.settings.out`: a new run (refused where a run is, unless
+    `overwrite`: then that run is deleted once the data is read), or the run there with
+    `resume`."""
     s = task.settings
     out = Path(s.out)
+    check_target(out, resume=resume, overwrite=overwrite)
     device = resolve_device(s.device)
     precision = resolve_precision(s.precision, device.type)
     cap_torch_threads()
+    record = None
     if resume:
         if not (out / SETTINGS_NAME).is_file():
             raise MissingFileError(f"--resume: {out} holds no run to resume (no {SETTINGS_NAME})")
-        task.settings = s = resumed_settings(load_run_settings(type(s), out), s)
+        saved = load_run_settings(type(s), out)
+        record = read_record(out)
+        differences = settings_differences(saved, s)
+        if record is not None:
+            differences += fingerprint_differences(record["data"], fingerprint(saved))
+        if differences:
+            raise resume_refusal(differences)
+        task.settings = s = resumed_settings(saved, s)
     task.load_data()
     torch.manual_seed(s.seed)
     if resume:
+        if record is None:  # a run of attnlab < 0.3: record it from here on
+            log.warning("%s has no %s (an older run): recording its data as it is now", out,
+                        "run.json")
+            record = new_record(task.name, s)
+            write_record(out, record)
+        foreign = set(foreign_names(out, record))
         model = task.restore(out)
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        model = task.new_model(out)
-        write_json(out / SETTINGS_NAME, dataclasses.asdict(s))
-        model.save_pretrained(out, tokenizer=task.tokenizer,
-                              generation=task.generation_settings())
+        if overwrite:
+            remove_run(out)
+        foreign, record = set(foreign_names(out, None)), new_record(task.name, s)
+        model = start_run(task, out, record)
     model.to(device)
     log.info("training on %s in %s", device, precision)
     optimizer = task.optimizer(model)
@@ -188,25 +233,66 @@ def run_task(task: Task, resume: bool = False, *, progress: bool = True) -> RunO
                       grad_accum=s.grad_accum, clip_norm=s.clip_norm, eval_every=s.eval_every,
                       save_every=s.save_every, keep_last=s.keep_last, precision=precision,
                       progress=progress),
-        checkpoint_dir=out / "checkpoints", evaluate=task.evaluate,
+        checkpoint_dir=out / CHECKPOINTS, evaluate=task.evaluate,
         on_step=expected_time_note(s.max_steps, s.time_budget) if progress else None,
+        run_id=record["run_id"],
     )
     if resume and not trainer.resume():
-        log.warning("no checkpoint in %s: starting from step 0", out / "checkpoints")
+        log.warning("no checkpoint in %s: starting from step 0", out / CHECKPOINTS)
     start = time.perf_counter()
     result = trainer.fit()
     log.debug("fit took %.1fs", time.perf_counter() - start)
-    if result.stopped_by == "interrupt":
-        model.save_pretrained(out, generation=task.generation_settings())
+    if result.stopped_by == "interrupt":  # the checkpoint is saved; no final model
         return RunOutcome({"stopped_by": "interrupt", "step": result.step}, result, model, task)
     task.before_save(model, out)
-    model.save_pretrained(out, generation=task.generation_settings())
     metrics = task.metrics(model, result, precision)
+    write_final(task, model, out, metrics, result)
+    note_task_files(out, record, foreign)
+    return RunOutcome(metrics, result, model, task)
+
+
+def start_run(task: Task, out: Path, record: dict[str, Any]) -> nn.Module:
+    """The new run's model, with what a resume needs written in `out`: the task's files, the
+    tokenizer, checkpoints/initial (the step-0 model), train_settings.json, run.json last. A
+    failure (or Ctrl-C) on the way removes what this wrote, so the folder is as it was."""
+    existed = out.is_dir()
+    before = {p.name for p in out.iterdir()} if existed else set()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        model = task.new_model(out)
+        if task.tokenizer is not None:
+            task.tokenizer.save(out / "tokenizer.json")
+        model.save_pretrained(out / CHECKPOINTS / INITIAL,
+                              generation=task.generation_settings())
+        write_json(out / SETTINGS_NAME, dataclasses.asdict(task.settings))
+        record["files"] = sorted(task_files(out, before))
+        write_record(out, record)
+    except BaseException:
+        if not existed:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            for path in out.iterdir():
+                if path.name in before:
+                    continue
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
+    return model
+
+
+def write_final(task: Task, model: nn.Module, out: Path, metrics: dict[str, Any],
+                result: TrainResult) -> None:
+    """The final model of a run that ended well. config.json (of an earlier finished stretch
+    of the run) goes first and comes back last, so a kill half-way never leaves a config.json
+    beside weights or metrics it does not describe."""
+    (out / "config.json").unlink(missing_ok=True)
     write_json(out / "metrics.json", metrics)
     from attnlab.viz.curves import plot_training_curves  # matplotlib: only at the end
 
     plot_training_curves(result.history, result.evaluations, out / "loss_curve.png")
-    return RunOutcome(metrics, result, model, task)
+    model.save_pretrained(out, tokenizer=task.tokenizer, generation=task.generation_settings())
 
 
 def run_summary(result: TrainResult) -> dict[str, Any]:

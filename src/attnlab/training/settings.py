@@ -4,6 +4,9 @@ A task's settings dataclass extends `RunSettings`; each field is declared with `
 help, choices=...)`, so the command line (`attnlab.cli.settings`) reads the flag, its type,
 its help and its default from here and nothing is written twice. Validation raises
 `SettingError` (a `ConfigError`) that names the field; the CLI shows it under the flag's name.
+A field that names input files or folders is declared `setting(..., data=True)`: the run folder
+records a fingerprint of what it names (`training/run_folder.py`), so `--resume` notices data
+that changed under the same path.
 """
 
 from __future__ import annotations
@@ -34,13 +37,21 @@ class SettingError(ConfigError):
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *,
             choices: Iterable[str] | Callable[[], Iterable[str]] | None = None,
-            default_factory: Any = dataclasses.MISSING, flag: bool = True) -> Any:
+            default_factory: Any = dataclasses.MISSING, flag: bool = True,
+            data: bool = False) -> Any:
     """A dataclass field with its help text (and the values it accepts, for the help);
-    `flag=False` keeps it off the command line (e.g. model_overrides, set with --set)."""
-    metadata = {"help": help, "choices": choices, "flag": flag}
+    `flag=False` keeps it off the command line (e.g. model_overrides, set with --set);
+    `data=True` marks a path of input data (a file, or a folder of files) that the run folder
+    fingerprints."""
+    metadata = {"help": help, "choices": choices, "flag": flag, "data": data}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+def data_fields(cls: type) -> list[str]:
+    """The fields of a settings class declared `data=True` (paths of input data)."""
+    return [f.name for f in dataclasses.fields(cls) if f.metadata.get("data")]
 
 
 def choices_of(f: dataclasses.Field) -> list[str] | None:
@@ -169,19 +180,31 @@ def load_run_settings(cls: type[S], out: str | Path) -> S:
     return settings_from_dict(cls, read_json_object(path), str(path))
 
 
+def settings_differences(saved: RunSettings, given: RunSettings) -> list[str]:
+    """Each setting a resume may not change that differs, as "name=saved, got given"."""
+    may_change = ("out", *RESUMABLE_CHANGES)  # out: the folder may have moved
+    return [f"{f.name}={getattr(saved, f.name)!r}, got {getattr(given, f.name)!r}"
+            for f in dataclasses.fields(saved)
+            if f.name not in may_change and getattr(saved, f.name) != getattr(given, f.name)]
+
+
+def resume_refusal(differences: list[str]) -> ConfigError:
+    """The one-line refusal of a resume that would change the run (settings or data)."""
+    return ConfigError(f"--resume: this run was started with {'; '.join(differences)} (a "
+                       f"resumed run keeps its settings and data; only "
+                       f"{', '.join(RESUMABLE_CHANGES)} may change; --overwrite starts a new "
+                       "run in its place)")
+
+
 def resumed_settings(saved: S, given: S) -> S:
     """The saved settings with what a resume may change taken from `given`; any other
-    difference is refused (the run would no longer be the run it continues)."""
-    may_change = ("out", *RESUMABLE_CHANGES)  # out: the folder may have moved
-    differ = [f.name for f in dataclasses.fields(saved)
-              if f.name not in may_change
-              and getattr(saved, f.name) != getattr(given, f.name)]
-    if differ:
-        name = differ[0]
-        raise SettingError(name, f"{name} is {getattr(given, name)!r} but the run being resumed "
-                                 f"has {getattr(saved, name)!r}; a resumed run keeps its "
-                                 f"settings (only {', '.join(RESUMABLE_CHANGES)} may change)")
-    return dataclasses.replace(saved, **{k: getattr(given, k) for k in may_change})
+    difference is refused, all of them named in one line (the run would no longer be the run
+    it continues)."""
+    differences = settings_differences(saved, given)
+    if differences:
+        raise resume_refusal(differences)
+    return dataclasses.replace(saved, **{k: getattr(given, k)
+                                         for k in ("out", *RESUMABLE_CHANGES)})
 
 
 def load_config(name_or_path: str, cls: type[S], recipes: Path | None = None) -> dict[str, Any]:

@@ -5,7 +5,8 @@ bar (loss, lr, tokens/s), periodic evaluation and checkpoints, a step / time bud
 resume (weights, optimizer, step, data position, RNG), and a graceful Ctrl-C: the first one
 finishes the current step, saves a resumable checkpoint and stops; a second one aborts.
 The task supplies `loss_fn(model, batch) -> (mean loss over tokens, token count)` and a
-resumable batch source (`next()`, `state_dict()`, `load_state_dict()`).
+resumable batch source (`next()`, `state_dict()`, `load_state_dict()`). With a `run_id`, every
+checkpoint carries it and `resume` refuses a checkpoint of another run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from attnlab.errors import FolderError
 from attnlab.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,7 @@ class Trainer:
         checkpoint_dir: str | Path | None = None,
         evaluate: Callable[[nn.Module, int], dict[str, float]] | None = None,
         on_step: Callable[[Trainer], None] | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -113,6 +116,7 @@ class Trainer:
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.evaluate = evaluate
         self.on_step = on_step  # called after every optimizer step (e.g. to time the first few)
+        self.run_id = run_id  # stored in each checkpoint; resume refuses another run's
         self.step = 0
         self.train_seconds = 0.0
         self.train_tokens = 0
@@ -138,7 +142,7 @@ class Trainer:
         if self.checkpoint_dir is None:
             raise ValueError("this Trainer has no checkpoint_dir")
         return save_checkpoint(self.checkpoint_dir, self.step, self.model, self.state_dict(),
-                               keep_last=self.config.keep_last)
+                               keep_last=self.config.keep_last, run_id=self.run_id)
 
     def resume(self, path: str | Path | None = None) -> bool:
         """Restore the newest checkpoint (or `path`); False when there is none."""
@@ -149,6 +153,10 @@ class Trainer:
             if path is None:
                 return False
         state = load_checkpoint(path, self.model)
+        found = state.get("run_id")
+        if self.run_id and found and found != self.run_id:
+            raise FolderError(f"{path}: this checkpoint belongs to run {found}, not to the run "
+                              f"being resumed ({self.run_id})")
         self.optimizer.load_state_dict(state["optimizer"])
         self.batches.load_state_dict(state["batches"])
         torch.set_rng_state(state["torch_rng"])
