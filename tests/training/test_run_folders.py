@@ -6,9 +6,7 @@ their own folders. Each refusal leaves the folder byte for byte as it was."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,38 +24,14 @@ from attnlab.training.run_folder import describe, fingerprint_differences
 from attnlab.training.settings import setting
 
 
-def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
-    """Every file and folder under `folder`: (mtime in ns, sha256 of its bytes)."""
-    found = {}
-    for path in sorted(folder.rglob("*")):
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-        found[str(path.relative_to(folder))] = (path.stat().st_mtime_ns, digest)
-    return found
-
-
-@pytest.fixture
-def text(tmp_path) -> Path:
-    rng = random.Random(0)
-    words = "the cat sat on a warm mat while the dog ran after a red ball".split()
-    path = tmp_path / "text.txt"
-    path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(8)) for _ in range(200))
-                    + "\n")
-    return path
-
-
-def lm(text: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "lm", "--text", str(text), "--out", str(out), "--max-steps", "2",
-            "--save-every", "1", "--warmup-steps", "1", "--block-size", "16", "--batch-size", "4",
-            "--vocab-size", "300", "--set", "n_layers=1", *extra]
-
-
 def one_error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.count("error: ") == 1
     return err
 
 
-def test_a_second_run_into_a_run_folder_is_refused_and_nothing_changes(text, tmp_path, capsys):
+def test_a_second_run_into_a_run_folder_is_refused_and_nothing_changes(lm, snapshot, text,
+                                                                       tmp_path, capsys):
     out = tmp_path / "run"
     assert main(lm(text, out)) == 0
     before = snapshot(out)
@@ -69,7 +43,7 @@ def test_a_second_run_into_a_run_folder_is_refused_and_nothing_changes(text, tmp
     assert snapshot(out) == before
 
 
-def test_overwrite_replaces_the_run_whole(text, tmp_path, capsys):
+def test_overwrite_replaces_the_run_whole(lm, text, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(lm(text, out, "--max-steps", "3")) == 0
     old_id = json.loads((out / "run.json").read_text())["run_id"]
@@ -84,7 +58,8 @@ def test_overwrite_replaces_the_run_whole(text, tmp_path, capsys):
     assert not (out / ".model.safetensors.x1.tmp").exists()
 
 
-def test_overwrite_refuses_a_folder_with_files_attnlab_did_not_write(text, tmp_path, capsys):
+def test_overwrite_refuses_a_folder_with_files_attnlab_did_not_write(lm, snapshot, text,
+                                                                     tmp_path, capsys):
     out = tmp_path / "run"
     assert main(lm(text, out)) == 0
     (out / "notes.txt").write_text("my notes\n")
@@ -96,7 +71,7 @@ def test_overwrite_refuses_a_folder_with_files_attnlab_did_not_write(text, tmp_p
     assert snapshot(out) == before
 
 
-def test_resume_and_overwrite_exclude_each_other(text, tmp_path, capsys):
+def test_resume_and_overwrite_exclude_each_other(lm, text, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
         main(lm(text, tmp_path / "run", "--resume", "--overwrite"))
     assert exit.value.code == 2
@@ -104,7 +79,8 @@ def test_resume_and_overwrite_exclude_each_other(text, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_resume_lists_every_changed_setting_and_changes_nothing(text, tmp_path, capsys):
+def test_resume_lists_every_changed_setting_and_changes_nothing(lm, snapshot, text,
+                                                                tmp_path, capsys):
     out = tmp_path / "run"
     assert main(lm(text, out)) == 0
     before = snapshot(out)
@@ -132,7 +108,7 @@ def marked(text: Path, out: Path, **values) -> LanguageModelTask:
     return LanguageModelTask(MarkedLM(**{**base, **values}))
 
 
-def test_resume_refuses_changed_data_under_the_same_path(text, tmp_path):
+def test_resume_refuses_changed_data_under_the_same_path(snapshot, text, tmp_path):
     out = tmp_path / "run"
     run_task(marked(text, out), progress=False)
     record = json.loads((out / "run.json").read_text())
@@ -178,7 +154,7 @@ def test_the_fingerprint_names_each_change_in_a_data_folder(tmp_path):
         f"data {folder} is gone"]
 
 
-def test_a_failed_run_leaves_no_final_model_and_resumes(text, tmp_path, monkeypatch, capsys):
+def test_a_failed_run_leaves_no_final_model_and_resumes(lm, text, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
 
     def failing(self, model, result, precision):
@@ -196,7 +172,8 @@ def test_a_failed_run_leaves_no_final_model_and_resumes(text, tmp_path, monkeypa
     assert attnlab.from_pretrained(out).config.n_layers == 1
 
 
-def test_a_failed_start_leaves_the_folder_as_it_was(text, tmp_path, monkeypatch, capsys):
+def test_a_failed_start_leaves_the_folder_as_it_was(lm, snapshot, text,
+                                                    tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "mine.txt").write_text("kept\n")
@@ -215,7 +192,7 @@ def test_a_failed_start_leaves_the_folder_as_it_was(text, tmp_path, monkeypatch,
     assert not (tmp_path / "new").exists()
 
 
-def test_average_refuses_checkpoints_of_two_runs(text, tmp_path, capsys):
+def test_average_refuses_checkpoints_of_two_runs(lm, snapshot, text, tmp_path, capsys):
     out, other = tmp_path / "run", tmp_path / "other"
     assert main(lm(text, out)) == 0
     assert main(lm(text, other, "--max-steps", "3")) == 0
@@ -232,7 +209,7 @@ def test_average_refuses_checkpoints_of_two_runs(text, tmp_path, capsys):
     assert main(["average", "--model", str(other), "--last", "2"]) == 0
 
 
-def test_average_of_an_unfinished_run_rebuilds_it_from_checkpoints(text, tmp_path, capsys,
+def test_average_of_an_unfinished_run_rebuilds_it_from_checkpoints(lm, text, tmp_path, capsys,
                                                                    monkeypatch):
     out = tmp_path / "run"
     monkeypatch.setattr(LanguageModelTask, "metrics",
@@ -255,7 +232,7 @@ def test_each_demo_has_its_own_default_folder(monkeypatch):
     assert seen == {"reverse": "runs/demo-reverse", "translate": "runs/demo"}
 
 
-def test_the_reverse_demo_does_not_replace_a_run(tmp_path, capsys):
+def test_the_reverse_demo_does_not_replace_a_run(snapshot, tmp_path, capsys):
     argv = ["demo", "--task", "reverse", "--out", str(tmp_path), "--steps", "2",
             "--batch-size", "4", "--max-len", "6"]
     assert main(argv) == 0
