@@ -4,6 +4,8 @@ beam search, and a BERT folder, refused by its declared kind."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
 from tokenizers import Tokenizer as HFTokenizer
@@ -120,3 +122,92 @@ def test_an_encoder_only_folder_is_refused_by_its_kind(tmp_path, capsys, command
     assert len(err.splitlines()) == 1
     assert str(tmp_path) in err and "encoder-only" in err and "Bert" in err
     assert "`attnlab viz`" in err and f"`attnlab {command[0]}` cannot use it" in err
+
+
+# -- input handling (issue 16): blank lines keep their place, flags are checked before output --
+
+
+@pytest.fixture(scope="module")
+def gpt2_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gpt2")
+    tokenizer = t5_tokenizer()
+    torch.manual_seed(0)
+    build_model("gpt2-tiny", vocab_size=tokenizer.get_vocab_size(), bos_token_id=1,
+                eos_token_id=1).eval().save_pretrained(folder)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def test_translate_keeps_blank_lines_in_place(tmp_path, capsys, monkeypatch):
+    text = [f"{w} {v} {w}" for w in WORDS.split() for v in WORDS.split()[:5]]
+    tokenizer = Tokenizer.train_bpe(text, vocab_size=300, min_frequency=1)
+    torch.manual_seed(0)
+    model = build_model("transformer-tiny", vocab_size=tokenizer.vocab_size).eval()
+    save_pretrained(model, tmp_path)
+    tokenizer.save(tmp_path / "tokenizer.json")
+    monkeypatch.setattr("sys.stdin", io.StringIO("the dog runs\n\na green cat sleeps\n   \r\n"))
+    assert main(["translate", "--model", str(tmp_path)]) == 0
+    first, second = translate(model, tokenizer, ["the dog runs", "a green cat sleeps"])
+    assert capsys.readouterr().out.split("\n") == [first, "", second, "", ""]
+    # only blank lines: as many blank lines out, nothing decoded
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n\n\n"))
+    assert main(["translate", "--model", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "\n\n\n"
+
+
+def test_translate_numbers_a_too_long_line_among_blank_lines_by_its_input_line(gpt2_folder,
+                                                                                capsys):
+    long = " ".join(["the big dog"] * 60)  # 181 tokens with </s>: more than max_seq_len 128
+    assert main(["translate", "--model", str(gpt2_folder), "", "the dog", "", long]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "sentence 4 has 181 tokens, no room left in the model's max_seq_len=128" in captured.err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--do-sample", "--temperature", "0"], "--temperature must be > 0, got 0.0"),
+    (["--temperature", "-1"], "--temperature must be > 0, got -1.0"),
+    (["--top-p", "0"], "--top-p must be in (0, 1], got 0.0"),
+    (["--top-p", "1.5"], "--top-p must be in (0, 1], got 1.5"),
+    (["--top-k", "-1"], "--top-k must be >= 0 (0 = off), got -1"),
+    (["--repetition-penalty", "0"], "--repetition-penalty must be > 0 (1 = off), got 0.0"),
+    (["--length-penalty", "-1"], "--length-penalty must be a finite number >= 0, got -1.0"),
+    (["--do-sample", "--num-beams", "2"],
+     "--do-sample needs --num-beams 1 (beam sampling is not supported), got --num-beams 2"),
+    (["--num-beams", "0"], "--num-beams: expected a positive integer, got 0"),
+    (["--prompt", ""], "--prompt must be non-empty text, got ''"),
+    (["--prompt", "   "], "--prompt must be non-empty text, got '   '"),
+    (["--max-new-tokens", "200"], "prompt length 4 + max_new_tokens 200 exceeds the model's "
+                                  "context of 128 positions"),
+])
+def test_generate_checks_every_flag_before_writing_anything(gpt2_folder, capsys, flags, message):
+    args = ["generate", "--model", str(gpt2_folder), "--prompt", "the big dog", *flags]
+    try:
+        code = main(args)
+    except SystemExit as exit:  # argparse's own type check (--num-beams 0)
+        code = exit.code
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert message in captured.err
+    assert len(captured.err.strip().splitlines()) <= 2  # argparse adds its usage line
+
+
+@pytest.mark.parametrize("model", ["missing", "bert"])
+def test_generate_checks_the_folder_and_its_kind_before_writing_anything(tmp_path, capsys,
+                                                                         model):
+    folder = tmp_path / model
+    if model == "bert":
+        build_model("bert-tiny").save_pretrained(folder)
+    assert main(["generate", "--model", str(folder), "--prompt", "the dog"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (f"{folder} is not a folder" if model == "missing" else "encoder-only") in captured.err
+
+
+def test_translate_checks_its_flags_before_loading(tmp_path, capsys):
+    assert main(["translate", "--model", str(tmp_path / "nowhere"), "--length-penalty", "-1",
+                 "a b"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "length_penalty must be a finite number >= 0, got -1.0" in captured.err

@@ -70,6 +70,38 @@ def output_text(tokenizer: Tokenizer, ids: Sequence[int], config: Any) -> str:
     return tokenizer.backend.decode([i for i in ids if i not in drop], skip_special_tokens=False)
 
 
+# The names the shared checks (generation/processors.py, beam.py) use -> this command's flags.
+FLAG_NAMES = {"max_new_tokens": "--max-new-tokens", "temperature": "--temperature",
+              "top_p": "--top-p", "top_k": "--top-k", "repetition_penalty": "--repetition-penalty",
+              "beam_size": "--num-beams", "length_penalty": "--length-penalty"}
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Every decoding flag, checked by the same rules `generate` applies, before anything is
+    loaded or printed; a ConfigError names the flag and the value."""
+    from attnlab.generation.beam import check_beam_arguments
+    from attnlab.generation.processors import check_settings
+
+    if not args.prompt.strip():
+        raise ConfigError(f"--prompt must be non-empty text, got {args.prompt!r}")
+    if not args.temperature > 0:  # also without --do-sample: a value no decoding accepts
+        raise ConfigError(f"--temperature must be > 0, got {args.temperature}")
+    if args.do_sample and args.num_beams > 1:
+        raise ConfigError(f"--do-sample needs --num-beams 1 (beam sampling is not supported), "
+                          f"got --num-beams {args.num_beams}")
+    try:
+        check_settings(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
+                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                       repetition_penalty=args.repetition_penalty)
+        check_beam_arguments(args.num_beams, args.length_penalty, args.max_new_tokens)
+    except ConfigError as error:
+        message = str(error)
+        for name, flag in FLAG_NAMES.items():
+            if message.startswith(name + " "):
+                message = flag + message[len(name):]
+        raise ConfigError(message) from None
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -77,20 +109,22 @@ def run(args: argparse.Namespace) -> int:
     from attnlab.io import load_tokenizer
     from attnlab.models.auto import from_pretrained
 
+    check_flags(args)  # nothing is written to stdout before every flag is known to be good
     model = from_pretrained(args.model)
     kind = require_generating(model, args.model, "generate")
     tokenizer = load_tokenizer(args.model)
-    if not args.prompt:
-        raise ConfigError("--prompt is empty")
     settings = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
                     temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                     repetition_penalty=args.repetition_penalty, seed=args.seed)
     if kind == DECODER_ONLY and args.num_beams == 1:  # stream the continuation
-        sys.stdout.write(args.prompt)
+        # The prompt is echoed with the first new piece, once the model has accepted the
+        # prompt (its length, the context left), so an error is never glued to it.
+        pending = args.prompt
         for piece in stream_text(model, tokenizer, args.prompt, **settings):
-            sys.stdout.write(piece)
+            sys.stdout.write(pending + piece)
             sys.stdout.flush()
-        sys.stdout.write("\n")
+            pending = ""
+        sys.stdout.write(pending + "\n")
         return 0
     beams = dict(num_beams=args.num_beams, length_penalty=args.length_penalty)
     if kind == DECODER_ONLY:  # beam search: the whole continuation at once

@@ -4,6 +4,7 @@ Any encoder-decoder folder translates as in training's evaluation (batched beam 
 written by `attnlab train translate` (Transformer, RNN, ConvS2S) or a T5 folder with its own
 tokenizer.json (give T5 its task prefix, e.g. "translate English to German: "). A decoder-only
 folder continues each line (prompt it to translate). An encoder-only folder is refused.
+Output line i is the translation of input line i: a blank input line gives a blank output line.
 
     attnlab translate --model runs/translate "the old farmer sells red apples ."
     cat input.txt | attnlab translate --model runs/translate > output.txt
@@ -13,13 +14,14 @@ folder continues each line (prompt it to translate). An encoder-only folder is r
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any
 
 from attnlab.cli.generate import output_text, require_generating
 from attnlab.cli.settings import positive_int
 from attnlab.errors import DataError
-from attnlab.generation.beam import MAX_LEN_OFFSET
+from attnlab.generation.beam import MAX_LEN_OFFSET, check_beam_arguments
 from attnlab.generation.mixin import ENCODER_DECODER
 from attnlab.io import load_generation_config, load_tokenizer
 from attnlab.models.auto import from_pretrained
@@ -30,7 +32,9 @@ from attnlab.tokenizers import Tokenizer
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a model folder written by attnlab train, "
                         "or any generating model folder with its tokenizer.json")
-    parser.add_argument("sentences", nargs="*", help="sentences (default: read stdin)")
+    parser.add_argument("sentences", nargs="*",
+                        help="sentences (default: read stdin, one per line); a blank line "
+                             "gives a blank output line, so line counts match")
     parser.add_argument("--beam-size", type=positive_int, default=None,
                         help="beam width (default: the folder's generation_config.json, else 4)")
     parser.add_argument("--length-penalty", type=float, default=None,
@@ -65,21 +69,35 @@ def first(*values: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.length_penalty is not None:  # flags first, before anything is loaded or printed
+        check_beam_arguments(1, args.length_penalty, None)
     model = from_pretrained(args.model)
     kind = require_generating(model, args.model, "translate")
-    sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
-    empty = [i + 1 for i, s in enumerate(sentences) if not s.strip()]
-    if empty:
-        raise DataError(f"empty input sentence(s) at position(s) {empty[:10]}")
+    sentences = args.sentences or [line.rstrip("\r\n") for line in sys.stdin]
     tokenizer = load_tokenizer(args.model)
     suggested = load_generation_config(args.model)
     settings = dict(beam_size=first(args.beam_size, suggested.get("num_beams"), 4),
                     length_penalty=first(args.length_penalty, suggested.get("length_penalty"),
                                          0.6))
-    if kind == ENCODER_DECODER:
-        lines = translate(model, tokenizer, sentences, **settings)
-    else:
-        lines = continue_lines(model, tokenizer, sentences, **settings)
-    for line in lines:
+    check_beam_arguments(settings["beam_size"], settings["length_penalty"], None)
+    # A blank input line gives a blank output line: line i of the output is always the
+    # translation of line i of the input (paste/diff-friendly), and nothing is decoded for it.
+    real = [i for i, sentence in enumerate(sentences) if sentence.strip()]
+    texts = [sentences[i] for i in real]
+    try:
+        if not texts:
+            lines = []
+        elif kind == ENCODER_DECODER:
+            lines = translate(model, tokenizer, texts, **settings)
+        else:
+            lines = continue_lines(model, tokenizer, texts, **settings)
+    except DataError as error:  # "sentence N" counts the non-blank lines: count them all
+        raise DataError(re.sub(r"^sentence (\d+)\b",
+                               lambda m: f"sentence {real[int(m.group(1)) - 1] + 1}",
+                               str(error))) from None
+    output = [""] * len(sentences)
+    for i, line in zip(real, lines, strict=True):
+        output[i] = line
+    for line in output:
         print(line)
     return 0
