@@ -283,11 +283,14 @@ def test_cli_on_a_preset_writes_scores_and_png(tmp_path, capsys):
     assert main(["heads", "--preset", "gpt2-tiny", "--out", str(out), "--length", "16",
                  "--batch", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "previous-token" in printed and "induction" in printed and "L0H0" in printed
+    assert "previous-token" in printed and "induction" in printed and "L1H1" in printed
+    assert "L0H" not in printed and "H0 " not in printed  # numbered from 1, as viz does
     scores = json.loads((out / "scores.json").read_text())
     values = scores["views"]["self-attention"]["previous_token"]
     assert len(values) == 2 and len(values[0]) == 4
     assert scores["probe"]["length"] == 16
+    assert scores["numbering"].startswith("layers and heads are numbered from 1: L1H1 is the "
+                                          "first head of the first layer (row 0, column 0")
     assert (out / "heads.png").stat().st_size > 1000
 
 

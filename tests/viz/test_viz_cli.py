@@ -45,7 +45,7 @@ def test_decoder_only_writes_grid_rollout_heads_maps(folders, tmp_path, capsys):
     assert (out / "causal-self-attention_grid.png").is_file()
     assert (out / "causal-self-attention-rollout.png").is_file()
     heads = sorted(p.name for p in (out / "heads").iterdir())
-    assert heads == [f"causal-self-attention_L{layer}_H{head}.png"
+    assert heads == [f"causal-self-attention_L{layer}H{head}.png"
                      for layer in (1, 2) for head in (1, 2, 3, 4)]
     assert not (out / "index.html").exists()
     maps = json.loads((out / "maps.json").read_text())
@@ -67,7 +67,7 @@ def test_translation_model_writes_every_view_alignment_and_viewer(folders, tmp_p
     for name in ("encoder-self-attention", "decoder-self-attention", "cross-attention"):
         assert (out / f"{name}_grid.png").is_file()
         assert {p.name for p in (out / "heads").glob(f"{name}_L*")} == {
-            f"{name}_L2_H1.png", f"{name}_L2_H3.png"}
+            f"{name}_L2H1.png", f"{name}_L2H3.png"}
     assert (out / "cross-attention_alignment.png").is_file()
     assert (out / "encoder-self-attention-rollout.png").is_file()
     maps = json.loads((out / "maps.json").read_text())
@@ -82,7 +82,7 @@ def test_one_head_views_take_the_layers_they_have(folders, tmp_path):
     out = tmp_path / "viz"
     assert viz("--model", folders["convs2s-tiny"], "--text", TEXT, "--target",
                "apple stock crashed on monday", "--out", out, "--layers", "2", "--no-html") == 0
-    assert sorted(p.name for p in (out / "heads").iterdir()) == ["cross-attention_L2_H1.png"]
+    assert sorted(p.name for p in (out / "heads").iterdir()) == ["cross-attention_L2H1.png"]
     assert (out / "cross-attention_alignment.png").is_file()
 
 
@@ -104,3 +104,28 @@ def test_folder_without_tokenizer_is_named(tmp_path, capsys):
     build_model("gpt2-tiny").save_pretrained(tmp_path / "m")
     assert viz("--model", tmp_path / "m", "--text", TEXT, "--out", tmp_path / "out") == 2
     assert "tokenizer.json not found" in capsys.readouterr().err
+
+
+def test_heads_and_viz_call_the_same_head_by_the_same_name(folders, tmp_path, capsys):
+    """Layers and heads are numbered from 1 in both commands (issue 16): the head `attnlab
+    heads` reports as L2H3 is the one `attnlab viz --layers 2 --heads 3` draws in
+    `..._L2H3.png`, and scores.json's row 1, column 2."""
+    folder = folders["gpt2-tiny"]
+    assert main(["heads", "--model", str(folder), "--out", str(tmp_path / "heads"),
+                 "--length", "8", "--batch", "1", "--top", "8"]) == 0
+    report = capsys.readouterr().out
+    scores = json.loads((tmp_path / "heads" / "scores.json").read_text())
+    first_token = scores["views"]["self-attention"]["first_token"]  # (layers, heads)
+    row = next(line for line in report.splitlines() if line.strip().startswith("first-token"))
+    named = dict(item.split() for item in row.split(None, 1)[1].split(", "))  # name -> score
+    assert sorted(named) == [f"L{layer}H{head}" for layer in (1, 2) for head in (1, 2, 3, 4)]
+    for name, score in named.items():
+        layer, head = map(int, name[1:].split("H"))
+        assert f"{first_token[layer - 1][head - 1]:.2f}" == score
+    table = [line.split() for line in report.splitlines() if line.startswith("      ")]
+    assert {(int(r[0]), int(r[1])) for r in table if len(r) > 2} == {
+        (layer, head) for layer in (1, 2) for head in (1, 2, 3, 4)}
+    assert viz("--model", folder, "--text", TEXT, "--out", tmp_path / "viz", "--layers", "2",
+               "--heads", "3", "--no-html") == 0
+    drawn = [p.name for p in (tmp_path / "viz" / "heads").iterdir()]
+    assert drawn == ["causal-self-attention_L2H3.png"] and "L2H3" in named

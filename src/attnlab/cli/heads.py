@@ -7,7 +7,9 @@ definitions and papers: `attnlab.viz.heads`.
     attnlab heads --preset gpt2-tiny                      # a preset with random weights
 
 Writes OUT/scores.json and OUT/heads.png (one layers x heads heatmap per behaviour) and prints
-the best heads of each behaviour and a per-head table.
+the best heads of each behaviour and a per-head table. Layers and heads are numbered from 1:
+L1H1 is the first head of the first layer, the same head `attnlab viz` draws in
+`<view>_L1H1.png` (in scores.json, row 0 and column 0 of each layers x heads array).
 """
 
 from __future__ import annotations
@@ -34,20 +36,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=positive_int, default=8,
                         help="random sequences averaged per probe")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--top", type=positive_int, default=3, help="best heads listed")
+    parser.add_argument("--top", type=positive_int, default=3,
+                        help="best heads listed, as LlHh with layers and heads numbered from 1 "
+                             "(as in attnlab viz)")
     parser.add_argument("--radius", type=float, default=1.0,
                         help="cross-attention diagonal band half-width, in source positions")
 
 
 def format_report(result: HeadScores, top: int) -> str:
-    """The best heads per behaviour, then one row per (view, layer, head)."""
+    """The best heads per behaviour, then one row per (view, layer, head); layers and heads
+    numbered from 1 (`attnlab.viz.heads.head_name`)."""
+    from attnlab.viz.heads import head_name
+
     lines = [f"head scores of {result.model} (probe: {result.probe['batch']} x "
              f"{result.probe['length']} random ids, seed {result.probe['seed']})", ""]
     for view, scores in result.scores.items():
         names = [name for name in scores if name != "offset_value"]
         lines.append(f"{view}: best heads")
         for name in names:
-            best = ", ".join(f"L{layer}H{head} {score:.2f}"
+            best = ", ".join(f"{head_name(layer, head)} {score:.2f}"
                              + (f" (d={int(scores['offset_value'][layer, head])})"
                                 if name == "offset" else "")
                              for layer, head, score in result.top_heads(view, name, top))
@@ -68,7 +75,7 @@ def format_report(result: HeadScores, top: int) -> str:
                     if name == "offset":
                         cell += f" d={int(scores['offset_value'][layer, head])}"
                     cells.append(f"{cell:>15}")
-                lines.append(f"  {layer:>5} {head:>4} " + " ".join(cells))
+                lines.append(f"  {layer + 1:>5} {head + 1:>4} " + " ".join(cells))
         lines.append("")
     return "\n".join(lines)
 

@@ -6,8 +6,10 @@ model, maps.json (the weights with their tokens) and a one-file HTML viewer.
     attnlab viz --model DIR --text "..." --target "..." --out viz/ --layers 1 2 --heads 1
 
 Encoder-decoders are teacher-forced on --target (default: the model's own greedy output).
-Layers and heads are numbered from 1, as in the file names. Models on the fused kernel return
-their weights recomputed with the reference math, so the maps are the same either way.
+Layers and heads are numbered from 1, in --layers / --heads, titles and file names:
+`heads/<view>_L1H1.png` is the first head of the first layer, the name `attnlab heads` prints.
+Models on the fused kernel return their weights recomputed with the reference math, so the
+maps are the same either way.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from attnlab.errors import ConfigError  # noqa: E402
+from attnlab.viz.heads import head_name  # noqa: E402
 from attnlab.viz.heatmap import plot_attention  # noqa: E402
 from attnlab.viz.maps import AttentionView  # noqa: E402
 
@@ -83,15 +84,17 @@ def _labels(view: AttentionView) -> dict[str, str]:
 
 def plot_heads(view: AttentionView, directory: str | Path, layers: Sequence[int] | None = None,
                heads: Sequence[int] | None = None) -> list[Path]:
-    """One heatmap per chosen (layer, head): `<view>_L<l>_H<h>.png`, numbered from 1."""
+    """One heatmap per chosen (layer, head): `<view>_L<l>H<h>.png`, numbered from 1, the name
+    `attnlab heads` prints for the same head (`viz.heads.head_name`)."""
     directory = Path(directory)
     paths = []
     for layer in check_indices(layers, view.n_layers, "layers"):
         for head in check_indices(heads, view.n_heads, "heads"):
             paths.append(plot_attention(
                 view.weights[layer, head], view.query_tokens, view.key_tokens,
-                directory / f"{slug(view.name)}_L{layer + 1}_H{head + 1}.png",
-                title=f"{view.name}, layer {layer + 1}, head {head + 1}", **_labels(view)))
+                directory / f"{slug(view.name)}_{head_name(layer, head)}.png",
+                title=f"{view.name}, layer {layer + 1}, head {head + 1} "
+                      f"({head_name(layer, head)})", **_labels(view)))
     return paths
 
 

@@ -37,6 +37,18 @@ from torch import Tensor, nn
 
 from attnlab.errors import ConfigError
 
+# What people read names layers and heads from 1 ("layer 1" is the first), everywhere: the heads
+# report, scores.json, heads.png, and `attnlab viz`'s file names, titles and --layers/--heads.
+# Tensors and the functions here index from 0 as Python does; head_name converts.
+NUMBERING = ("layers and heads are numbered from 1: L1H1 is the first head of the first layer "
+             "(row 0, column 0 of each layers x heads array), as in `attnlab viz`")
+
+
+def head_name(layer: int, head: int) -> str:
+    """The printed name of the head at 0-based (layer, head): head_name(0, 0) == "L1H1"."""
+    return f"L{layer + 1}H{head + 1}"
+
+
 SELF_BEHAVIOURS = ("previous_token", "first_token", "offset", "induction", "duplicate_token")
 CROSS_BEHAVIOURS = ("diagonal", "first_token")
 
@@ -222,6 +234,7 @@ class HeadScores:
     def to_json(self, decimals: int = 4) -> dict[str, Any]:
         return {
             "model": self.model,
+            "numbering": NUMBERING,
             "probe": self.probe,
             "chance": self.chance,
             "views": {view: {name: [[round(float(x), decimals) for x in row] for row in value]
@@ -230,7 +243,8 @@ class HeadScores:
         }
 
     def top_heads(self, view: str, behaviour: str, k: int = 3) -> list[tuple[int, int, float]]:
-        """The k best (layer, head, score) of one behaviour, best first."""
+        """The k best (layer, head, score) of one behaviour, best first; layer and head are
+        0-based indices (`head_name` gives the printed name)."""
         values = self.scores[view][behaviour]  # (L, H)
         order = values.flatten().argsort(descending=True)[:k]
         H = values.size(1)
@@ -283,8 +297,9 @@ def chance_scores(plain: dict[str, Tensor], radius: float = 1.0) -> dict[str, di
 
 
 def plot_head_scores(result: HeadScores, path: str | Path) -> Path:
-    """One heatmap (layers x heads, 0..1) per view and behaviour; the offset panel writes each
-    head's best offset d in its cell. Returns the PNG path."""
+    """One heatmap (layers x heads, 0..1) per view and behaviour, layers and heads numbered
+    from 1 on the axes; the offset panel writes each head's best offset d in its cell. Returns
+    the PNG path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -309,8 +324,9 @@ def plot_head_scores(result: HeadScores, path: str | Path) -> Path:
             ax.set_title(f"{view}\n{names[col].replace('_', '-')}", fontsize=8)
             ax.set_xlabel("head", fontsize=7)
             ax.set_ylabel("layer", fontsize=7)
-            ax.set_xticks(range(values.size(1)))
-            ax.set_yticks(range(values.size(0)))
+            # ticks numbered from 1, as the report and `attnlab viz` name heads (NUMBERING)
+            ax.set_xticks(range(values.size(1)), [str(h + 1) for h in range(values.size(1))])
+            ax.set_yticks(range(values.size(0)), [str(i + 1) for i in range(values.size(0))])
             ax.tick_params(labelsize=6)
             if values.numel() <= 256:
                 offsets = result.scores[view].get("offset_value")
