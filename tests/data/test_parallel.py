@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from attnlab.data.parallel import DataError, load_corpus, read_tsv
+from attnlab.data.checks import MIN_VALID_EXAMPLES
+from attnlab.data.parallel import (
+    DataError,
+    filter_long,
+    load_corpus,
+    read_tsv,
+    warn_before_training,
+)
 
 
 def write(path, text: str | bytes):
@@ -75,3 +84,68 @@ def test_tsv(tmp_path):
     write(tmp_path / "bad.tsv", "a\tb\tc\n")
     with pytest.raises(DataError, match=r"bad.tsv:1: expected 2 tab-separated columns.*got 3"):
         read_tsv(tmp_path / "bad.tsv")
+
+
+def snapshot(folder):
+    """Every file under `folder` with its bytes: a check must change nothing on disk."""
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_an_empty_split_names_the_file(tmp_path, split):
+    make_corpus(tmp_path)
+    write(tmp_path / "test.de", "a b\n")
+    write(tmp_path / "test.en", "x y\n")
+    write(tmp_path / f"{split}.de", "")
+    write(tmp_path / f"{split}.en", "")  # both sides empty: the first file is named
+    before = snapshot(tmp_path)
+    with pytest.raises(DataError, match=rf"{split}.de is empty \(the file holds no text\); put "
+                                        rf"one sentence per line in it \(line i of {split}.de "
+                                        rf"and {split}.en a translation pair\)") as error:
+        load_corpus(tmp_path, "de", "en")
+    # Only the test split may go: its message says how; train and valid must be filled.
+    assert ("remove the test files" in str(error.value)) == (split == "test")
+    assert snapshot(tmp_path) == before
+
+
+def test_an_empty_side_of_a_split_is_named_before_the_line_counts(tmp_path):
+    make_corpus(tmp_path)
+    write(tmp_path / "valid.en", "\n\n")
+    with pytest.raises(DataError, match=r"valid.en holds only blank lines"):
+        load_corpus(tmp_path, "de", "en")
+
+
+def test_a_split_with_one_of_its_files_is_an_error(tmp_path):
+    make_corpus(tmp_path)
+    write(tmp_path / "test.en", "x y\n")
+    with pytest.raises(DataError, match=r"test.de: file not found, but test.en is there; a split "
+                                        r"needs both files: add test.de or remove test.en"):
+        load_corpus(tmp_path, "de", "en")
+
+
+def test_an_empty_tsv_split_names_the_file(tmp_path):
+    write(tmp_path / "train.tsv", "a\tx\n")
+    write(tmp_path / "valid.tsv", "")
+    with pytest.raises(DataError, match=r"valid.tsv is empty \(the file holds no text\); put one "
+                                        r"`source<TAB>target` pair per line in it$"):
+        load_corpus(tmp_path, tsv=True)
+
+
+def test_no_test_split_and_a_small_valid_split_are_warnings(tmp_path, caplog):
+    corpus = load_corpus(make_corpus(tmp_path), "de", "en")
+    with caplog.at_level(logging.WARNING):
+        warn_before_training(corpus, tmp_path)
+    assert (f"{tmp_path}: no test split (test files absent): the final scores are computed on "
+            f"the valid split (metrics.json \"split\": \"valid\")") in caplog.text
+    assert (f"valid.de / {tmp_path}/valid.en: only 2 pairs of validation data (fewer than "
+            f"{MIN_VALID_EXAMPLES})") in caplog.text
+
+
+def test_a_split_with_no_pair_under_max_len_gives_the_numbers():
+    encoded = [([1, 2, 3], [4, 5]), ([1] * 9, [2])]
+    assert filter_long(encoded, 3, "d/train.src / d/train.tgt") == [([1, 2, 3], [4, 5])]
+    with pytest.raises(DataError, match=r"^d/train.src / d/train.tgt: all 2 pair\(s\) are longer "
+                                        r"than --max-len 2 subwords \(the shortest pair has 3\), "
+                                        r"so none is left to train on; raise --max-len to at "
+                                        r"least 3$"):
+        filter_long(encoded, 2, "d/train.src / d/train.tgt")

@@ -76,3 +76,35 @@ def test_bad_tsv_lines_are_named(tmp_path):
         train_classifier(settings(tmp_path, "y", data=str(folder)))
     with pytest.raises(ValueError, match="preset must be an encoder"):
         ClassifySettings(data="d", preset="gpt2-tiny")
+
+
+def files_under(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("train.tsv", "", r"bad/train.tsv is empty \(the file holds no text\); put one "
+                      r"`text<TAB>label` example per line in it"),
+    ("valid.tsv", "\n\n", r"bad/valid.tsv holds only blank lines"),
+    ("test.tsv", "", r"bad/test.tsv is empty"),
+    ("valid.tsv", "fine\tpos\nno tab here\n", r"bad/valid.tsv:2: expected `text<TAB>label`"),
+    ("test.tsv", "fine\tpos\nmeh\tneutral\n",
+     r"bad/test.tsv: labels \['neutral'\] do not occur in train.tsv \(its labels: \['neg', "
+     r"'pos'\]\); fix or drop those rows, or add examples of them to train.tsv"),
+    ("train.tsv", "good\tpos\nfine\tpos\n", r"bad/train.tsv: need at least 2 labels, got "
+                                           r"\['pos'\]"),
+])
+def test_bad_splits_stop_the_run_before_anything_is_written(tmp_path, name, content, message):
+    folder = write_data(tmp_path / "bad")
+    (folder / name).write_text(content)
+    before = files_under(folder)
+    with pytest.raises(DataError, match=message):
+        train_classifier(settings(tmp_path, "run", data=str(folder)))
+    assert not (tmp_path / "run").exists()
+    assert files_under(folder) == before
+
+
+def test_a_small_valid_split_is_a_warning_with_the_numbers(tmp_path, caplog):
+    s = settings(tmp_path, "run", max_steps=1)  # write_data: 60 validation rows
+    train_classifier(s)
+    assert f"{s.data}/valid.tsv: only 60 rows of validation data (fewer than 100)" in caplog.text

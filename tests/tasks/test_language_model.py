@@ -14,7 +14,7 @@ from tokenizers import Tokenizer
 from attnlab.cli.main import main
 from attnlab.data.parallel import DataError
 from attnlab.interop.hf_folder import from_pretrained
-from attnlab.tasks.language_model import LMSettings, train_language_model
+from attnlab.tasks.language_model import LMSettings, train_language_model, validation_loss
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +101,25 @@ def test_character_tokenizer_trains_and_generates(text_file, tmp_path, capsys):
     assert generated.startswith("the café") and len(generated) > len("the café\n")
     with pytest.raises(ValueError, match="tokenizer must be one of"):
         LMSettings(text="x", tokenizer="words")
+
+
+def test_one_line_with_a_tiny_block_is_an_error_not_a_loss_of_zero(tmp_path):
+    """Issue 16: a one-line text with --block-size 2 reported "validation loss 0.000
+    (perplexity 1.0)": its 5% held out was a single token, so nothing had been scored."""
+    one_line = tmp_path / "one.txt"
+    one_line.write_text("the cat sat on the warm mat\n")
+    with pytest.raises(DataError, match=r"one.txt: the text has \d+ tokens and --valid-fraction "
+                                        r"0.05 holds out 1, fewer than the 2 needed to score one "
+                                        r"prediction; use more text or a larger "
+                                        r"--valid-fraction"):
+        train_language_model(settings(one_line, tmp_path / "run", block_size=2))
+    out = tmp_path / "run"
+    assert not out.exists() or not any(out.rglob("*"))  # no model, settings or tokenizer
+    assert one_line.read_text() == "the cat sat on the warm mat\n"
+
+
+def test_validation_loss_refuses_a_stream_with_no_prediction():
+    model = torch.nn.Linear(1, 1)  # never called: the check comes first
+    with pytest.raises(DataError, match=r"the held-out stream holds 1 token\(s\): nothing to "
+                                        r"score"):
+        validation_loss(model, torch.tensor([5]), block_size=4)

@@ -8,8 +8,16 @@ import pytest
 import torch
 
 from attnlab.cli.main import main
+from attnlab.errors import DataError
 from attnlab.interop.hf_folder import from_pretrained
-from attnlab.tasks.masked_lm import CLS, MASK, MLMSettings, mask_tokens, train_masked_lm
+from attnlab.tasks.masked_lm import (
+    CLS,
+    MASK,
+    MLMSettings,
+    evaluate,
+    mask_tokens,
+    train_masked_lm,
+)
 
 
 def test_mask_tokens_follows_80_10_10():
@@ -66,3 +74,24 @@ def test_resume_equals_uninterrupted(text_file, tmp_path):
     a, b = from_pretrained(tmp_path / "a"), from_pretrained(tmp_path / "b")
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(x, y, atol=0, rtol=0, msg=name)
+
+
+def test_a_held_out_part_with_nothing_to_predict_is_an_error(tmp_path):
+    """The mlm side of issue 16's "validation loss 0.000": a held-out part too short to hold a
+    prediction stops the run before anything is written."""
+    one_line = tmp_path / "one.txt"
+    one_line.write_text("the king rules the land and the dog barks .\n")
+    with pytest.raises(DataError, match=r"one.txt: the text has \d+ tokens and --valid-fraction "
+                                        r"0.05 holds out 1, fewer than the 2 needed"):
+        train_masked_lm(settings(one_line, tmp_path / "run", block_size=4))
+    out = tmp_path / "run"
+    assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_evaluate_refuses_batches_that_choose_no_position():
+    batch = {"input_ids": torch.tensor([[CLS, 7, 8]]), "labels": torch.full((1, 3), -100)}
+    with pytest.raises(DataError, match="the held-out batches choose no position to predict"):
+        evaluate(torch.nn.Linear(1, 1), [batch])
+    with pytest.raises(ValueError, match=r"block_size must hold \[CLS\] and a token \(>= 2\), "
+                                         r"got 1"):
+        MLMSettings(text="x", block_size=1)

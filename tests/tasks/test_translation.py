@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -187,3 +188,64 @@ def test_evaluate_decodes_with_the_runs_settings(overfit_run, monkeypatch, capsy
     assert main(["evaluate", "--model", s.out, "--json", "--beam-size", "2",
                  "--max-tokens", "99"]) == 0
     assert seen["beam_size"] == 2 and seen["max_tokens"] == 99
+
+
+def files_under(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_no_run_written(out):
+    """Nothing of a run is on disk: no file (the folder itself may be there, empty, only where
+    the run routine created it before the tokenizer-dependent checks ran)."""
+    assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))
+
+
+@pytest.mark.parametrize(("split", "fix"), [
+    ("train", "a translation pair)"), ("valid", "a translation pair)"),
+    ("test", "or remove the test files to score the valid split instead"),
+])
+def test_an_empty_split_stops_the_run_before_anything_is_written(tmp_path, split, fix):
+    """Issue 16: empty test files were scored as the valid split, an empty valid split failed
+    after the whole budget, empty train files blamed --max-len. (`settings` writes its own
+    corpus in d/, so the bad one is c/.)"""
+    folder = write_corpus(tmp_path / "c")
+    (folder / f"{split}.src").write_text("")
+    (folder / f"{split}.tgt").write_text("")
+    before = files_under(folder)
+    with pytest.raises(DataError, match=rf"c/{split}.src is empty \(the file holds no text\).*"
+                                        rf"{re.escape(fix)}$"):
+        train_translation(settings(tmp_path, data=str(folder)))
+    assert not (tmp_path / "run").exists()
+    assert files_under(folder) == before
+
+
+def test_a_corpus_with_no_pair_under_max_len_stops_before_the_model_is_saved(tmp_path):
+    with pytest.raises(DataError, match=r"d/train.src / .*d/train.tgt: all 24 pair\(s\) are "
+                                        r"longer than --max-len 2 subwords \(the shortest pair "
+                                        r"has \d+\), so none is left to train on; raise "
+                                        r"--max-len to at least \d+"):
+        train_translation(settings(tmp_path, max_len=2))
+    assert_no_run_written(tmp_path / "run")
+
+
+def test_the_cli_names_the_empty_file_in_one_line(tmp_path, capsys):
+    folder = write_corpus(tmp_path / "c")
+    (folder / "valid.tgt").write_text("")
+    assert main(["train", "translate", "--data", str(folder), "--src-lang", "src",
+                 "--tgt-lang", "tgt", "--out", str(tmp_path / "run"), "--preset",
+                 "transformer-tiny", "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{folder}/valid.tgt is empty" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_no_test_files_scores_the_valid_split_and_says_so(tmp_path, caplog):
+    folder = write_corpus(tmp_path / "c")
+    (folder / "test.src").unlink()
+    (folder / "test.tgt").unlink()
+    metrics = train_translation(settings(tmp_path, data=str(folder), max_steps=1))
+    assert f"{folder}: no test split (test files absent)" in caplog.text
+    assert metrics["split"] == "valid"
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["split"] == "valid"
+    assert (tmp_path / "run" / "valid.hyp").is_file()
+    assert not (tmp_path / "run" / "test.hyp").exists()
