@@ -412,6 +412,9 @@ def test_choosing_another_head_changes_the_picture(page: Page, tmp_path: Path) -
         page.js("(() => { const s = document.getElementById('head-select');"
                 f" s.value = '{head}'; s.dispatchEvent(new Event('change')); }})()")
         assert page.js("window.attnViewer.state.head") == head
+        # counted from 1, as `attnlab viz` files and `attnlab heads` name heads (L1H1)
+        assert f"layer 1 \u00b7 head {head + 1}" in page.js(
+            "document.getElementById('subtitle').textContent")
         w = maps.views[0].weights[0, head]
         for t, s in ((2, 1), (2, 0), (3, 3)):  # each cell drawn in the colour of its weight
             expected = _hex(colours[round(float(w[t, s] / w.max()) * (len(colours) - 1))])

@@ -56,8 +56,9 @@
     var v = view(), L = nLayers(v), H = nHeads(v), layers = [], heads = [["mean", "mean of heads"]];
     if (state.layer >= L) { state.layer = L - 1; }
     if (state.head !== "mean" && state.head >= H) { state.head = "mean"; }
-    for (var l = 0; l < L; l++) { layers.push([l, "layer " + l]); }
-    for (var h = 0; h < H; h++) { heads.push([h, "head " + h]); }
+    // layers and heads are counted from 1, as `attnlab viz` and `attnlab heads` name them
+    for (var l = 0; l < L; l++) { layers.push([l, "layer " + (l + 1)]); }
+    for (var h = 0; h < H; h++) { heads.push([h, "head " + (h + 1)]); }
     fillSelect($("layer-select"), layers, state.layer);
     fillSelect($("head-select"), heads, state.head);
     $("view-select").value = String(state.view);
@@ -206,13 +207,13 @@
     $("legend-min").textContent = "0";
     $("legend-max").textContent = top.toFixed(3);
     $("legend-label").textContent =
-      state.head === "mean" ? "(mean of heads)" : "(head " + state.head + ")";
+      state.head === "mean" ? "(mean of heads)" : "(head " + (state.head + 1) + ")";
   }
 
   function render() {
     var v = view(), m = matrix(), top = scaleMax(m);
-    $("subtitle").textContent = v.name + " \u00b7 layer " + state.layer + " \u00b7 " +
-      (state.head !== "mean" ? "head " + state.head
+    $("subtitle").textContent = v.name + " \u00b7 layer " + (state.layer + 1) + " \u00b7 " +
+      (state.head !== "mean" ? "head " + (state.head + 1)
         : nHeads(v) === 1 ? "1 head" : "mean of " + nHeads(v) + " heads") +
       " \u00b7 " + v.query_tokens.length + " queries \u00d7 " + v.key_tokens.length + " keys";
     drawHeatmap(m, top); showCell(m); drawTokens(m, top); drawLegend(top);
