@@ -255,3 +255,11 @@ def test_a_checkpoint_of_another_run_is_not_resumed(text, tmp_path):
     (out / "checkpoints" / "latest").write_text("step_0000003\n")
     with pytest.raises(FolderError, match="step_0000003: this checkpoint belongs to run "):
         run_task(marked(text, out, max_steps=4), resume=True, progress=False)
+
+
+def test_an_out_that_is_a_file_is_refused(lm, text, tmp_path, capsys):
+    out = tmp_path / "file"
+    out.write_text("not a folder\n")
+    assert main(lm(text, out)) == 2
+    assert one_error_line(capsys).endswith(f"--out {out} is a file; expected a folder for the run")
+    assert out.read_text() == "not a folder\n"

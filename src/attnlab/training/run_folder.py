@@ -133,6 +133,8 @@ def check_target(out: Path, *, resume: bool, overwrite: bool, resumable: bool = 
     if resume and overwrite:
         raise ConfigError("--resume continues the run in --out and --overwrite replaces it: "
                           "give one of them")
+    if out.exists() and not out.is_dir():
+        raise FolderError(f"--out {out} is a file; expected a folder for the run")
     if resume:
         return
     markers = holds_run(out)
