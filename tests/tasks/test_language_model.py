@@ -14,7 +14,12 @@ from tokenizers import Tokenizer
 from attnlab.cli.main import main
 from attnlab.data.parallel import DataError
 from attnlab.interop.hf_folder import from_pretrained
-from attnlab.tasks.language_model import LMSettings, train_language_model, validation_loss
+from attnlab.tasks.language_model import (
+    LanguageModelTask,
+    LMSettings,
+    train_language_model,
+    validation_loss,
+)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +119,7 @@ def test_one_line_with_a_tiny_block_is_an_error_not_a_loss_of_zero(tmp_path):
                                         r"--valid-fraction"):
         train_language_model(settings(one_line, tmp_path / "run", block_size=2))
     out = tmp_path / "run"
-    assert not out.exists() or not any(out.rglob("*"))  # no model, settings or tokenizer
+    assert not out.exists()  # no model, settings or tokenizer
     assert one_line.read_text() == "the cat sat on the warm mat\n"
 
 
@@ -123,3 +128,23 @@ def test_validation_loss_refuses_a_stream_with_no_prediction():
     with pytest.raises(DataError, match=r"the held-out stream holds 1 token\(s\): nothing to "
                                         r"score"):
         validation_loss(model, torch.tensor([5]), block_size=4)
+
+
+def test_prepare_new_run_checks_the_data_and_writes_nothing(text_file, tmp_path):
+    """The tokenizer-dependent checks run in `prepare_new_run`, which touches no file, so the
+    run routine can call it before it creates or clears (--overwrite) a run folder."""
+    one_line = tmp_path / "one.txt"
+    one_line.write_text("the cat sat on the warm mat\n")
+    task = LanguageModelTask(settings(one_line, tmp_path / "run", block_size=2))
+    task.load_data()
+    with pytest.raises(DataError, match="fewer than the 2 needed to score one prediction"):
+        task.prepare_new_run()
+    assert sorted(tmp_path.iterdir()) == [one_line]
+    task = LanguageModelTask(settings(text_file, tmp_path / "run"))
+    task.load_data()
+    task.prepare_new_run()
+    tokenizer, held_out = task.tokenizer, task.valid
+    assert sorted(tmp_path.iterdir()) == [one_line]
+    (tmp_path / "run").mkdir()
+    task.new_model(tmp_path / "run")  # builds on what was prepared, trains nothing again
+    assert task.tokenizer is tokenizer and task.valid is held_out

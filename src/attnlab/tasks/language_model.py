@@ -171,10 +171,17 @@ class LanguageModelTask(FamilyTask):
                                                 block_size=s.block_size,
                                                 train_needed=s.block_size + 2)
 
-    def new_model(self, out: Path) -> nn.Module:
+    def prepare_new_run(self) -> None:
+        """A new run's tokenizer and its checked train / held-out streams; writes nothing, so
+        the run routine may call it before it creates or clears the run folder."""
         s = self.settings
         self.tokenizer = train_tokenizer(self.lines, s.vocab_size, s.tokenizer)
         self.split_stream()
+
+    def new_model(self, out: Path) -> nn.Module:
+        s = self.settings
+        if self.tokenizer is None:  # not yet prepared by the run routine
+            self.prepare_new_run()
         eos = self.tokenizer.token_to_id(EOS)
         model = build_model(s.preset, **{"vocab_size": self.tokenizer.vocab_size,
                                          "bos_token_id": eos, "eos_token_id": eos,

@@ -163,10 +163,17 @@ class MaskedLMTask(FamilyTask):
                 f"held-out tokens to predict; use more text, a larger --valid-fraction or a "
                 f"larger --mask-prob")
 
+    def prepare_new_run(self) -> None:
+        """A new run's tokenizer, its checked streams and held-out batches; writes nothing, so
+        the run routine may call it before it creates or clears the run folder."""
+        self.tokenizer = Tokenizer.train_byte_level(self.lines, self.settings.vocab_size,
+                                                    SPECIALS)
+        self.split_stream()
+
     def new_model(self, out: Path) -> nn.Module:
         s = self.settings
-        self.tokenizer = Tokenizer.train_byte_level(self.lines, s.vocab_size, SPECIALS)
-        self.split_stream()
+        if self.tokenizer is None:  # not yet prepared by the run routine
+            self.prepare_new_run()
         model = build_model(s.preset, **{"vocab_size": self.tokenizer.vocab_size,
                                          "pad_token_id": PAD,
                                          "max_seq_len": max(s.block_size, 16),

@@ -205,12 +205,19 @@ class TranslationTask(Task):
         self.valid = corpus.split("valid")
         self.valid_encoded = encode_pairs(self.tokenizer, self.valid)
 
-    def new_model(self, out: Path) -> nn.Module:
+    def prepare_new_run(self) -> None:
+        """A new run's joint BPE and its encoded, checked splits; writes nothing, so the run
+        routine may call it before it creates or clears the run folder."""
         s = self.settings
         log.info("training a %d-entry BPE vocabulary", s.vocab_size)
         train_text = (text for pair in self.corpus.split("train") for text in pair)
         self.tokenizer = Tokenizer.train_bpe(train_text, vocab_size=s.vocab_size)
         self.encode_splits()
+
+    def new_model(self, out: Path) -> nn.Module:
+        s = self.settings
+        if self.tokenizer is None:  # not yet prepared by the run routine
+            self.prepare_new_run()
         model = build_model(s.preset, vocab_size=self.tokenizer.vocab_size,
                             **{"max_seq_len": 256, **s.model_overrides})
         return model
