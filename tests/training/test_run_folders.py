@@ -71,6 +71,17 @@ def test_overwrite_refuses_a_folder_with_files_attnlab_did_not_write(lm, snapsho
     assert snapshot(out) == before
 
 
+def test_overwrite_with_data_that_fails_its_checks_keeps_the_old_run(lm, snapshot, text,
+                                                                    tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(lm(text, out)) == 0
+    before = snapshot(out)
+    # the held-out check needs the tokenizer: it runs before the old run is deleted
+    assert main(lm(text, out, "--overwrite", "--valid-fraction", "0.0001")) == 2
+    assert "fewer than the 2 needed" in one_error_line(capsys)
+    assert snapshot(out) == before
+
+
 def test_resume_and_overwrite_exclude_each_other(lm, text, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
         main(lm(text, tmp_path / "run", "--resume", "--overwrite"))

@@ -82,6 +82,11 @@ class Task:
     def load_data(self) -> None:
         """Read and check the data (before any folder is written)."""
 
+    def prepare_new_run(self) -> None:
+        """Checks of a new run that need more than the raw data (a tokenizer, the length
+        filter, the held-out stream); writes nothing, so the routine calls it before it
+        creates or clears the run folder. `new_model` reuses what it prepared."""
+
     def new_model(self, out: Path) -> nn.Module:
         """Build the tokenizer (`self.tokenizer`) and model of a new run; save any other file
         the task needs in `out` (run.json records its name). The routine saves the settings,
@@ -218,6 +223,7 @@ def run_task(task: Task, resume: bool = False, *, overwrite: bool = False,
         foreign = set(foreign_names(out, record))
         model = task.restore(out)
     else:
+        task.prepare_new_run()  # every check passes before an old run is deleted
         if overwrite:
             remove_run(out)
         foreign, record = set(foreign_names(out, None)), new_record(task.name, s)
