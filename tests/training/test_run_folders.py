@@ -274,3 +274,26 @@ def test_an_out_that_is_a_file_is_refused(lm, text, tmp_path, capsys):
     assert main(lm(text, out)) == 2
     assert one_error_line(capsys).endswith(f"--out {out} is a file; expected a folder for the run")
     assert out.read_text() == "not a folder\n"
+
+
+def test_every_task_declares_its_input_data_for_the_fingerprint():
+    from attnlab.tasks.classification import ClassifySettings
+    from attnlab.tasks.masked_lm import MLMSettings
+    from attnlab.tasks.translation import TranslationSettings
+    from attnlab.training.settings import data_fields
+
+    assert data_fields(LMSettings) == ["text"]
+    assert data_fields(MLMSettings) == ["text"]
+    assert data_fields(TranslationSettings) == ["data"]
+    assert data_fields(ClassifySettings) == ["data", "init"]
+
+
+def test_resume_refuses_a_text_changed_under_the_same_path(lm, snapshot, text, tmp_path,
+                                                          capsys):
+    out = tmp_path / "run"
+    assert main(lm(text, out)) == 0
+    text.write_text(text.read_text() + "one more line of text\n")
+    before = snapshot(out)
+    assert main(lm(text, out, "--resume", "--max-steps", "4")) == 2
+    assert f"data {text} changed" in one_error_line(capsys)
+    assert snapshot(out) == before

@@ -52,11 +52,12 @@ class ClassifySettings(RunSettings):
     """Everything `attnlab train classify` takes; saved as `train_settings.json`."""
 
     data: str = setting("", "folder with train.tsv and valid.tsv (optional test.tsv), one "
-                            "`text<TAB>label` a line")
+                            "`text<TAB>label` a line", data=True)
     out: str = setting("runs/classify", "output folder (model, checkpoints, metrics)")
     init: str | None = setting(None, "fine-tune the BERT in this folder (written by `attnlab "
                                      "train mlm`, or a transformers BertForMaskedLM / BertModel "
-                                     "folder with tokenizer.json); none: train from scratch")
+                                     "folder with tokenizer.json); none: train from scratch",
+                             data=True)
     preset: str = setting("bert-tiny", "model size when training from scratch (ignored with "
                                        "--init)", choices=encoder_presets)
     vocab_size: int = setting(2000, "BPE vocabulary size when training from scratch (ignored "

@@ -48,7 +48,7 @@ def decoder_only_presets() -> list[str]:
 class LMSettings(RunSettings):
     """Everything `attnlab train lm` takes; saved as `train_settings.json`."""
 
-    text: str = setting("", "UTF-8 text file to train on")
+    text: str = setting("", "UTF-8 text file to train on", data=True)
     out: str = setting("runs/lm", "output folder (model, checkpoints, metrics)")
     preset: str = setting("gpt2-tiny", "model size", choices=decoder_only_presets)
     tokenizer: str = setting("bpe", "bpe: byte-level BPE, nothing unknown; chars: one token per "

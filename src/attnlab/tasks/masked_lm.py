@@ -45,7 +45,7 @@ def encoder_presets() -> list[str]:
 class MLMSettings(RunSettings):
     """Everything `attnlab train mlm` takes; saved as `train_settings.json`."""
 
-    text: str = setting("", "UTF-8 text file")
+    text: str = setting("", "UTF-8 text file", data=True)
     out: str = setting("runs/mlm", "output folder (model, checkpoints, metrics)")
     preset: str = setting("bert-tiny", "model size", choices=encoder_presets)
     vocab_size: int = setting(2000, "tokenizer vocabulary size")

@@ -77,7 +77,7 @@ class TranslationSettings(RunSettings):
     out: str = setting("runs/translate", "output folder (model, checkpoints, metrics)")
     preset: str = setting("transformer-small", "model (an encoder-decoder preset)",
                           choices=seq2seq_presets)
-    data: str | None = setting(None, "corpus folder (none: the built-in corpus)")
+    data: str | None = setting(None, "corpus folder (none: the built-in corpus)", data=True)
     src_lang: str | None = setting(None, "source file suffix, e.g. en")
     tgt_lang: str | None = setting(None, "target file suffix, e.g. de")
     tsv: bool = setting(False, "read {split}.tsv (source TAB target)")
