@@ -178,6 +178,11 @@ def test_a_failed_run_leaves_no_final_model_and_resumes(lm, text, tmp_path, monk
     assert [p.name for p in list_checkpoints(out / "checkpoints")][-1] == "step_0000002"
     with pytest.raises(MissingFileError, match="config.json not found"):
         attnlab.from_pretrained(out)  # `attnlab generate` does not take it for a model
+    assert main(["generate", "--model", str(out), "--prompt", "the"]) == 2
+    assert one_error_line(capsys).endswith(
+        f"holds a training run that has not finished (interrupted or failed; its checkpoints "
+        f"are kept): continue it with `attnlab train lm --out {out} --resume`, or average its "
+        f"checkpoints into a model with `attnlab average --model {out} --last N --out DIR`")
     monkeypatch.undo()
     assert main(["train", "lm", "--out", str(out), "--resume"]) == 0
     assert attnlab.from_pretrained(out).config.n_layers == 1

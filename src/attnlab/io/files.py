@@ -49,8 +49,24 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     directory = model_dir(directory)
     path = directory / CONFIG_NAME
     if not path.is_file():
-        raise MissingFileError(f"{path} not found: {directory} is not a model folder")
+        why = unfinished_run(directory) or f"{directory} is not a model folder"
+        raise MissingFileError(f"{path} not found: {why}")
     return read_json(path, "JSON config")
+
+
+def unfinished_run(directory: Path) -> str | None:
+    """What to say of a training run folder without its final model (interrupted or failed:
+    its checkpoints are kept), or None when `directory` holds no run."""
+    if not (directory / "train_settings.json").is_file():
+        return None
+    try:
+        task = json.loads((directory / "run.json").read_text(encoding="utf-8"))["task"]
+    except (OSError, ValueError, KeyError, TypeError):
+        task = "TASK"
+    return (f"{directory} holds a training run that has not finished (interrupted or failed; "
+            f"its checkpoints are kept): continue it with `attnlab train {task} --out "
+            f"{directory} --resume`, or average its checkpoints into a model with "
+            f"`attnlab average --model {directory} --last N --out DIR`")
 
 
 def write_json(path: str | Path, values: Any) -> Path:
