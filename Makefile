@@ -25,7 +25,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/attnlab demo
+	$(VENV)/bin/attnlab demo --overwrite  # a second `make demo` replaces runs/demo
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q -n 2 --dist loadfile

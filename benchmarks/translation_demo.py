@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    demo_argv = ["demo", "--out", args.run_dir]
+    demo_argv = ["demo", "--out", args.run_dir, "--overwrite"]  # a re-run replaces its run
     if args.quick:
         demo_argv += ["--time-budget", "20", "--train-size", "2000", "--valid-size", "50",
                       "--test-size", "100"]

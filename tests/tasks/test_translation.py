@@ -184,7 +184,7 @@ def test_evaluate_decodes_with_the_runs_settings(overfit_run, monkeypatch, capsy
     monkeypatch.setattr(evaluate, "evaluate_pairs", fake)
     assert main(["evaluate", "--model", s.out, "--split", "test", "--json"]) == 0
     assert seen == {"beam_size": s.beam_size, "length_penalty": s.length_penalty,
-                    "max_tokens": s.max_tokens, "sentences": len(PAIRS)}
+                    "max_tokens": s.max_tokens, "progress": True, "sentences": len(PAIRS)}
     assert main(["evaluate", "--model", s.out, "--json", "--beam-size", "2",
                  "--max-tokens", "99"]) == 0
     assert seen["beam_size"] == 2 and seen["max_tokens"] == 99
@@ -245,3 +245,14 @@ def test_no_test_files_scores_the_valid_split_and_says_so(tmp_path, caplog):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["split"] == "valid"
     assert (tmp_path / "run" / "valid.hyp").is_file()
     assert not (tmp_path / "run" / "test.hyp").exists()
+
+
+def test_a_rerun_needs_overwrite_which_studies_pass(tmp_path):
+    from attnlab.errors import FolderError
+
+    s = settings(tmp_path, max_steps=2, warmup_steps=1)
+    first = train_translation(s)
+    with pytest.raises(FolderError, match="already holds a run"):
+        train_translation(s)
+    again = train_translation(s, overwrite=True)  # what the compare study does per seed
+    assert again["steps"] == first["steps"] == 2

@@ -275,7 +275,8 @@ class TranslationTask(Task):
         self.test_pairs = corpus.split("test" if "test" in corpus.pairs else "valid")
         start = time.perf_counter()
         scores = evaluate_pairs(model, self.tokenizer, self.test_pairs, beam_size=s.beam_size,
-                                length_penalty=s.length_penalty, max_tokens=s.max_tokens)
+                                length_penalty=s.length_penalty, max_tokens=s.max_tokens,
+                                progress=self.progress)
         self.test_hypotheses = scores.pop("hypotheses")
         if "test" in corpus.pairs:
             scores.update(score_test_buckets(corpus, self.test_hypotheses,
@@ -304,14 +305,17 @@ class TranslationTask(Task):
         return metrics
 
 
-def run_translation(settings: TranslationSettings, resume: bool = False) -> RunOutcome:
-    """Train and test; the outcome keeps the model and the task's corpus and hypotheses."""
-    return run_task(TranslationTask(settings), resume)
+def run_translation(settings: TranslationSettings, resume: bool = False, *,
+                    overwrite: bool = False) -> RunOutcome:
+    """Train and test; the outcome keeps the model and the task's corpus and hypotheses.
+    `overwrite` replaces a run already in `settings.out` (see `run_task`)."""
+    return run_task(TranslationTask(settings), resume, overwrite=overwrite)
 
 
-def train_translation(settings: TranslationSettings, resume: bool = False) -> dict[str, Any]:
+def train_translation(settings: TranslationSettings, resume: bool = False, *,
+                      overwrite: bool = False) -> dict[str, Any]:
     """Train, evaluate on the test split, write the model folder and metrics.json."""
-    return run_translation(settings, resume).metrics
+    return run_translation(settings, resume, overwrite=overwrite).metrics
 
 
 __all__ = ["TranslationSettings", "TranslationTask", "encode_pairs", "evaluate_pairs",

@@ -75,6 +75,7 @@ class Task:
 
     name = "task"  # the `attnlab train NAME` sub-command
     tokenizer: Tokenizer | None = None  # set by new_model / restore; saved with the model
+    progress = False  # run_task's choice: long steps of the task (test decoding) show a bar
 
     def __init__(self, settings: RunSettings) -> None:
         self.settings = settings
@@ -197,6 +198,7 @@ def run_task(task: Task, resume: bool = False, *, overwrite: bool = False,
     s = task.settings
     out = Path(s.out)
     check_target(out, resume=resume, overwrite=overwrite)
+    task.progress = progress
     device = resolve_device(s.device)
     precision = resolve_precision(s.precision, device.type)
     cap_torch_threads()

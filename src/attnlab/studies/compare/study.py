@@ -153,7 +153,8 @@ def run_bleu(s: CompareSettings, out: Path, bar: tqdm) -> dict[str, Any]:
                 keep_last=1, seed=seed, beam_size=s.beam_size, precision="fp32", device="cpu",
                 eval_sentences=50, **recipe,
             )
-            metrics = train_translation(settings)
+            # the study owns its per-seed folders: a re-run of the study replaces them
+            metrics = train_translation(settings, overwrite=True)
             seeds.append({k: metrics[k] for k in ("bleu", "chrf", "buckets", "steps",
                                                   "train_seconds", "train_tokens_per_second",
                                                   "params") if k in metrics})
