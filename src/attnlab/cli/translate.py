@@ -14,7 +14,6 @@ Output line i is the translation of input line i: a blank input line gives a bla
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from typing import Any
 
@@ -46,11 +45,14 @@ def continue_lines(model: Any, tokenizer: Tokenizer, sentences: list[str], *, be
                    length_penalty: float) -> list[str]:
     """A decoder-only model's continuation of each sentence (`model.generate` with beam
     search), at most its length + 50 new tokens (the paper's limit) within the model's
-    context."""
+    context; a blank sentence gives "", as in `translate`."""
     import torch
 
     config, outputs = model.config, []
     for i, sentence in enumerate(sentences):
+        if not sentence.strip():
+            outputs.append("")
+            continue
         ids = tokenizer.encoding(sentence).ids
         room = config.max_seq_len - len(ids)
         if room < 1:
@@ -81,23 +83,8 @@ def run(args: argparse.Namespace) -> int:
                                          0.6))
     check_beam_arguments(settings["beam_size"], settings["length_penalty"], None)
     # A blank input line gives a blank output line: line i of the output is always the
-    # translation of line i of the input (paste/diff-friendly), and nothing is decoded for it.
-    real = [i for i, sentence in enumerate(sentences) if sentence.strip()]
-    texts = [sentences[i] for i in real]
-    try:
-        if not texts:
-            lines = []
-        elif kind == ENCODER_DECODER:
-            lines = translate(model, tokenizer, texts, **settings)
-        else:
-            lines = continue_lines(model, tokenizer, texts, **settings)
-    except DataError as error:  # "sentence N" counts the non-blank lines: count them all
-        raise DataError(re.sub(r"^sentence (\d+)\b",
-                               lambda m: f"sentence {real[int(m.group(1)) - 1] + 1}",
-                               str(error))) from None
-    output = [""] * len(sentences)
-    for i, line in zip(real, lines, strict=True):
-        output[i] = line
-    for line in output:
+    # translation of line i of the input (paste/diff-friendly), and errors count every line.
+    decode = translate if kind == ENCODER_DECODER else continue_lines
+    for line in decode(model, tokenizer, sentences, **settings):
         print(line)
     return 0

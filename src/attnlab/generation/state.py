@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.errors import ConfigError
+from attnlab.nn.functional import check_attention_mask
 
 
 class EncoderDecoderState:
@@ -72,9 +73,7 @@ class DecoderOnlyState:
                              f"model's context of {config.max_seq_len} positions")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        if attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask {tuple(attention_mask.shape)} must match "
-                             f"input_ids {tuple(input_ids.shape)}")
+        check_attention_mask(attention_mask, *input_ids.shape)  # exactly (B, T), never broadcast
         if beams > 1:
             input_ids = input_ids.repeat_interleave(beams, dim=0)  # (N, T)
             attention_mask = attention_mask.repeat_interleave(beams, dim=0)  # (N, T)

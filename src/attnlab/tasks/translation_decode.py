@@ -25,24 +25,27 @@ def translate(
     length_penalty: float = 0.6, max_tokens: int = 6000, progress: bool = False,
 ) -> list[str]:
     """Translate sentences (batched by length, `max_tokens` padded tokens a batch, returned in
-    input order). `progress`: a bar of sentences done on stderr (test-set beam search takes
-    minutes on a CPU); off by default so library calls and per-validation decoding stay quiet."""
-    if not sentences:
-        return []
+    input order; a blank sentence translates to "", so output i always belongs to input i).
+    `progress`: a bar of sentences done on stderr (test-set beam search takes minutes on a
+    CPU); off by default so library calls and per-validation decoding stay quiet."""
+    outputs: list[str] = [""] * len(sentences)
+    real = [i for i, sentence in enumerate(sentences) if sentence.strip()]
+    if not real:
+        return outputs
     model.eval()
-    encoded = [(ids, ids) for ids in tokenizer.encode_batch(sentences, add_eos=True)]
+    encoded = [(ids, ids) for ids in
+               tokenizer.encode_batch([sentences[i] for i in real], add_eos=True)]
     limit = model.config.max_seq_len
-    for i, (ids, _) in enumerate(encoded):
+    for j, (ids, _) in enumerate(encoded):
         if len(ids) > limit:
             raise DataError(
-                f"sentence {i + 1} has {len(ids)} subwords, more than the model's "
+                f"sentence {real[j] + 1} has {len(ids)} subwords, more than the model's "
                 f"max_seq_len={limit}; split it"
             )
-    outputs: list[str] = [""] * len(sentences)
     device = model_device(model)
     # Sentences, not batches: batches are formed lazily and vary in size. At most one refresh
     # a second, so a log file stays readable.
-    bar = tqdm(total=len(sentences), desc="decode", unit="sent", disable=not progress,
+    bar = tqdm(total=len(real), desc="decode", unit="sent", disable=not progress,
                dynamic_ncols=True, mininterval=1.0)
     for indices, batch in iterate_in_order(encoded, max_tokens, tokenizer.pad_id):
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -55,7 +58,7 @@ def translate(
                 ids = beam_search(model, batch["input_ids"], batch["attention_mask"],
                                   beam_size=beam_size, length_penalty=length_penalty).sequences
         for row, index in enumerate(indices):
-            outputs[index] = tokenizer.decode(ids[row].tolist())
+            outputs[real[index]] = tokenizer.decode(ids[row].tolist())
         bar.update(len(indices))
     bar.close()
     return outputs
