@@ -8,7 +8,10 @@ optionally optional_prefixes(hf config dict): our weight names such a folder may
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
+
+from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
@@ -26,3 +29,19 @@ def drop_ids_outside_vocabulary(values: dict[str, Any], names: tuple[str, ...],
                         family, name, value, vocab_size)
             values[name] = None
     return values
+
+
+def renamed_from_hf(hf: dict[str, Tensor], pairs: list[tuple[str, str]], ignored: Iterable[str],
+                    family: str) -> dict[str, Tensor]:
+    """Our names for the tensors of `hf` that map one to one ((ours, HF) `pairs`); an HF
+    tensor neither mapped nor `ignored` (tied copies, old buffers) is named in a ValueError."""
+    unexpected = sorted(set(hf) - {h for _, h in pairs} - set(ignored))
+    if unexpected:
+        raise ValueError(f"unexpected {family} weights for this config: {unexpected[:10]}")
+    return {o: hf[h] for o, h in pairs if h in hf}
+
+
+def renamed_to_hf(model: nn.Module, pairs: list[tuple[str, str]]) -> dict[str, Tensor]:
+    """The model's tensors under their HF names ((ours, HF) `pairs`)."""
+    state = model.state_dict()
+    return {h: state[o] for o, h in pairs}

@@ -7,6 +7,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from attnlab.io.hf import renamed_from_hf, renamed_to_hf
+
 MODEL_TYPE = "bert"  # the attnlab family these Hugging Face names map onto
 
 
@@ -102,13 +104,8 @@ def state_dict_from_hf(hf: dict[str, Tensor], config: Any) -> dict[str, Tensor]:
         hf = {f"bert.{k}": v for k, v in hf.items()}
     ignored = {k for k in hf if k.endswith(("position_ids", "token_type_ids"))}
     ignored |= {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}  # tied
-    pairs = _pairs(config)
-    unexpected = sorted(set(hf) - {h for _, h in pairs} - ignored)
-    if unexpected:
-        raise ValueError(f"unexpected BERT weights for this config: {unexpected[:10]}")
-    return {o: hf[h] for o, h in pairs if h in hf}
+    return renamed_from_hf(hf, _pairs(config), ignored, "BERT")
 
 
 def state_dict_to_hf(model: nn.Module) -> dict[str, Tensor]:
-    state = model.state_dict()
-    return {h: state[o] for o, h in _pairs(model.config)}
+    return renamed_to_hf(model, _pairs(model.config))

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from attnlab.io.hf import drop_ids_outside_vocabulary
+from attnlab.io.hf import drop_ids_outside_vocabulary, renamed_from_hf, renamed_to_hf
 
 MODEL_TYPE = "llama"  # the attnlab family these Hugging Face names map onto
 
@@ -95,14 +95,8 @@ def state_dict_from_hf(hf: dict[str, Tensor], config: Any) -> dict[str, Tensor]:
     """Our Llama state dict from an HF one; unexpected keys are named."""
     ignored = {"lm_head.weight"} if config.tie_embeddings else set()
     ignored |= {k for k in hf if k.endswith("rotary_emb.inv_freq")}  # old buffers
-    pairs = _pairs(config)
-    ours = {o: hf[h] for o, h in pairs if h in hf}
-    unexpected = sorted(set(hf) - {h for _, h in pairs} - ignored)
-    if unexpected:
-        raise ValueError(f"unexpected LLaMA weights for this config: {unexpected[:10]}")
-    return ours
+    return renamed_from_hf(hf, _pairs(config), ignored, "LLaMA")
 
 
 def state_dict_to_hf(model: nn.Module) -> dict[str, Tensor]:
-    state = model.state_dict()
-    return {h: state[o] for o, h in _pairs(model.config)}
+    return renamed_to_hf(model, _pairs(model.config))

@@ -14,6 +14,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from attnlab.io.hf import renamed_from_hf, renamed_to_hf
+
 MODEL_TYPE = "t5"  # the attnlab family these Hugging Face names map onto
 
 
@@ -113,13 +115,8 @@ def state_dict_from_hf(hf: dict[str, Tensor], config: Any) -> dict[str, Tensor]:
                 hf["shared.weight"] = hf[copy]
                 break
     ignored = set(IGNORED) | ({"lm_head.weight"} if config.tie_word_embeddings else set())
-    pairs = _pairs(config)
-    unexpected = sorted(set(hf) - {h for _, h in pairs} - ignored)
-    if unexpected:
-        raise ValueError(f"unexpected T5 weights for this config: {unexpected[:10]}")
-    return {o: hf[h] for o, h in pairs if h in hf}
+    return renamed_from_hf(hf, _pairs(config), ignored, "T5")
 
 
 def state_dict_to_hf(model: nn.Module) -> dict[str, Tensor]:
-    state = model.state_dict()
-    return {h: state[o] for o, h in _pairs(model.config)}
+    return renamed_to_hf(model, _pairs(model.config))
