@@ -52,9 +52,9 @@ def cap_torch_threads() -> int:
     oversubscribes a shared or restricted machine. A user's OMP_NUM_THREADS is kept as it is,
     a lower torch.set_num_threads of theirs too (this only ever lowers), and so is an explicit
     `--threads N` (`use_threads`), even above the core count. Returns the count."""
-    if _explicit_threads is not None or os.environ.get("OMP_NUM_THREADS"):
+    if _explicit_threads is not None:
         return torch.get_num_threads()
-    threads = min(torch.get_num_threads(), available_cores())
+    threads = default_threads()
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
     return threads

@@ -45,6 +45,7 @@ from attnlab.training.run_folder import (
     new_record,
     note_task_files,
     read_record,
+    remove_path,
     remove_run,
     task_files,
     write_record,
@@ -280,12 +281,8 @@ def start_run(task: Task, out: Path, record: dict[str, Any]) -> nn.Module:
             shutil.rmtree(out, ignore_errors=True)
         else:
             for path in out.iterdir():
-                if path.name in before:
-                    continue
-                if path.is_dir():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink(missing_ok=True)
+                if path.name not in before:
+                    remove_path(path)
         raise
     return model
 

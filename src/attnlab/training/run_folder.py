@@ -165,11 +165,15 @@ def remove_run(out: Path) -> None:
     names = sorted((p.name for p in out.iterdir() if p.name not in last),
                    key=lambda name: name != "config.json")
     for name in [*names, *last]:
-        path = out / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+        remove_path(out / name)
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file, a link (never what it points to) or a folder with what it holds."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 # -- the data fingerprint ---------------------------------------------------------------------
