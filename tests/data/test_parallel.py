@@ -149,3 +149,37 @@ def test_a_split_with_no_pair_under_max_len_gives_the_numbers():
                                         r"so none is left to train on; raise --max-len to at "
                                         r"least 3$"):
         filter_long(encoded, 2, "d/train.src / d/train.tgt")
+
+
+def test_every_split_and_side_is_nfc_by_default(tmp_path):
+    make_corpus(tmp_path, src="cafe\u0301 a\n\ufb01n b\n", tgt="x\u0301 y\nz w\n")
+    write(tmp_path / "test.de", "e\u0301\n")
+    write(tmp_path / "test.en", "\u212b\n")
+    corpus = load_corpus(tmp_path, "de", "en")
+    for split in ("train", "valid"):
+        assert corpus.split(split) == [("café a", "x\u0301 y"), ("\ufb01n b", "z w")]
+    assert corpus.split("test") == [("é", "\u00c5")]
+    assert load_corpus(tmp_path, "de", "en", normalize="nfkc").split("train")[1] == ("fin b",
+                                                                                     "z w")
+    assert load_corpus(tmp_path, "de", "en", normalize="none").split("test") == [
+        ("e\u0301", "\u212b")]
+
+
+def test_tsv_is_normalized_too(tmp_path):
+    write(tmp_path / "train.tsv", "cafe\u0301\tx\u0301\n")
+    write(tmp_path / "valid.tsv", "a\tb\n")
+    assert load_corpus(tmp_path, tsv=True).split("train") == [("café", "x\u0301")]
+
+
+def test_a_bad_normal_form_is_a_config_error(tmp_path):
+    from attnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"normalize must be one of nfc, nfkc, none, got 'nfd'"):
+        load_corpus(make_corpus(tmp_path), "de", "en", normalize="nfd")
+
+
+def test_empty_lines_are_still_named_after_normalization(tmp_path):
+    make_corpus(tmp_path, src="a b\n\u3000\n", tgt="x\ny\n")  # ideographic space: NFKC " "
+    for form in ("nfc", "nfkc", "none"):
+        with pytest.raises(DataError, match=r"1 pair\(s\) with an empty side at line\(s\) 2"):
+            load_corpus(tmp_path, "de", "en", normalize=form)

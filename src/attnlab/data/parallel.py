@@ -6,7 +6,8 @@ target). Every problem is reported with the file, the line and what to do about 
 are not UTF-8 (with the byte offset), empty files, a test split with one of its two files,
 mismatched line counts, empty sides, a wrong column count, a split whose every pair is longer
 than --max-len (`filter_long`, once the tokenizer exists). A validation split under
-`checks.MIN_VALID_EXAMPLES` pairs is a warning.
+`checks.MIN_VALID_EXAMPLES` pairs is a warning. `load_corpus` puts every line in one Unicode
+normal form (NFC by default; `data.normalize`) before any of these checks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from attnlab.data.checks import MIN_VALID_EXAMPLES, require_content, warn_small_split
+from attnlab.data.normalize import check_normal_form, normalize_text
 from attnlab.errors import DataError  # noqa: F401  (re-exported: data.parallel.DataError)
 
 log = logging.getLogger(__name__)
@@ -40,8 +42,11 @@ class ParallelCorpus:
         return self.pairs[name]
 
 
-def read_lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 text file (without newlines); non-UTF-8 bytes raise DataError."""
+def read_lines(path: Path, normalize: str = "none") -> list[str]:
+    """The lines of a UTF-8 text file (without newlines), each in Unicode normal form
+    `normalize` ("nfc", "nfkc"; "none" leaves them as they are); non-UTF-8 bytes raise
+    DataError."""
+    check_normal_form(normalize)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     data = path.read_bytes()
@@ -59,7 +64,7 @@ def read_lines(path: Path) -> list[str]:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline
-    return [line.rstrip("\r") for line in lines]
+    return [normalize_text(line.rstrip("\r"), normalize) for line in lines]
 
 
 def check_pairs(pairs: list[tuple[str, str]], where: str) -> None:
@@ -72,10 +77,11 @@ def check_pairs(pairs: list[tuple[str, str]], where: str) -> None:
         )
 
 
-def read_parallel_files(src_path: Path, tgt_path: Path,
-                        or_else: str = "") -> list[tuple[str, str]]:
-    """Line i of both files as pair i; `or_else` adds another fix to the empty-file message."""
-    src, tgt = read_lines(src_path), read_lines(tgt_path)
+def read_parallel_files(src_path: Path, tgt_path: Path, or_else: str = "",
+                        normalize: str = "none") -> list[tuple[str, str]]:
+    """Line i of both files as pair i; `or_else` adds another fix to the empty-file message;
+    `normalize` is the Unicode normal form of the lines (`read_lines`)."""
+    src, tgt = read_lines(src_path, normalize), read_lines(tgt_path, normalize)
     for path, lines in ((src_path, src), (tgt_path, tgt)):
         require_content(path, lines, f"put one sentence per line in it (line i of "
                                      f"{src_path.name} and {tgt_path.name} a translation "
@@ -90,8 +96,8 @@ def read_parallel_files(src_path: Path, tgt_path: Path,
     return pairs
 
 
-def read_tsv(path: Path, or_else: str = "") -> list[tuple[str, str]]:
-    lines = read_lines(path)
+def read_tsv(path: Path, or_else: str = "", normalize: str = "none") -> list[tuple[str, str]]:
+    lines = read_lines(path, normalize)
     require_content(path, lines, f"put one `source<TAB>target` pair per line in it{or_else}")
     pairs = []
     for number, line in enumerate(lines, start=1):
@@ -108,13 +114,15 @@ def read_tsv(path: Path, or_else: str = "") -> list[tuple[str, str]]:
 
 def load_corpus(
     data_dir: str | Path, src_lang: str | None = None, tgt_lang: str | None = None,
-    tsv: bool = False,
+    tsv: bool = False, normalize: str = "nfc",
 ) -> ParallelCorpus:
     """Read every split present in `data_dir`; `train` and `valid` are required.
 
     With `tsv=True` the files are `{split}.tsv`; otherwise `{split}.{src_lang}` and
-    `{split}.{tgt_lang}`.
+    `{split}.{tgt_lang}`. Every line of every split is put in the Unicode normal form
+    `normalize` (`data.normalize.NORMAL_FORMS`: "nfc", "nfkc", "none") before it is checked.
     """
+    check_normal_form(normalize)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"--data {data_dir}: not a directory")
@@ -128,7 +136,7 @@ def load_corpus(
         if tsv:
             path = data_dir / f"{split}.tsv"
             if path.is_file():
-                pairs[split], sources[split] = read_tsv(path, or_else), str(path)
+                pairs[split], sources[split] = read_tsv(path, or_else, normalize), str(path)
         else:
             src_path = data_dir / f"{split}.{src_lang}"
             tgt_path = data_dir / f"{split}.{tgt_lang}"
@@ -139,7 +147,7 @@ def load_corpus(
                                 f"split needs both files: add {missing.name} or remove "
                                 f"{there.name}")
             if src_path.is_file():
-                pairs[split] = read_parallel_files(src_path, tgt_path, or_else)
+                pairs[split] = read_parallel_files(src_path, tgt_path, or_else, normalize)
                 sources[split] = f"{src_path} / {tgt_path}"
     for required in ("train", "valid"):
         if required not in pairs:

@@ -72,10 +72,14 @@ class Tokenizer:
 
     @classmethod
     def train_bpe(cls, texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2,
-                  show_progress: bool = False) -> Tokenizer:
+                  show_progress: bool = False, *, split_punctuation: bool = True,
+                  split_digits: bool = True, normalize: str = "nfc") -> Tokenizer:
         """Metaspace BPE with byte fallback (`bpe.train_metaspace_bpe`): <pad>=0 <s>=1 </s>=2
-        <unk>=3, the Transformer presets' special ids."""
-        tokenizer = cls(train_metaspace_bpe(texts, vocab_size, min_frequency, show_progress))
+        <unk>=3, the Transformer presets' special ids; punctuation and digits split off, text
+        in Unicode normal form `normalize` ("nfc", "nfkc", "none")."""
+        tokenizer = cls(train_metaspace_bpe(
+            texts, vocab_size, min_frequency, show_progress, split_punctuation=split_punctuation,
+            split_digits=split_digits, normalize=normalize))
         tokenizer.require_specials(dict(zip(("pad", "bos", "eos", "unk"), range(4),
                                             strict=True)), "train_bpe")
         return tokenizer
