@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY         := $(VENV)/bin/python
 PIP        := $(PY) -m pip
 
-.PHONY: demo test install install-dev lint bench clean
+.PHONY: demo test install install-dev lint bench clean data
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,25 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# The real development corpora (docs/data.md): Debian's public-domain Bible modules, installed
+# with apt-get where missing when run as root (else a warning naming them), then both corpora.
+SWORD_PACKAGES := sword-text-web sword-text-kjv sword-text-sparv
+SWORD_CONFS    := $(addprefix /usr/share/sword/mods.d/,engWEB2015eb.conf engKJV2006eb.conf \
+                  spaRV1909eb.conf)
+data: $(VENV)/.installed
+	@if ls $(SWORD_CONFS) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "apt-get install $(SWORD_PACKAGES)"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		  apt-get install -y -qq $(SWORD_PACKAGES); } >/dev/null \
+		|| echo "warning: apt-get install $(SWORD_PACKAGES) failed"; \
+	else \
+		echo "warning: not root (or no apt-get); install the modules with:" \
+		     "sudo apt-get install $(SWORD_PACKAGES)"; \
+	fi
+	$(VENV)/bin/attnlab data bible --pair es-en --out data/bible-es-en --overwrite
+	$(VENV)/bin/attnlab data bible --pair kjv-web --out data/bible-kjv-web --overwrite
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -23,6 +23,7 @@ from attnlab.cli import (
     average,
     bench,
     compare,
+    data,
     demo,
     embed_compare,
     evaluate,
@@ -58,6 +59,7 @@ COMMANDS = {
     "embed-compare": (embed_compare, "how one word's representation moves with its context"),
     "positions": (positions, "plots of positional encodings: sinusoidal, RoPE, ALiBi"),
     "compare": (compare, "Transformer vs RNN vs CNN: cost, Table 1, BLEU, long-range probes"),
+    "data": (data, "build a real corpus from texts that install offline (Bible: es-en, kjv-web)"),
 }
 
 # Commands whose work is long enough for torch's thread count to matter: they take --threads
