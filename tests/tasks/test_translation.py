@@ -118,7 +118,11 @@ def test_the_folder_suggests_the_runs_beam_and_translate_uses_it(overfit_run, ca
 
 
 def test_resume_equals_uninterrupted(tmp_path):
-    common = dict(max_steps=8, save_every=2, model_overrides={
+    # A run stopped at 4 steps and resumed to 8 equals a straight 8-step run when nothing is
+    # fitted to the planned length: the budget schedule and the evenly spread evaluations are
+    # (they follow --max-steps, which this resume changes), so the paper's schedule is used.
+    common = dict(max_steps=8, save_every=2, schedule="inverse-sqrt", evaluations=0,
+                  keep="last", model_overrides={
         "d_model": 32, "n_heads": 4, "n_layers": 1, "d_ff": 64, "dropout": 0.1})
     straight = train_translation(settings(tmp_path, "a", **common))
     train_translation(settings(tmp_path, "b", **{**common, "max_steps": 4}))
@@ -256,3 +260,47 @@ def test_a_rerun_needs_overwrite_which_studies_pass(tmp_path):
         train_translation(s)
     again = train_translation(s, overwrite=True)  # what the compare study does per seed
     assert again["steps"] == first["steps"] == 2
+
+
+def test_the_written_model_is_the_best_validation_checkpoint(overfit_run):
+    """keep='best' (the default): the weights in the folder are those of the evaluation with
+    the highest validation BLEU, recorded in metrics.json and checkpoints/best."""
+    from pathlib import Path
+
+    from attnlab.serialization import read_safetensors
+
+    s, metrics = overfit_run
+    out = Path(s.out)
+    evaluations = metrics["evaluations"]
+    assert len(evaluations) == s.evaluations  # 9 spread over the plan + the final one
+    best = max(evaluations, key=lambda e: e["valid_bleu_greedy"])  # first of equals
+    assert metrics["kept"] == {"weights": "best", "step": best["step"],
+                               "metric": "valid_bleu_greedy",
+                               "value": best["valid_bleu_greedy"]}
+    final = read_safetensors(out / "model.safetensors")
+    kept = read_safetensors(out / "checkpoints" / "best" / "model.safetensors")
+    assert final.keys() == kept.keys()
+    assert all(torch.equal(final[k], kept[k]) for k in final)
+
+
+def test_the_schedule_follows_the_planned_steps(overfit_run):
+    """The budget schedule warms up over 10% of the planned steps and decays to their end."""
+    from pathlib import Path
+
+    s, metrics = overfit_run
+    state = torch.load(Path(s.out) / "checkpoints" / "step_0000250" / "training_state.pt",
+                       weights_only=True)
+    lrs = [h["lr"] for h in state["history"]]
+    assert metrics["planned_steps"] == 250 and len(lrs) == 250
+    assert max(range(250), key=lrs.__getitem__) == 24  # the peak at step 25 = 10% of 250
+    assert lrs[-1] == pytest.approx(0.01 * lrs[24])  # the floor at the planned end
+
+
+def test_metrics_put_the_model_beside_its_baselines(overfit_run):
+    s, metrics = overfit_run
+    baselines = metrics["baselines"]
+    assert set(baselines) == {"copy_source", "most_frequent_target"}
+    assert baselines["copy_source"]["bleu"] < 5  # another "language": copying scores ~0
+    assert metrics["beats_copy"] is True
+    assert metrics["auto"] == {"max_len": metrics["auto"]["max_len"]}  # preset and vocab given
+    assert metrics["max_len"] == 8 and metrics["train_pairs_over_max_len"] == 0

@@ -17,7 +17,7 @@ from attnlab.models import build_model
 from attnlab.tasks.language_model import LanguageModelTask
 from attnlab.tasks.translation import TranslationSettings, loss_fn, prepare_corpus
 from attnlab.training.device import available_cores, cap_torch_threads
-from attnlab.training.run import expected_time_note
+from attnlab.training.plan import StepPlan
 from attnlab.training.trainer import Trainer
 
 PAIRS = [("the cat sleeps", "ka miro dormas"), ("the dog eats bread", "ka hundo panok mangas"),
@@ -230,11 +230,11 @@ def test_torch_threads_never_exceed_the_cores_of_the_process(monkeypatch):
 
 
 def test_expected_time_is_printed_from_the_first_timed_steps(capsys):
-    note = expected_time_note(max_steps=112, time_budget=None)
+    plan = StepPlan(max_steps=112, time_budget=None)
     trainer = SimpleNamespace(step=0, train_seconds=0.0)
-    for step in range(1, 14):
+    for step in range(1, 20):
         trainer.step, trainer.train_seconds = step, step * 0.5 + (5.0 if step > 1 else 0.0)
-        note(trainer)
+        plan.on_step(trainer)
     out = capsys.readouterr().err
     # steps 4..13 took 0.5 s each: 2 steps/s, 99 steps left -> 49.5 s
     assert out == ("expected training time: ~0.8 min more for 99 steps at the measured "

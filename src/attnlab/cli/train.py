@@ -48,8 +48,21 @@ class TrainCommand:
 
 
 def translate_summary(m: dict[str, Any], s: TranslationSettings) -> list[str]:
+    copy, frequent = m["baselines"]["copy_source"], m["baselines"]["most_frequent_target"]
+    kept = m["kept"]
+    chosen = (f"the best of {len(m['evaluations'])} validations (step {kept['step']:,}, "
+              f"greedy valid BLEU {kept['value']:.2f})" if kept["weights"] == "best"
+              else f"the last weights (step {kept['step']:,})")
+    verdict = "beats copying the source" if m["beats_copy"] else (
+        "does NOT beat copying the source")
     return [f"test BLEU {m['bleu']:.2f}  chrF {m['chrf']:.2f}  ({m['bleu_signature']})",
-            f"{m['steps']} steps in {m['train_seconds']:.0f}s, "
+            f"baselines on the same {m['split']} set: copy the source BLEU {copy['bleu']:.2f} "
+            f"chrF {copy['chrf']:.2f}; most frequent training target BLEU "
+            f"{frequent['bleu']:.2f}: the model {verdict}",
+            f"model: {m['preset']}, vocabulary {m['vocab_size']:,}, max_len {m['max_len']} "
+            f"({m['train_pairs_over_max_len']:,} training pairs over it dropped); weights: "
+            f"{chosen}",
+            f"{m['steps']:,} steps ({m['stopped_by']}) in {m['train_seconds']:.0f}s, "
             f"{m['train_tokens_per_second']:,} target tokens/s; model in {s.out}"]
 
 

@@ -180,6 +180,7 @@ def capped_max_len(settings: ClassifySettings, model: nn.Module) -> int:
 
 class ClassificationTask(FamilyTask):
     name = "classify"
+    best_metric = ("valid_accuracy", "max")
     settings: ClassifySettings
 
     def load_data(self) -> None:
@@ -248,7 +249,8 @@ class ClassificationTask(FamilyTask):
     def metrics(self, model: nn.Module, result: TrainResult, precision: str) -> dict[str, Any]:
         s = self.settings
         metrics: dict[str, Any] = {
-            "valid_accuracy": result.evaluations[-1]["valid_accuracy"], "labels": self.labels,
+            "valid_accuracy": self.kept_evaluation(result)["valid_accuracy"],
+            "labels": self.labels,
             "steps": result.step, "stopped_by": result.stopped_by,
             "train_seconds": round(result.train_seconds, 1),
             "params": model.num_parameters(),

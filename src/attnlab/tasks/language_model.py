@@ -152,6 +152,7 @@ def validation_loss(model: nn.Module, stream: Tensor, block_size: int) -> float:
 
 class LanguageModelTask(FamilyTask):
     name = "lm"
+    best_metric = ("valid_loss", "min")
     settings: LMSettings
     betas = (0.9, 0.95)
 
@@ -206,7 +207,7 @@ class LanguageModelTask(FamilyTask):
 
     def metrics(self, model: nn.Module, result: TrainResult, precision: str) -> dict[str, Any]:
         s = self.settings
-        valid_loss = result.evaluations[-1]["valid_loss"]
+        valid_loss = self.kept_evaluation(result)["valid_loss"]
         return {
             "valid_loss": valid_loss, "valid_perplexity": math.exp(min(valid_loss, 50.0)),
             **run_summary(result),

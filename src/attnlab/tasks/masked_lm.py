@@ -134,6 +134,7 @@ def evaluate(model: nn.Module, batches: list[dict[str, Tensor]]) -> dict[str, fl
 
 class MaskedLMTask(FamilyTask):
     name = "mlm"
+    best_metric = ("valid_loss", "min")
     settings: MLMSettings
 
     def load_data(self) -> None:
@@ -198,7 +199,7 @@ class MaskedLMTask(FamilyTask):
 
     def metrics(self, model: nn.Module, result: TrainResult, precision: str) -> dict[str, Any]:
         summary = run_summary(result)
-        metrics = {**result.evaluations[-1], "steps": result.step,
+        metrics = {**self.kept_evaluation(result), "steps": result.step,
                    "stopped_by": result.stopped_by, "train_seconds": summary["train_seconds"],
                    "params": model.num_parameters(), "preset": self.settings.preset,
                    "precision": precision, "evaluations": result.evaluations}

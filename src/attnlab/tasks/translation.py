@@ -10,7 +10,9 @@ by length bucket -> metrics.json and a loss curve.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnlab.data.batching import TokenBatches, iterate_in_order
+from attnlab.data.normalize import NORMAL_FORMS
 from attnlab.data.parallel import (  # filter_long: public name kept here (it moved there)
     ParallelCorpus,
     filter_long,
@@ -29,9 +32,16 @@ from attnlab.data.parallel import (  # filter_long: public name kept here (it mo
 )
 from attnlab.errors import MissingFileError
 from attnlab.evaluation import score_corpus
+from attnlab.evaluation.baselines import baseline_warning, beats_copy, translation_baselines
 from attnlab.models import build_model
 from attnlab.models.common import shift_right
 from attnlab.serialization import atomic_write
+from attnlab.tasks.translation_auto import (
+    AUTO,
+    choose_max_len,
+    choose_preset,
+    choose_vocab_size,
+)
 from attnlab.tasks.translation_decode import (  # noqa: F401  (public names kept here)
     evaluate_pairs,
     score_test_buckets,
@@ -41,10 +51,12 @@ from attnlab.tokenizers import Tokenizer
 from attnlab.training.checkpoint import average_last  # noqa: F401  (alias: it moved there)
 from attnlab.training.device import resolve_device  # noqa: F401  (alias: it moved there)
 from attnlab.training.run import RunOutcome, Task, model_device, run_task
-from attnlab.training.schedule import inverse_sqrt_warmup
+from attnlab.training.schedule import inverse_sqrt_warmup, warmup_linear_decay
 from attnlab.training.settings import (
+    KEEP_CHOICES,
     RunSettings,
     SettingError,
+    check_choice,
     check_non_negative_ints,
     check_positive_ints,
     check_positive_numbers,
@@ -64,10 +76,20 @@ SEQ2SEQ_TYPES = ("transformer", "rnn", "convs2s")
 RECIPES = Path(__file__).parent / "recipes"
 
 
+SCHEDULES = ("budget", "inverse-sqrt")
+# Peak learning rate of the budget schedule per d_model^-0.5: the demo's measured peak
+# (2 x 128^-0.5 x 300^-0.5 = 0.0102 at d_model=128, pre-norm), scaled like the paper's.
+PEAK_LR_PER_INVERSE_SQRT_D = 0.1155
+
+
 def seq2seq_presets() -> list[str]:
     from attnlab.models import list_models
 
     return [name for kind in SEQ2SEQ_TYPES for name in list_models(kind)]
+
+
+def preset_choices() -> list[str]:
+    return [AUTO, *seq2seq_presets()]
 
 
 @dataclass
@@ -75,8 +97,9 @@ class TranslationSettings(RunSettings):
     """Everything `attnlab train translate` takes; saved as `train_settings.json`."""
 
     out: str = setting("runs/translate", "output folder (model, checkpoints, metrics)")
-    preset: str = setting("transformer-small", "model (an encoder-decoder preset)",
-                          choices=seq2seq_presets)
+    preset: str = setting(AUTO, "model (an encoder-decoder preset); auto: from the corpus "
+                                "size, --time-budget and device (tasks/translation_auto.py)",
+                          choices=preset_choices)
     data: str | None = setting(None, "corpus folder (none: the built-in corpus)", data=True)
     src_lang: str | None = setting(None, "source file suffix, e.g. en")
     tgt_lang: str | None = setting(None, "target file suffix, e.g. de")
@@ -84,39 +107,68 @@ class TranslationSettings(RunSettings):
     builtin_train_size: int = setting(60_000, "training pairs generated for the built-in corpus")
     builtin_valid_size: int = setting(1000, "validation pairs of the built-in corpus")
     builtin_test_size: int = setting(2000, "test pairs of the built-in corpus")
-    vocab_size: int = setting(4000, "joint BPE vocabulary size")
-    max_len: int = setting(128, "skip training pairs longer than this many subwords")
+    vocab_size: int | None = setting(None, "joint BPE vocabulary size (none: from the "
+                                           "corpus size)")
+    max_len: int | None = setting(None, "drop training pairs longer than this many subwords, "
+                                        "counted in the log (none: the 99.5th percentile)")
+    normalize: str = setting("nfc", "Unicode normalisation of the corpus and of input text",
+                             choices=NORMAL_FORMS)
     max_tokens: int = setting(4096, "padded tokens per micro-batch and side (training and "
                                     "decoding)")
     max_steps: int = setting(100_000, "optimizer steps")
-    warmup_steps: int = setting(4000, "linear warmup steps of the inverse-sqrt schedule")
-    lr_scale: float = setting(1.0, "multiplier on the paper's d^-0.5 * min(step^-0.5, "
-                                   "step*warmup^-1.5)")
+    schedule: str = setting("budget", "learning rate: budget = linear warmup over "
+                                      "--warmup-fraction of the planned steps, then linear "
+                                      "decay to their end (planned from --max-steps, or from "
+                                      "--time-budget at the measured speed); inverse-sqrt = "
+                                      "the paper's (--warmup-steps)", choices=SCHEDULES)
+    warmup_fraction: float = setting(0.1, "budget schedule: share of the planned steps that "
+                                          "warm up")
+    peak_lr: float | None = setting(None, "budget schedule: peak learning rate (none: "
+                                          "0.1155 * d_model^-0.5 * lr_scale, 0.0102 at "
+                                          "d_model 128)")
+    warmup_steps: int = setting(4000, "inverse-sqrt schedule: linear warmup steps")
+    lr_scale: float = setting(1.0, "multiplier on the learning rate (inverse-sqrt: on the "
+                                   "paper's d^-0.5 * min(step^-0.5, step*warmup^-1.5))")
     label_smoothing: float = setting(0.1, "label smoothing epsilon of the training loss")
     save_every: int = setting(1000, "checkpoint every N steps (0: only at the end)")
     keep_last: int = setting(5, "checkpoints kept (for averaging)")
     average_last: int = setting(0, "test the mean of the last N checkpoints (0: the final "
-                                   "weights; Vaswani et al. 2017)")
+                                   "weights; Vaswani et al. 2017); needs --keep last")
     beam_size: int = setting(4, "beam size for the test set")
     length_penalty: float = setting(0.6, "GNMT length penalty alpha")
     eval_sentences: int = setting(200, "validation sentences translated (greedy) at each "
-                                       "evaluation")
+                                       "evaluation (the same ones each time)")
+    # Run settings with translation's own defaults: ten validations spread over the planned
+    # steps, and the weights with the best validation BLEU written at the end.
+    evaluations: int = setting(10, "also validate this many times, evenly over the planned "
+                                   "steps (--max-steps, or what --time-budget allows at the "
+                                   "measured speed); 0: only --eval-every")
+    keep: str = setting("best", "weights written at the end: best by validation BLEU "
+                                "(greedy, --eval-sentences), or last", choices=KEEP_CHOICES)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive_ints(self, ("builtin_train_size", "builtin_valid_size",
-                                   "builtin_test_size", "vocab_size", "max_len", "max_tokens",
+                                   "builtin_test_size", "max_tokens",
                                    "warmup_steps", "beam_size", "eval_sentences"))
+        check_positive_ints(self, [name for name in ("vocab_size", "max_len")
+                                   if getattr(self, name) is not None])
         check_non_negative_ints(self, ("average_last",))
         check_range(self, "label_smoothing", 0, 1)
+        check_range(self, "warmup_fraction", 0, 1)
         check_positive_numbers(self, ("lr_scale",))
-        presets = seq2seq_presets()
-        if self.preset not in presets:
-            raise SettingError("preset", f"preset must be an encoder-decoder model, one of "
-                                         f"{presets}, got {self.preset!r}")
+        check_positive_numbers(self, ("peak_lr",), allow_none=True)
+        check_choice(self, "schedule", SCHEDULES)
+        check_choice(self, "normalize", NORMAL_FORMS)
+        check_choice(self, "preset", preset_choices(),
+                     "auto or an encoder-decoder model, one of")
         if self.average_last > self.keep_last:
             raise SettingError("average_last", f"average_last={self.average_last} needs "
                                                f"keep_last >= it, got keep_last={self.keep_last}")
+        if self.average_last and self.keep == "best":
+            raise SettingError("average_last", f"average_last={self.average_last} averages the "
+                                               "last checkpoints, so it needs keep='last', got "
+                                               "keep='best'")
 
 
 def settings_from_dict(values: dict[str, Any], where: str) -> TranslationSettings:
@@ -163,7 +215,8 @@ def prepare_corpus(settings: TranslationSettings,
         chosen = {name: corpus[name] for name in ("train", "valid", "test") if name in splits}
         return ParallelCorpus(chosen, {name: "built-in corpus" for name in chosen},
                               test_buckets={"ambiguous": corpus.ambiguous_test})
-    return load_corpus(settings.data, settings.src_lang, settings.tgt_lang, tsv=settings.tsv)
+    return load_corpus(settings.data, settings.src_lang, settings.tgt_lang, tsv=settings.tsv,
+                       normalize=settings.normalize)
 
 
 def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor],
@@ -182,12 +235,39 @@ def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor],
     return loss, int((labels != -100).sum())
 
 
+CHOICES_NAME = "auto_choices.json"  # what the `auto` settings of a run became
+
+
+def write_choices(out: Path, choices: dict[str, Any]) -> None:
+    text = json.dumps(choices, indent=2) + "\n"
+    atomic_write(out / CHOICES_NAME, lambda t: Path(t).write_text(text))
+
+
+def read_choices(out: Path) -> dict[str, Any]:
+    """The choices a run recorded at its start ({} for runs of attnlab < 0.4)."""
+    path = out / CHOICES_NAME
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 class TranslationTask(Task):
     """The translation recipe on the run routine. After the run it keeps what the demo prints:
-    `corpus`, `tokenizer`, `test_pairs` and `test_hypotheses`."""
+    `corpus`, `tokenizer`, `test_pairs` and `test_hypotheses`; `choices` holds what each
+    `auto` setting became and why."""
 
     name = "translate"
     settings: TranslationSettings
+    best_metric = ("valid_bleu_greedy", "max")
+
+    def __init__(self, settings: TranslationSettings) -> None:
+        super().__init__(settings)
+        self.choices: dict[str, dict[str, Any]] = {}
+
+    def choose(self, name: str, choice: Any) -> Any:
+        """Record (and log once) what an `auto` setting became."""
+        if name not in self.choices:
+            log.info("auto %s: %s (%s)", name, choice.value, choice.reason)
+        self.choices[name] = {"value": choice.value, "reason": choice.reason}
+        return choice.value
 
     def load_data(self) -> None:
         """The corpus, every split checked (data/parallel.py); the checks that need subwords
@@ -197,11 +277,17 @@ class TranslationTask(Task):
             warn_before_training(self.corpus, self.settings.data)
 
     def encode_splits(self) -> None:
-        """Encode train (pairs over --max-len dropped; none left is a DataError) and valid,
-        before the run routine writes anything (new run) or trains (resume)."""
+        """Encode train (pairs over the length cap dropped and counted; none left is a
+        DataError) and valid, before the run routine writes anything (new run) or trains
+        (resume)."""
         s, corpus = self.settings, self.corpus
-        self.train_encoded = filter_long(encode_pairs(self.tokenizer, corpus.split("train")),
-                                         s.max_len, corpus.sources["train"])
+        encoded = encode_pairs(self.tokenizer, corpus.split("train"))
+        max_len = s.max_len
+        if max_len is None:
+            max_len = self.choose("max_len", choose_max_len([max(map(len, p)) for p in encoded]))
+        self.max_len = max_len
+        self.train_encoded = filter_long(encoded, max_len, corpus.sources["train"])
+        self.dropped_long = len(encoded) - len(self.train_encoded)
         self.valid = corpus.split("valid")
         self.valid_encoded = encode_pairs(self.tokenizer, self.valid)
 
@@ -209,17 +295,37 @@ class TranslationTask(Task):
         """A new run's joint BPE and its encoded, checked splits; writes nothing, so the run
         routine may call it before it creates or clears the run folder."""
         s = self.settings
-        log.info("training a %d-entry BPE vocabulary", s.vocab_size)
+        vocab_size = s.vocab_size
+        if vocab_size is None:
+            words = sum(len(a.split()) + len(b.split()) for a, b in self.corpus.split("train"))
+            vocab_size = self.choose("vocab_size", choose_vocab_size(words))
+        log.info("training a %d-entry BPE vocabulary", vocab_size)
         train_text = (text for pair in self.corpus.split("train") for text in pair)
-        self.tokenizer = Tokenizer.train_bpe(train_text, vocab_size=s.vocab_size)
+        self.tokenizer = Tokenizer.train_bpe(train_text, vocab_size=vocab_size,
+                                             normalize=s.normalize)
         self.encode_splits()
+
+    def model_max_seq_len(self) -> int:
+        """Positions for the longest sentence of any split, with room for a longer output
+        (at least 256), so that decoding the test split never meets a sentence too long."""
+        longest = 0
+        for pairs in self.corpus.pairs.values():
+            for src, tgt in encode_pairs(self.tokenizer, pairs):
+                longest = max(longest, len(src), len(tgt))
+        return max(256, math.ceil((longest * 3 // 2 + 16) / 64) * 64)
 
     def new_model(self, out: Path) -> nn.Module:
         s = self.settings
         if self.tokenizer is None:  # not yet prepared by the run routine
             self.prepare_new_run()
-        model = build_model(s.preset, vocab_size=self.tokenizer.vocab_size,
-                            **{"max_seq_len": 256, **s.model_overrides})
+        preset = s.preset
+        if preset == AUTO:
+            preset = self.choose("preset", choose_preset(
+                len(self.corpus.split("train")), s.time_budget, resolve_device(s.device).type))
+        self.preset = preset
+        overrides = {"max_seq_len": self.model_max_seq_len(), **s.model_overrides}
+        model = build_model(preset, vocab_size=self.tokenizer.vocab_size, **overrides)
+        write_choices(out, {"preset": preset, "auto": self.choices})
         return model
 
     def restore(self, out: Path) -> nn.Module:
@@ -228,6 +334,9 @@ class TranslationTask(Task):
         model = super().restore(out)
         self.tokenizer.require_specials(dict(zip(("pad", "bos", "eos", "unk"), range(4),
                                                  strict=True)), f"--resume: {out}")
+        saved = read_choices(out)
+        self.preset = saved.get("preset", self.settings.preset)
+        self.choices.update(saved.get("auto", {}))
         self.encode_splits()
         return model
 
@@ -262,8 +371,12 @@ class TranslationTask(Task):
 
     def lr(self, step: int) -> float:
         s = self.settings
-        return inverse_sqrt_warmup(step, d_model=self.d_model, warmup_steps=s.warmup_steps,
-                                   scale=s.lr_scale)
+        if s.schedule == "inverse-sqrt":
+            return inverse_sqrt_warmup(step, d_model=self.d_model, warmup_steps=s.warmup_steps,
+                                       scale=s.lr_scale)
+        peak = s.peak_lr or PEAK_LR_PER_INVERSE_SQRT_D * self.d_model**-0.5 * s.lr_scale
+        return warmup_linear_decay(step, peak_lr=peak, total_steps=self.plan.total,
+                                   warmup_fraction=s.warmup_fraction)
 
     def before_save(self, model: nn.Module, out: Path) -> None:
         self.averaged = average_last(model, out / "checkpoints", self.settings.average_last)
@@ -281,8 +394,16 @@ class TranslationTask(Task):
         if "test" in corpus.pairs:
             scores.update(score_test_buckets(corpus, self.test_hypotheses,
                                              builtin=s.data is None))
+        baselines = translation_baselines([src for src, _ in self.test_pairs],
+                                          [tgt for _, tgt in self.test_pairs],
+                                          [tgt for _, tgt in corpus.split("train")])
+        warning = baseline_warning(scores["bleu"], baselines)
+        if warning:
+            log.warning("%s", warning)
         metrics = {
             **scores,
+            "baselines": baselines,
+            "beats_copy": beats_copy(scores["bleu"], baselines),
             "split": "test" if "test" in corpus.pairs else "valid",
             "beam_size": s.beam_size,
             "length_penalty": s.length_penalty,
@@ -293,9 +414,13 @@ class TranslationTask(Task):
             "train_tokens_per_second": round(result.tokens_per_second),
             "eval_seconds": round(time.perf_counter() - start, 1),
             "params": sum(p.numel() for p in model.parameters()),
-            "preset": s.preset,
+            "preset": self.preset,
             "precision": precision,
             "vocab_size": self.tokenizer.vocab_size,
+            "max_len": self.max_len,
+            "train_pairs_over_max_len": self.dropped_long,
+            "auto": self.choices,
+            "schedule": s.schedule,
             "averaged_checkpoints": getattr(self, "averaged", []),
             "evaluations": result.evaluations,
         }

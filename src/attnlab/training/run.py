@@ -7,10 +7,13 @@ holding a run is never replaced without `--overwrite`; a new run writes its sett
 with its id and data fingerprint, the tokenizer and the step-0 model under checkpoints/initial;
 `--resume` takes the saved settings and refuses, in one line, any change of settings or data
 but max_steps / time_budget / device), seeding, the Trainer (checkpoints carrying the run id,
-exact resume, Ctrl-C, time budget), the expected training time measured on the first steps,
-and, only at a successful end, the final model: metrics.json, loss_curve.png, then
-`model.save_pretrained` (config.json last). A run that fails, is interrupted or killed leaves
-checkpoints to resume from, never a loadable final model of its own.
+exact resume, Ctrl-C, time budget), the step plan (`training/plan.py`: the steps a time
+budget allows, measured on the first steps, which the task's schedule and the evenly spread
+evaluations follow), the best weights by the task's validation metric and early stopping
+(`training/best.py`, `--keep best`, `--patience`), and, only at a successful end, the final
+model: metrics.json, loss_curve.png, then `model.save_pretrained` (config.json last). A run
+that fails, is interrupted or killed leaves checkpoints to resume from, never a loadable final
+model of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import dataclasses
 import json
 import logging
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +29,15 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from attnlab.errors import MissingFileError
 from attnlab.io import load_tokenizer
 from attnlab.models.auto import from_pretrained
 from attnlab.serialization import atomic_write
 from attnlab.tokenizers import Tokenizer
+from attnlab.training.best import BEST, BestKeeper
 from attnlab.training.device import cap_torch_threads, resolve_device
+from attnlab.training.plan import StepPlan
 from attnlab.training.run_folder import (
     CHECKPOINTS,
     INITIAL,
@@ -53,6 +56,7 @@ from attnlab.training.run_folder import (
 from attnlab.training.settings import (
     SETTINGS_NAME,
     RunSettings,
+    SettingError,
     load_run_settings,
     resume_refusal,
     resumed_settings,
@@ -68,13 +72,14 @@ from attnlab.training.trainer import (
 
 log = logging.getLogger(__name__)
 
-TIMED_FROM, TIMED_STEPS = 2, 10  # skip the first steps (allocator warm-up), then time ten
-
-
 class Task:
     """What a training task supplies; `run_task` calls these in this order."""
 
     name = "task"  # the `attnlab train NAME` sub-command
+    # The validation metric that picks the best weights (--keep best) and ends a plateau
+    # (--patience): (key of evaluate()'s dict, "max" or "min"); None: the task has none.
+    best_metric: tuple[str, str] | None = None
+    plan: StepPlan  # set by run_task before the model is built: the steps the run will get
     tokenizer: Tokenizer | None = None  # set by new_model / restore; saved with the model
     progress = False  # run_task's choice: long steps of the task (test decoding) show a bar
 
@@ -117,6 +122,8 @@ class Task:
         raise NotImplementedError
 
     def lr(self, step: int) -> float:
+        """The learning rate of optimizer step `step` (from 1); `self.plan.total` is the
+        number of steps the run is expected to get."""
         raise NotImplementedError
 
     def generation_settings(self) -> dict[str, Any] | None:
@@ -129,6 +136,13 @@ class Task:
 
     def metrics(self, model: nn.Module, result: TrainResult, precision: str) -> dict[str, Any]:
         raise NotImplementedError
+
+    def kept_evaluation(self, result: TrainResult) -> dict[str, Any]:
+        """The validation record of the weights the run writes: the best one's under --keep
+        best, else the last."""
+        step = getattr(self, "kept_step", result.step)
+        return next((e for e in reversed(result.evaluations) if e["step"] == step),
+                    result.evaluations[-1])
 
 
 @dataclass
@@ -168,29 +182,6 @@ def write_json(path: Path, value: Any) -> None:
     atomic_write(path, lambda t: Path(t).write_text(text))
 
 
-def expected_time_note(max_steps: int, time_budget: float | None) -> Any:
-    """An on_step callback that, once TIMED_STEPS steps past the warm-up are timed, prints
-    how long the rest of the run should take at the measured rate."""
-    marks: dict[str, float] = {}
-
-    def on_step(trainer: Trainer) -> None:
-        if "first" not in marks:
-            marks["first"] = trainer.step
-        done = trainer.step - marks["first"]
-        if done == TIMED_FROM:
-            marks["start"] = trainer.train_seconds
-        elif done == TIMED_FROM + TIMED_STEPS:
-            rate = TIMED_STEPS / max(trainer.train_seconds - marks["start"], 1e-9)
-            seconds = (max_steps - trainer.step) / rate
-            if time_budget is not None:
-                seconds = min(seconds, max(time_budget - trainer.train_seconds, 0.0))
-            tqdm.write(f"expected training time: ~{seconds / 60:.1f} min more for "
-                       f"{max_steps - trainer.step:,} steps at the measured {rate:.2f} steps/s",
-                       file=sys.stderr)  # beside the progress bar, not in the results
-
-    return on_step
-
-
 def run_task(task: Task, resume: bool = False, *, overwrite: bool = False,
              progress: bool = True) -> RunOutcome:
     """Train `task` in `task.settings.out`: a new run (refused where a run is, unless
@@ -199,7 +190,10 @@ def run_task(task: Task, resume: bool = False, *, overwrite: bool = False,
     s = task.settings
     out = Path(s.out)
     check_target(out, resume=resume, overwrite=overwrite)
+    check_selection(task, s)
     task.progress = progress
+    task.plan = plan = StepPlan(s.max_steps, s.time_budget, evaluations=s.evaluations,
+                                announce=progress)
     device = resolve_device(s.device)
     precision = resolve_precision(s.precision, device.type)
     cap_torch_threads()
@@ -235,6 +229,16 @@ def run_task(task: Task, resume: bool = False, *, overwrite: bool = False,
     log.info("training on %s in %s", device, precision)
     optimizer = task.optimizer(model)
     batches = task.batches(model)
+    keeper = None
+    if task.best_metric is not None and (s.keep == "best" or s.patience):
+        keeper = BestKeeper(out / CHECKPOINTS / BEST, *task.best_metric, patience=s.patience)
+
+    def evaluate(m: nn.Module, step: int) -> dict[str, float]:
+        metrics = task.evaluate(m, step)
+        if keeper is not None:
+            keeper.after_evaluation(m, {"step": step, **metrics}, trainer)
+        return metrics
+
     trainer = Trainer(
         model, optimizer, task.lr, batches,
         lambda m, batch: task.loss(m, to_device(batch, device)),
@@ -242,22 +246,41 @@ def run_task(task: Task, resume: bool = False, *, overwrite: bool = False,
                       grad_accum=s.grad_accum, clip_norm=s.clip_norm, eval_every=s.eval_every,
                       save_every=s.save_every, keep_last=s.keep_last, precision=precision,
                       progress=progress),
-        checkpoint_dir=out / CHECKPOINTS, evaluate=task.evaluate,
-        on_step=expected_time_note(s.max_steps, s.time_budget) if progress else None,
-        run_id=record["run_id"],
+        checkpoint_dir=out / CHECKPOINTS, evaluate=evaluate, on_step=plan.on_step,
+        run_id=record["run_id"], evaluation_due=plan.evaluation_due,
     )
     if resume and not trainer.resume():
         log.warning("no checkpoint in %s: starting from step 0", out / CHECKPOINTS)
+    plan.resumed_at(trainer.step)
     start = time.perf_counter()
     result = trainer.fit()
     log.debug("fit took %.1fs", time.perf_counter() - start)
     if result.stopped_by == "interrupt":  # the checkpoint is saved; no final model
         return RunOutcome({"stopped_by": "interrupt", "step": result.step}, result, model, task)
+    kept = keeper.restore(model, result.step) if keeper and s.keep == "best" else None
+    task.kept_step = kept["step"] if kept else result.step
     task.before_save(model, out)
     metrics = task.metrics(model, result, precision)
+    metrics["planned_steps"] = plan.total
+    metrics["kept"] = ({"weights": "best", **kept} if kept else
+                       {"weights": "last", "step": result.step})
     write_final(task, model, out, metrics, result)
     note_task_files(out, record, foreign)
     return RunOutcome(metrics, result, model, task)
+
+
+def check_selection(task: Task, s: RunSettings) -> None:
+    """--keep best and --patience need a task with a validation metric, and evaluations."""
+    for name, wanted in (("keep", s.keep == "best"), ("patience", s.patience > 0)):
+        if not wanted:
+            continue
+        if task.best_metric is None:
+            raise SettingError(name, f"{name}={getattr(s, name)!r} needs a validation metric, "
+                                     f"and `attnlab train {task.name}` has none to select by")
+        if not s.eval_every and s.evaluations < 2:
+            raise SettingError(name, f"{name}={getattr(s, name)!r} needs evaluations during "
+                                     f"the run: set --evaluations (>= 2) or --eval-every, got "
+                                     f"evaluations={s.evaluations}, eval_every={s.eval_every}")
 
 
 def start_run(task: Task, out: Path, record: dict[str, Any]) -> nn.Module:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from attnlab.errors import ConfigError, MissingFileError
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
+KEEP_CHOICES = ("last", "best")
 SETTINGS_NAME = "train_settings.json"
 # What may differ when a run is resumed: how long it goes on, and where it runs.
 RESUMABLE_CHANGES = ("max_steps", "time_budget", "device")
@@ -121,6 +122,13 @@ class RunSettings:
     grad_accum: int = setting(1, "micro-batches per optimizer step")
     clip_norm: float | None = setting(1.0, "clip the gradient norm to this (none: no clipping)")
     eval_every: int = setting(0, "validate every N steps (0: only at the end)")
+    evaluations: int = setting(0, "also validate this many times, evenly over the planned "
+                                  "steps (--max-steps, or what --time-budget allows at the "
+                                  "measured speed); 0: only --eval-every")
+    keep: str = setting("last", "weights written at the end: last, or best by the task's "
+                                "validation metric (training/best.py)", choices=KEEP_CHOICES)
+    patience: int = setting(0, "stop early after this many evaluations in a row without a "
+                               "better validation metric (0: never)")
     save_every: int = setting(500, "checkpoint every N steps (0: only at the end)")
     keep_last: int = setting(3, "checkpoints kept")
     seed: int = setting(1, "random seed (data order, initialisation, dropout)")
@@ -134,7 +142,8 @@ class RunSettings:
 
     def __post_init__(self) -> None:
         check_positive_ints(self, ("max_steps", "grad_accum", "keep_last"))
-        check_non_negative_ints(self, ("eval_every", "save_every"))
+        check_non_negative_ints(self, ("eval_every", "save_every", "evaluations", "patience"))
+        check_choice(self, "keep", KEEP_CHOICES)
         check_positive_numbers(self, ("time_budget", "clip_norm"), allow_none=True)
         if not _is_int(self.seed):
             raise SettingError("seed", f"seed must be an integer, got {self.seed!r}")

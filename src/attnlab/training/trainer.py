@@ -82,7 +82,7 @@ class TrainerConfig:
 @dataclass
 class TrainResult:
     step: int
-    stopped_by: str  # "max_steps", "time_budget", "interrupt"
+    stopped_by: str  # "max_steps", "time_budget", "interrupt", or a request_stop reason
     train_seconds: float
     train_tokens: int
     history: list[dict[str, float]] = field(default_factory=list)
@@ -106,6 +106,7 @@ class Trainer:
         evaluate: Callable[[nn.Module, int], dict[str, float]] | None = None,
         on_step: Callable[[Trainer], None] | None = None,
         run_id: str | None = None,
+        evaluation_due: Callable[[int], bool] | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -117,6 +118,9 @@ class Trainer:
         self.evaluate = evaluate
         self.on_step = on_step  # called after every optimizer step (e.g. to time the first few)
         self.run_id = run_id  # stored in each checkpoint; resume refuses another run's
+        # Evaluate after this step too (beside eval_every): e.g. evenly over a planned run.
+        self.evaluation_due = evaluation_due
+        self.stop_reason: str | None = None  # set by request_stop (e.g. early stopping)
         self.step = 0
         self.train_seconds = 0.0
         self.train_tokens = 0
@@ -217,6 +221,18 @@ class Trainer:
         self.evaluations.append(metrics)
         log.info("step %d: %s", self.step, metrics)
 
+    def request_stop(self, reason: str) -> None:
+        """End the run after the current step, as a finished run (unlike an interrupt): the
+        final checkpoint, evaluation and model are written. E.g. reason="plateau"."""
+        self.stop_reason = reason
+
+    def evaluation_now(self) -> bool:
+        c = self.config
+        due = bool(c.eval_every) and self.step % c.eval_every == 0
+        if self.evaluation_due is not None and self.evaluation_due(self.step):
+            due = True
+        return due and self.step < c.max_steps
+
     def fit(self) -> TrainResult:
         c = self.config
         previous_handler = signal.getsignal(signal.SIGINT)
@@ -249,10 +265,13 @@ class Trainer:
                     self.on_step(self)
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}",
                                 tok_s=f"{self.train_tokens / self.train_seconds:,.0f}")
-                if c.eval_every and self.step % c.eval_every == 0 and self.step < c.max_steps:
+                if self.evaluation_now():
                     self.run_evaluation()
                 if self._interrupted:
                     stopped_by = "interrupt"
+                    break
+                if self.stop_reason is not None:
+                    stopped_by = self.stop_reason
                     break
                 if c.time_budget is not None and self.train_seconds >= c.time_budget:
                     stopped_by = "time_budget"
@@ -266,7 +285,8 @@ class Trainer:
                 signal.signal(signal.SIGINT, previous_handler)
         if self.checkpoint_dir is not None:
             self.save()
-        if stopped_by != "interrupt":
+        evaluated_here = bool(self.evaluations) and self.evaluations[-1]["step"] == self.step
+        if stopped_by != "interrupt" and not evaluated_here:
             self.run_evaluation()
         return TrainResult(self.step, stopped_by, self.train_seconds, self.train_tokens,
                            self.history, self.evaluations)
