@@ -52,7 +52,8 @@ def test_flags_override_the_recipe_and_the_recipe_overrides_defaults():
     assert s.seed == 1  # default
     assert s.model_overrides == {"max_seq_len": 1024, "dropout": 0.2}  # merged
     plain = settings_from_args(parse())
-    assert plain.vocab_size == 4000 and plain.warmup_steps == 4000
+    assert plain.vocab_size is None and plain.warmup_steps == 4000  # None: from the corpus
+    assert plain.preset == "auto" and plain.schedule == "budget" and plain.keep == "best"
 
 
 def test_config_file_with_unknown_field_names_it(tmp_path):
@@ -90,7 +91,7 @@ def test_device_and_precision_resolution():
     ("label_smoothing", 1.0, r"label_smoothing must be in \[0, 1\), got 1.0"),
     ("precision", "fp16", "precision must be auto, fp32 or bf16"),
     ("average_last", 9, "average_last=9 needs keep_last >= it"),
-    ("preset", "gpt2", "preset must be an encoder-decoder model"),
+    ("preset", "gpt2", "preset must be auto or an encoder-decoder model"),
 ])
 def test_bad_settings_name_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):

@@ -160,7 +160,8 @@ def test_resume_without_a_run_is_a_clear_error(tmp_path):
 
 
 def test_average_last_tests_the_mean_of_the_newest_checkpoints(tmp_path):
-    s = settings(tmp_path, "avg", max_steps=6, save_every=2, keep_last=3, average_last=2)
+    s = settings(tmp_path, "avg", max_steps=6, save_every=2, keep_last=3, average_last=2,
+                 keep="last")
     metrics = train_translation(s)
     assert metrics["averaged_checkpoints"] == ["step_0000004", "step_0000006"]
     from attnlab.training.checkpoint import average_checkpoints, list_checkpoints
@@ -303,4 +304,12 @@ def test_metrics_put_the_model_beside_its_baselines(overfit_run):
     assert baselines["copy_source"]["bleu"] < 5  # another "language": copying scores ~0
     assert metrics["beats_copy"] is True
     assert metrics["auto"] == {"max_len": metrics["auto"]["max_len"]}  # preset and vocab given
-    assert metrics["max_len"] == 8 and metrics["train_pairs_over_max_len"] == 0
+    # 24 training pairs: the 99.5th percentile is the longest pair, so none is dropped
+    assert metrics["max_len"] == metrics["auto"]["max_len"]["value"]
+    assert metrics["max_len"] % 8 == 0 and metrics["train_pairs_over_max_len"] == 0
+
+
+def test_averaging_needs_the_last_weights():
+    with pytest.raises(ValueError, match="average_last=2 averages the last checkpoints, so it "
+                                         "needs keep='last'"):
+        TranslationSettings(average_last=2, keep_last=3)
