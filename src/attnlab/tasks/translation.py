@@ -306,12 +306,14 @@ class TranslationTask(Task):
         self.encode_splits()
 
     def model_max_seq_len(self) -> int:
-        """Positions for the longest sentence of any split, with room for a longer output
-        (at least 256), so that decoding the test split never meets a sentence too long."""
-        longest = 0
-        for pairs in self.corpus.pairs.values():
-            for src, tgt in encode_pairs(self.tokenizer, pairs):
-                longest = max(longest, len(src), len(tgt))
+        """Positions for the training length cap and the longest held-out sentence, with room
+        for a longer output (at least 256), so decoding the test split never meets a sentence
+        too long for the model."""
+        longest = self.max_len
+        for split, pairs in self.corpus.pairs.items():
+            if split != "train":
+                for src, tgt in encode_pairs(self.tokenizer, pairs):
+                    longest = max(longest, len(src), len(tgt))
         return max(256, math.ceil((longest * 3 // 2 + 16) / 64) * 64)
 
     def new_model(self, out: Path) -> nn.Module:
