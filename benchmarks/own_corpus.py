@@ -21,9 +21,6 @@ benchmarks/results/own_corpus.json with the command, the machine and every run's
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime as dt
-import io
 import json
 import shlex
 import sys
@@ -32,8 +29,9 @@ from pathlib import Path
 
 from attnlab.cli.main import main as attnlab_main
 from attnlab.data.bible import PAIRS, build_bible_corpus
-from attnlab.evaluation.machine import machine_info
+from attnlab.evaluation.machine import record_header
 
+SCRIPT = "benchmarks/own_corpus.py"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "own_corpus.json"
 BUDGET = 600.0
 BUILTIN = "builtin"  # `attnlab train translate` without --data: the generated demo corpus
@@ -72,12 +70,9 @@ def run_pair(name: str, budget: float, work: Path) -> dict:
                      "--tgt-lang", corpus.tgt_lang]
         sizes = {"train_pairs": len(corpus.splits["train"]),
                  "test_pairs": len(corpus.splits["test"])}
-    printed = io.StringIO()
     start = time.perf_counter()
-    with contextlib.redirect_stdout(printed):
-        code = attnlab_main(argv)
+    code = attnlab_main(argv)  # its summary goes to stdout as a user would see it
     wall = time.perf_counter() - start
-    sys.stdout.write(printed.getvalue())
     if code != 0:
         raise SystemExit(f"attnlab {' '.join(argv)} exited with {code}")
     m = json.loads((work / f"run-{name}" / "metrics.json").read_text())
@@ -108,15 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.pairs:
         run = run_pair(name, budget, args.work_dir)
         # Each run carries its own date and machine: the file keeps runs of other invocations.
-        runs.append({**run, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                     "machine": machine_info()})
+        header = record_header(SCRIPT, sys.argv[1:] if argv is None else argv)
+        runs.append({**run, "time_budget": budget, "date": header["date"],
+                     "machine": header["machine"]})
     record = {
         "benchmark": "own_corpus",
-        "command": "python " + " ".join(
-            shlex.quote(a) for a in ["benchmarks/own_corpus.py",
-                                     *(sys.argv[1:] if argv is None else argv)]),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        **record_header(SCRIPT, sys.argv[1:] if argv is None else argv),
         "time_budget": budget,
         "runs": runs,
     }

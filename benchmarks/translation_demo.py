@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import io
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
 
 from attnlab.cli.main import main as attnlab_main
-from attnlab.evaluation.machine import machine_info
+from attnlab.evaluation.machine import record_header
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "translation_demo.json"
 TARGET_SECONDS = 600.0
@@ -57,11 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             "train_seconds", "train_tokens_per_second", "eval_seconds", "params", "precision")
     record = {
         "benchmark": "translation_demo",
-        "command": "python " + " ".join(
-            shlex.quote(a) for a in ["benchmarks/translation_demo.py",
-                                     *(sys.argv[1:] if argv is None else argv)]),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        **record_header("benchmarks/translation_demo.py", sys.argv[1:] if argv is None else argv),
         "quick": args.quick,
         "demo_argv": demo_argv,
         **{k: metrics[k] for k in keep if k in metrics},

@@ -33,3 +33,14 @@ def machine_info() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def record_header(script: str, argv: list[str]) -> dict[str, Any]:
+    """What every benchmark record starts with: the command that made it (`python SCRIPT
+    ARGS`), when (UTC) and on which machine."""
+    import datetime as dt
+    import shlex
+
+    return {"command": shlex.join(["python", script, *argv]),
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "machine": machine_info()}
