@@ -28,13 +28,13 @@ def test_a_tiny_real_text_run_beats_copying_the_source(tmp_path):
     corpus = build_bible_corpus("es-en")
     data = tmp_path / "data"
     data.mkdir()
-    for split, limit in (("train", 4000), ("valid", 100), ("test", 150)):
+    for split, limit in (("train", 8000), ("valid", 100), ("test", 150)):
         pairs = short(corpus.splits[split], limit)
         (data / f"{split}.es").write_text("".join(s + "\n" for s, _ in pairs), "utf-8")
         (data / f"{split}.en").write_text("".join(t + "\n" for _, t in pairs), "utf-8")
     settings = TranslationSettings(
         out=str(tmp_path / "run"), data=str(data), src_lang="es", tgt_lang="en",
-        preset="transformer-mini", max_steps=300, max_tokens=1500, evaluations=3,
+        preset="transformer-mini", max_steps=400, max_tokens=3000, evaluations=3,
         eval_sentences=100, save_every=0, beam_size=2)
     metrics = train_translation(settings)
     copy = metrics["baselines"]["copy_source"]["bleu"]
