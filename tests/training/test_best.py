@@ -61,3 +61,24 @@ def test_the_last_weights_stay_when_they_are_the_best(tmp_path):
         model.weight.fill_(7.0)
     assert keeper.restore(model, step=5)["step"] == 5
     assert torch.all(model.weight == 7.0)  # not reloaded
+
+
+def test_keep_best_and_patience_need_a_metric_and_validations():
+    import pytest
+
+    from attnlab.training.run import Task, check_selection
+    from attnlab.training.settings import RunSettings, SettingError
+
+    class NoMetric(Task):
+        name = "plain"
+
+    class WithMetric(Task):
+        name = "scored"
+        best_metric = ("valid_loss", "min")
+
+    with pytest.raises(SettingError, match="`attnlab train plain` has none to select by"):
+        check_selection(NoMetric(None), RunSettings(keep="best", evaluations=5))
+    with pytest.raises(SettingError, match="patience=3 needs validations during the run"):
+        check_selection(WithMetric(None), RunSettings(patience=3))
+    check_selection(WithMetric(None), RunSettings(keep="best", eval_every=10))  # fine
+    check_selection(NoMetric(None), RunSettings())  # keep last, no patience: nothing needed

@@ -160,3 +160,21 @@ def test_config_errors():
         TrainerConfig(max_steps=0)
     with pytest.raises(ValueError, match="grad_accum"):
         TrainerConfig(grad_accum=0)
+
+
+def test_a_requested_stop_ends_the_run_as_finished(tmp_path):
+    """request_stop (early stopping) ends the run after the step, saves a checkpoint, and the
+    validation just made is not repeated; evaluation_due adds validations at chosen steps."""
+    trainer = make_trainer(tmp_path, 50)
+    trainer.evaluation_due = lambda step: step in (4, 8)
+
+    def evaluate(model, step):
+        if step == 8:
+            trainer.request_stop("plateau")
+        return {"valid": float(step)}
+
+    trainer.evaluate = evaluate
+    result = trainer.fit()
+    assert result.stopped_by == "plateau" and result.step == 8
+    assert [e["step"] for e in result.evaluations] == [4, 8]  # not 8 twice
+    assert latest_checkpoint(tmp_path).name == "step_0000008"

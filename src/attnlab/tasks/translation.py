@@ -167,8 +167,8 @@ class TranslationSettings(RunSettings):
                                                f"keep_last >= it, got keep_last={self.keep_last}")
         if self.average_last and self.keep == "best":
             raise SettingError("average_last", f"average_last={self.average_last} averages the "
-                                               "last checkpoints, so it needs keep='last', got "
-                                               "keep='best'")
+                                               "last checkpoints, so it needs keep='last' "
+                                               "(--keep last), got keep='best'")
 
 
 def settings_from_dict(values: dict[str, Any], where: str) -> TranslationSettings:

@@ -278,9 +278,10 @@ def check_selection(task: Task, s: RunSettings) -> None:
             raise SettingError(name, f"{name}={getattr(s, name)!r} needs a validation metric, "
                                      f"and `attnlab train {task.name}` has none to select by")
         if not s.eval_every and s.evaluations < 2:
-            raise SettingError(name, f"{name}={getattr(s, name)!r} needs evaluations during "
-                                     f"the run: set --evaluations (>= 2) or --eval-every, got "
-                                     f"evaluations={s.evaluations}, eval_every={s.eval_every}")
+            raise SettingError(name, f"{name}={getattr(s, name)!r} needs validations during "
+                                     f"the run to choose by: give --evaluations N (N >= 2) or "
+                                     f"--eval-every STEPS, got evaluations={s.evaluations}, "
+                                     f"eval_every={s.eval_every}")
 
 
 def start_run(task: Task, out: Path, record: dict[str, Any]) -> nn.Module:
