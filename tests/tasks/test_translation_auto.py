@@ -12,6 +12,9 @@ def test_short_cpu_budgets_get_the_small_fast_model():
     assert choose_preset(4_500_000, None, "cuda").value == "transformer-base"
     assert choose_preset(200_000, 3600.0, "cuda").value == "transformer-small"
     assert "600s budget" in choose_preset(30_000, 600.0, "cpu").reason
+    # An auto-chosen bigger preset is pre-norm (the budget schedule's peak needs it).
+    assert choose_preset(30_000, None, "cpu").overrides == {"norm_first": True}
+    assert choose_preset(30_000, 600.0, "cpu").overrides == {}  # mini is pre-norm already
 
 
 def test_vocabulary_grows_with_the_corpus_within_bounds():

@@ -80,6 +80,9 @@ SCHEDULES = ("budget", "inverse-sqrt")
 # Peak learning rate of the budget schedule per d_model^-0.5: the demo's measured peak
 # (2 x 128^-0.5 x 300^-0.5 = 0.0102 at d_model=128, pre-norm), scaled like the paper's.
 PEAK_LR_PER_INVERSE_SQRT_D = 0.1155
+# The paper's post-norm block diverges or stalls at that peak (translation_auto.PRE_NORM):
+# 0.032 per d_model^-0.5 (0.002 at d_model 256) is the lower peak it was measured to take.
+POST_NORM_PEAK_LR_PER_INVERSE_SQRT_D = 0.032
 
 
 def seq2seq_presets() -> list[str]:
@@ -124,8 +127,9 @@ class TranslationSettings(RunSettings):
     warmup_fraction: float = setting(0.1, "budget schedule: share of the planned steps that "
                                           "warm up")
     peak_lr: float | None = setting(None, "budget schedule: peak learning rate (none: "
-                                          "0.1155 * d_model^-0.5 * lr_scale, 0.0102 at "
-                                          "d_model 128)")
+                                          "0.1155 * d_model^-0.5 * lr_scale for pre-norm "
+                                          "models, 0.0102 at d_model 128; 0.032 * "
+                                          "d_model^-0.5 * lr_scale for post-norm ones)")
     warmup_steps: int = setting(4000, "inverse-sqrt schedule: linear warmup steps")
     lr_scale: float = setting(1.0, "multiplier on the learning rate (inverse-sqrt: on the "
                                    "paper's d^-0.5 * min(step^-0.5, step*warmup^-1.5))")
@@ -320,12 +324,13 @@ class TranslationTask(Task):
         s = self.settings
         if self.tokenizer is None:  # not yet prepared by the run routine
             self.prepare_new_run()
-        preset = s.preset
+        preset, chosen = s.preset, {}
         if preset == AUTO:
-            preset = self.choose("preset", choose_preset(
-                len(self.corpus.split("train")), s.time_budget, resolve_device(s.device).type))
+            choice = choose_preset(len(self.corpus.split("train")), s.time_budget,
+                                   resolve_device(s.device).type)
+            preset, chosen = self.choose("preset", choice), choice.overrides
         self.preset = preset
-        overrides = {"max_seq_len": self.model_max_seq_len(), **s.model_overrides}
+        overrides = {**chosen, "max_seq_len": self.model_max_seq_len(), **s.model_overrides}
         model = build_model(preset, vocab_size=self.tokenizer.vocab_size, **overrides)
         write_choices(out, {"preset": preset, "auto": self.choices})
         return model
@@ -369,6 +374,9 @@ class TranslationTask(Task):
 
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         self.d_model = model.config.d_model
+        post_norm = not getattr(model.config, "norm_first", True)
+        self.peak_per_inverse_sqrt_d = (POST_NORM_PEAK_LR_PER_INVERSE_SQRT_D if post_norm
+                                        else PEAK_LR_PER_INVERSE_SQRT_D)
         return torch.optim.Adam(model.parameters(), lr=0.0, betas=(0.9, 0.98), eps=1e-9)
 
     def lr(self, step: int) -> float:
@@ -376,7 +384,7 @@ class TranslationTask(Task):
         if s.schedule == "inverse-sqrt":
             return inverse_sqrt_warmup(step, d_model=self.d_model, warmup_steps=s.warmup_steps,
                                        scale=s.lr_scale)
-        peak = s.peak_lr or PEAK_LR_PER_INVERSE_SQRT_D * self.d_model**-0.5 * s.lr_scale
+        peak = s.peak_lr or self.peak_per_inverse_sqrt_d * self.d_model**-0.5 * s.lr_scale
         return warmup_linear_decay(step, peak_lr=peak, total_steps=self.plan.total,
                                    warmup_fraction=s.warmup_fraction)
 
