@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     model = from_pretrained(args.model)
     tokenizer = load_tokenizer(args.model)
     if args.src is not None:
-        pairs = read_parallel_files(Path(args.src), Path(args.ref))
+        # The run's Unicode form (NFC by default), as its own test split was read.
+        pairs = read_parallel_files(Path(args.src), Path(args.ref),
+                                    normalize=settings.normalize)
         name = f"{args.src} vs {args.ref}"
     else:
         pairs = prepare_corpus(settings, splits=(args.split,)).split(args.split)
