@@ -78,25 +78,19 @@ class StepPlan:
         """True at the steps k * total / evaluations (k = 1 .. evaluations - 1), each once; the
         run's final evaluation comes after the last step anyway. Before the first measurement
         of a budgeted run nothing is due (the marks are not known yet)."""
-        if self.evaluations <= 1 or not self.measured:
-            return False
-        k = self._done_marks + 1
-        if k >= self.evaluations or step < math.ceil(k * self.total / self.evaluations):
-            return False
-        # Skip the marks already passed (a plan that grew past several at once: one evaluation).
-        while (self._done_marks + 1 < self.evaluations
-               and step >= math.ceil((self._done_marks + 1) * self.total / self.evaluations)):
-            self._done_marks += 1
-        return True
+        return self.measured and self._pass_marks(step) > 0
 
     def resumed_at(self, step: int) -> None:
         """A resumed run: the marks before `step` are done (a budgeted run re-measures)."""
         if self.measured:
-            while (self._done_marks + 1 < self.evaluations
-                   and step >= math.ceil((self._done_marks + 1) * self.total
-                                         / self.evaluations)):
-                self._done_marks += 1
+            self._pass_marks(step)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"planned_steps": self.total, "measured_steps_per_second":
-                None if self.rate is None else round(self.rate, 3)}
+    def _pass_marks(self, step: int) -> int:
+        """Count as done every mark at or before `step`; how many that was (several at once
+        when the plan grew past them: still one evaluation)."""
+        passed = 0
+        while (self._done_marks + 1 < self.evaluations
+               and step >= math.ceil((self._done_marks + 1) * self.total / self.evaluations)):
+            self._done_marks += 1
+            passed += 1
+        return passed
