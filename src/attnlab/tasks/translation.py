@@ -50,7 +50,7 @@ from attnlab.tasks.translation_decode import (  # noqa: F401  (public names kept
 from attnlab.tokenizers import Tokenizer
 from attnlab.training.checkpoint import average_last  # noqa: F401  (alias: it moved there)
 from attnlab.training.device import resolve_device  # noqa: F401  (alias: it moved there)
-from attnlab.training.run import RunOutcome, Task, model_device, run_task
+from attnlab.training.run import RunOutcome, Task, model_device, run_task, write_json
 from attnlab.training.schedule import inverse_sqrt_warmup, warmup_linear_decay
 from attnlab.training.settings import (
     KEEP_CHOICES,
@@ -242,11 +242,6 @@ def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor],
 CHOICES_NAME = "auto_choices.json"  # what the `auto` settings of a run became
 
 
-def write_choices(out: Path, choices: dict[str, Any]) -> None:
-    text = json.dumps(choices, indent=2) + "\n"
-    atomic_write(out / CHOICES_NAME, lambda t: Path(t).write_text(text))
-
-
 def read_choices(out: Path) -> dict[str, Any]:
     """The choices a run recorded at its start ({} for runs of attnlab < 0.4)."""
     path = out / CHOICES_NAME
@@ -313,11 +308,12 @@ class TranslationTask(Task):
         """Positions for the training length cap and the longest held-out sentence, with room
         for a longer output (at least 256), so decoding the test split never meets a sentence
         too long for the model."""
-        longest = self.max_len
-        for split, pairs in self.corpus.pairs.items():
-            if split != "train":
-                for src, tgt in encode_pairs(self.tokenizer, pairs):
-                    longest = max(longest, len(src), len(tgt))
+        held_out = [pair for split, pairs in self.corpus.pairs.items()
+                    if split not in ("train", "valid")
+                    for pair in encode_pairs(self.tokenizer, pairs)]  # valid is encoded
+        longest = max((len(ids) for pair in (*self.valid_encoded, *held_out) for ids in pair),
+                      default=0)
+        longest = max(longest, self.max_len)
         return max(256, math.ceil((longest * 3 // 2 + 16) / 64) * 64)
 
     def new_model(self, out: Path) -> nn.Module:
@@ -332,7 +328,7 @@ class TranslationTask(Task):
         self.preset = preset
         overrides = {**chosen, "max_seq_len": self.model_max_seq_len(), **s.model_overrides}
         model = build_model(preset, vocab_size=self.tokenizer.vocab_size, **overrides)
-        write_choices(out, {"preset": preset, "auto": self.choices})
+        write_json(out / CHOICES_NAME, {"preset": preset, "auto": self.choices})
         return model
 
     def restore(self, out: Path) -> nn.Module:
