@@ -12,8 +12,7 @@ from attnlab.cli import data as data_command
 from attnlab.cli.main import main
 from attnlab.data.bible import PAIRS, BibleCorpus
 from attnlab.data.parallel import load_corpus
-from attnlab.data.sword import SWORD_ROOT, module_path
-from attnlab.errors import UserError
+from attnlab.data.sword import SWORD_ROOT, is_installed
 
 
 def small_corpus(name: str, root: Path) -> BibleCorpus:
@@ -99,14 +98,8 @@ def test_unknown_pair_and_missing_corpus_are_one_line_errors(capsys):
     assert exit_.value.code == 2 and "required: CORPUS" in capsys.readouterr().err
 
 
-def installed() -> bool:
-    try:
-        return all(module_path(module).is_dir() for module in PAIRS["kjv-web"][:2])
-    except UserError:
-        return False
-
-
-@pytest.mark.skipif(not installed(), reason=f"sword-text-kjv / sword-text-web not installed "
+@pytest.mark.skipif(not all(is_installed(module) for module in PAIRS["kjv-web"][:2]),
+                    reason=f"sword-text-kjv / sword-text-web not installed "
                     f"under {SWORD_ROOT} (apt-get install sword-text-web sword-text-kjv)")
 def test_real_modules_end_to_end(tmp_path, capsys):
     out = tmp_path / "kjv-web"

@@ -13,8 +13,8 @@ from test_sword import write_module  # tests/data/test_sword.py: a zText module 
 from attnlab.data import bible
 from attnlab.data.bible import HELD_OUT_EVERY, PAIRS, build_bible_corpus
 from attnlab.data.parallel import load_corpus
-from attnlab.data.sword import SWORD_ROOT, module_path, read_verses
-from attnlab.errors import ConfigError, UserError
+from attnlab.data.sword import SWORD_ROOT, is_installed, read_verses
+from attnlab.errors import ConfigError
 
 # -- the rules, on a tiny pair of modules -------------------------------------------------
 
@@ -80,14 +80,7 @@ def test_unknown_pair_is_refused():
 MODULES = sorted({module for pair in PAIRS.values() for module in pair[:2]})
 
 
-def installed(module: str) -> bool:
-    try:
-        return module_path(module).is_dir()
-    except UserError:
-        return False
-
-
-MISSING = [m for m in MODULES if not installed(m)]
+MISSING = [m for m in MODULES if not is_installed(m)]
 
 @functools.cache
 def verses(module: str) -> dict[tuple[str, int], str]:

@@ -7,14 +7,12 @@ from __future__ import annotations
 import pytest
 
 from attnlab.data.bible import build_bible_corpus
-from attnlab.data.sword import SWORD_ROOT
+from attnlab.data.sword import is_installed
 from attnlab.tasks.translation import TranslationSettings, train_translation
 
 MODULES = ("spaRV1909eb", "engWEB2015eb")
-installed = {p.stem.lower() for p in (SWORD_ROOT / "mods.d").glob("*.conf")} if (
-    SWORD_ROOT / "mods.d").is_dir() else set()
 pytestmark = pytest.mark.skipif(
-    not {m.lower() for m in MODULES} <= installed,
+    not all(is_installed(module) for module in MODULES),
     reason="needs Debian's sword-text-sparv and sword-text-web (.ci/run and `make data` "
            "install them)")
 

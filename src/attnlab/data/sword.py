@@ -68,6 +68,14 @@ def module_path(module: str, root: Path = SWORD_ROOT) -> Path:
     raise DataError(f"{conf}: no DataPath= line")
 
 
+def is_installed(module: str, root: Path = SWORD_ROOT) -> bool:
+    """Whether `module` is installed under `root` (for callers that skip rather than fail)."""
+    try:
+        return module_path(module, root).is_dir()
+    except (MissingFileError, DataError):
+        return False
+
+
 def raw_slots(folder: Path, testament: str) -> Iterator[str]:
     """The OSIS text of every slot of one testament, in index order ("" for an empty slot)."""
     paths = [folder / f"{testament}.{ext}" for ext in ("bzs", "bzv", "bzz")]
