@@ -7,11 +7,17 @@ become <unk>) -> one token stream, the last `valid_fraction` held out -> random 
 (AdamW, linear warmup + cosine decay, clipping, accumulation, checkpoints, exact resume) ->
 a folder `transformers` and `attnlab generate` both load (config.json, model.safetensors,
 tokenizer.json) plus metrics.json (validation loss and perplexity) and a loss curve.
+
+`--text` may also name a folder `attnlab prepare lm` wrote (`tasks/lm_prepare.py`): the same
+token stream, tokenized once and memory-mapped (`data/shards.py`), so the windows are read from
+disk and a corpus larger than memory trains with flat resident memory.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.data.checks import split_held_out
+from attnlab.data.shards import TokenStream, is_prepared, open_prepared
 from attnlab.errors import DataError
 from attnlab.models import build_model, list_models
 from attnlab.tasks.common import FamilyTask, read_text
@@ -36,6 +43,8 @@ from attnlab.training.settings import (
 )
 from attnlab.training.trainer import TrainResult
 
+log = logging.getLogger(__name__)
+
 EOS = "<|endoftext|>"
 TOKENIZERS = ("bpe", "chars")
 
@@ -48,7 +57,8 @@ def decoder_only_presets() -> list[str]:
 class LMSettings(RunSettings):
     """Everything `attnlab train lm` takes; saved as `train_settings.json`."""
 
-    text: str = setting("", "UTF-8 text file to train on", data=True)
+    text: str = setting("", "UTF-8 text file to train on, or a folder `attnlab prepare lm` "
+                            "wrote (its tokenizer and memory-mapped tokens)", data=True)
     out: str = setting("runs/lm", "output folder (model, checkpoints, metrics)")
     preset: str = setting("gpt2-tiny", "model size", choices=decoder_only_presets)
     tokenizer: str = setting("bpe", "bpe: byte-level BPE, nothing unknown; chars: one token per "
@@ -77,7 +87,7 @@ class LMSettings(RunSettings):
                                          f"{decoder_only}, got {self.preset!r}")
 
 
-def train_tokenizer(lines: list[str], vocab_size: int, kind: str = "bpe") -> Tokenizer:
+def train_tokenizer(lines: Iterable[str], vocab_size: int, kind: str = "bpe") -> Tokenizer:
     """Byte-level BPE (GPT-2's scheme) or a character vocabulary (of at most `vocab_size`
     tokens, newline included), with the end-of-text token as id 0."""
     if kind == "chars":
@@ -85,23 +95,27 @@ def train_tokenizer(lines: list[str], vocab_size: int, kind: str = "bpe") -> Tok
     return Tokenizer.train_byte_level(lines, vocab_size, [EOS])
 
 
+def encode_lines(tokenizer: Tokenizer, lines: list[str]) -> list[list[int]]:
+    """Each line's ids with its newline, and EOS after a blank line (it ends a block)."""
+    eos = tokenizer.token_to_id(EOS)
+    encoded = tokenizer.encode_batch([ln + "\n" for ln in lines])
+    return [ids + [eos] if not line.strip() else ids
+            for ids, line in zip(encoded, lines, strict=True)]
+
+
 def encode_text(tokenizer: Tokenizer, lines: list[str]) -> Tensor:
     """One stream of ids: the lines with their newlines, EOS after blank-line-separated blocks."""
-    eos = tokenizer.token_to_id(EOS)
-    ids: list[int] = []
-    for line_ids, line in zip(tokenizer.encode_batch([ln + "\n" for ln in lines]), lines,
-                              strict=True):
-        ids.extend(line_ids)
-        if not line.strip():
-            ids.append(eos)
-    return torch.tensor(ids, dtype=torch.long)
+    return torch.tensor([i for ids in encode_lines(tokenizer, lines) for i in ids],
+                        dtype=torch.long)
 
 
 class WindowBatches:
-    """Random windows of `block_size + 1` tokens; batch i is a pure function of (seed, i), so
-    the state to checkpoint is one counter."""
+    """Random windows of `block_size + 1` tokens of a stream (a tensor, or a memory-mapped
+    `TokenStream` the windows are read from); batch i is a pure function of (seed, i), so the
+    state to checkpoint is one counter."""
 
-    def __init__(self, stream: Tensor, block_size: int, batch_size: int, seed: int) -> None:
+    def __init__(self, stream: Tensor | TokenStream, block_size: int, batch_size: int,
+                 seed: int) -> None:
         if stream.numel() < block_size + 2:
             raise DataError(f"the training text has {stream.numel()} tokens, fewer than "
                             f"--block-size {block_size} + 2; use more text or a smaller block")
@@ -118,6 +132,10 @@ class WindowBatches:
         windows = self.stream[starts[:, None] + offsets]  # (B, block_size + 1)
         return {"input_ids": windows, "labels": windows}
 
+    def skip(self, n: int) -> None:
+        """Advance by n batches without building them (as n calls of `next`)."""
+        self.index += n
+
     def state_dict(self) -> dict[str, Any]:
         return {"index": self.index}
 
@@ -131,7 +149,7 @@ def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
 
 
 @torch.no_grad()
-def validation_loss(model: nn.Module, stream: Tensor, block_size: int) -> float:
+def validation_loss(model: nn.Module, stream: Tensor | TokenStream, block_size: int) -> float:
     """Mean next-token loss over consecutive windows of the held-out stream; a stream with no
     prediction in it (under 2 tokens) is a DataError, never a loss of 0."""
     if stream.numel() < 2:
@@ -141,7 +159,7 @@ def validation_loss(model: nn.Module, stream: Tensor, block_size: int) -> float:
     device = model_device(model)
     total, count = 0.0, 0
     for start in range(0, max(stream.numel() - 1, 1), block_size):
-        window = stream[start:start + block_size + 1][None].to(device)  # (1, <= block + 1)
+        window = stream[start:start + block_size + 1].long()[None].to(device)  # (1, <= T+1)
         if window.size(1) < 2:
             break
         n = window.size(1) - 1
@@ -156,17 +174,31 @@ class LanguageModelTask(FamilyTask):
     settings: LMSettings
     betas = (0.9, 0.95)
 
+    prepared = None  # the folder `attnlab prepare lm` wrote, when --text names one
+
     def load_data(self) -> None:
-        if not self.settings.text:
+        s = self.settings
+        if not s.text:
             raise SettingError("text", "text must name a UTF-8 text file, got ''")
-        self.lines = read_text(self.settings.text)
+        if is_prepared(s.text):
+            self.prepared = open_prepared(s.text, "text")
+            made = self.prepared.meta["tokenizer"]
+            if (made["kind"], made["vocab_size"]) != (s.tokenizer, s.vocab_size):
+                log.info("--text %s is prepared: its tokenizer (%s, %d entries) is used, not "
+                         "--tokenizer %s --vocab-size %d", s.text, made["kind"],
+                         made["vocab_size"], s.tokenizer, s.vocab_size)
+            return
+        self.lines = read_text(s.text)
 
     def split_stream(self) -> None:
         """The token stream split into train and held out, both checked
         (`data.checks.split_held_out`) before the run routine writes anything (new run) or
         trains (resume)."""
         s = self.settings
-        stream = encode_text(self.tokenizer, self.lines)  # (N,)
+        if self.prepared is not None:  # memory-mapped: nothing is read until a batch is
+            stream = self.prepared.shard("text").stream()  # (N,)
+        else:
+            stream = encode_text(self.tokenizer, self.lines)  # (N,)
         # A training window is block_size + 1 tokens drawn from at least block_size + 2.
         self.train, self.valid = split_held_out(stream, s.valid_fraction, s.text,
                                                 block_size=s.block_size,
@@ -176,7 +208,10 @@ class LanguageModelTask(FamilyTask):
         """A new run's tokenizer and its checked train / held-out streams; writes nothing, so
         the run routine may call it before it creates or clears the run folder."""
         s = self.settings
-        self.tokenizer = train_tokenizer(self.lines, s.vocab_size, s.tokenizer)
+        if self.prepared is not None:
+            self.tokenizer = Tokenizer.load(self.prepared.folder)
+        else:
+            self.tokenizer = train_tokenizer(self.lines, s.vocab_size, s.tokenizer)
         self.split_stream()
 
     def new_model(self, out: Path) -> nn.Module:
@@ -212,7 +247,8 @@ class LanguageModelTask(FamilyTask):
             "valid_loss": valid_loss, "valid_perplexity": math.exp(min(valid_loss, 50.0)),
             **run_summary(result),
             "params": model.num_parameters(), "preset": s.preset,
-            "tokenizer": s.tokenizer, "vocab_size": self.tokenizer.vocab_size,
+            "tokenizer": (self.prepared.meta["tokenizer"]["kind"] if self.prepared
+                          else s.tokenizer), "vocab_size": self.tokenizer.vocab_size,
             "train_stream_tokens": int(self.train.numel()),
             "valid_stream_tokens": int(self.valid.numel()), "precision": precision,
             "evaluations": result.evaluations,

@@ -6,6 +6,9 @@ the run routine (Adam 0.9/0.98/1e-9, inverse-sqrt warmup, label smoothing 0.1 ap
 clipping, accumulation, checkpoints) -> model folder (config.json, model.safetensors,
 tokenizer.json, train_settings.json) -> beam search -> sacreBLEU BLEU / chrF with signature,
 by length bucket -> metrics.json and a loss curve.
+
+`--data` may also name a folder `attnlab prepare translate` wrote (`tasks/translation_data.py`):
+its tokenizer, and training pairs read from memory-mapped shards a batch at a time.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from attnlab.data.parallel import (  # filter_long: public name kept here (it mo
     load_corpus,
     warn_before_training,
 )
+from attnlab.data.shards import is_prepared
 from attnlab.errors import MissingFileError
 from attnlab.evaluation import score_corpus
 from attnlab.evaluation.baselines import baseline_warning, beats_copy, translation_baselines
@@ -42,12 +46,16 @@ from attnlab.tasks.translation_auto import (
     choose_preset,
     choose_vocab_size,
 )
+from attnlab.tasks.translation_data import (  # encode_pairs: public name kept here
+    PreparedTranslation,
+    encode_pairs,
+    train_joint_bpe,
+)
 from attnlab.tasks.translation_decode import (  # noqa: F401  (public names kept here)
     evaluate_pairs,
     score_test_buckets,
     translate,
 )
-from attnlab.tokenizers import Tokenizer
 from attnlab.training.checkpoint import average_last  # noqa: F401  (alias: it moved there)
 from attnlab.training.device import resolve_device  # noqa: F401  (alias: it moved there)
 from attnlab.training.run import RunOutcome, Task, model_device, run_task, write_json
@@ -103,7 +111,8 @@ class TranslationSettings(RunSettings):
     preset: str = setting(AUTO, "model (an encoder-decoder preset); auto: from the corpus "
                                 "size, --time-budget and device (tasks/translation_auto.py)",
                           choices=preset_choices)
-    data: str | None = setting(None, "corpus folder (none: the built-in corpus)", data=True)
+    data: str | None = setting(None, "corpus folder, or a folder `attnlab prepare translate` "
+                                     "wrote (none: the built-in corpus)", data=True)
     src_lang: str | None = setting(None, "source file suffix, e.g. en")
     tgt_lang: str | None = setting(None, "target file suffix, e.g. de")
     tsv: bool = setting(False, "read {split}.tsv (source TAB target)")
@@ -195,15 +204,6 @@ def load_settings(out: str | Path) -> TranslationSettings:
     return load_run_settings(TranslationSettings, out)
 
 
-def encode_pairs(
-    tokenizer: Tokenizer, pairs: list[tuple[str, str]]
-) -> list[tuple[list[int], list[int]]]:
-    """Source and target ids, each ending in </s>."""
-    src = tokenizer.encode_batch([s for s, _ in pairs], add_eos=True)
-    tgt = tokenizer.encode_batch([t for _, t in pairs], add_eos=True)
-    return list(zip(src, tgt, strict=True))
-
-
 def prepare_corpus(settings: TranslationSettings,
                    splits: tuple[str, ...] = ("train", "valid", "test")) -> ParallelCorpus:
     """The corpus of a run. On the built-in corpus only `splits` are generated: test is drawn
@@ -260,6 +260,7 @@ class TranslationTask(Task):
     def __init__(self, settings: TranslationSettings) -> None:
         super().__init__(settings)
         self.choices: dict[str, dict[str, Any]] = {}
+        self.prepared: PreparedTranslation | None = None  # --data names a prepared folder
 
     def choose(self, name: str, choice: Any) -> Any:
         """Record (and log once) what an `auto` setting became."""
@@ -271,6 +272,11 @@ class TranslationTask(Task):
     def load_data(self) -> None:
         """The corpus, every split checked (data/parallel.py); the checks that need subwords
         (--max-len) run in `encode_splits` as soon as the tokenizer exists."""
+        if is_prepared(self.settings.data):  # train stays on disk; valid / test are text
+            self.prepared = PreparedTranslation.open(self.settings)
+            self.corpus = self.prepared.corpus
+            warn_before_training(self.corpus, self.settings.data)
+            return
         self.corpus = prepare_corpus(self.settings)
         if self.settings.data is not None:
             warn_before_training(self.corpus, self.settings.data)
@@ -280,13 +286,18 @@ class TranslationTask(Task):
         DataError) and valid, before the run routine writes anything (new run) or trains
         (resume)."""
         s, corpus = self.settings, self.corpus
-        encoded = encode_pairs(self.tokenizer, corpus.split("train"))
-        max_len = s.max_len
-        if max_len is None:
-            max_len = self.choose("max_len", choose_max_len([max(map(len, p)) for p in encoded]))
-        self.max_len = max_len
-        self.train_encoded = filter_long(encoded, max_len, corpus.sources["train"])
-        self.dropped_long = len(encoded) - len(self.train_encoded)
+        if self.prepared is not None:
+            self.max_len, self.train_encoded = self.prepared.train_pairs(s.max_len, self.choose)
+            self.dropped_long = self.prepared.train_size - len(self.train_encoded)
+        else:
+            encoded = encode_pairs(self.tokenizer, corpus.split("train"))
+            max_len = s.max_len
+            if max_len is None:
+                max_len = self.choose("max_len",
+                                      choose_max_len([max(map(len, p)) for p in encoded]))
+            self.max_len = max_len
+            self.train_encoded = filter_long(encoded, max_len, corpus.sources["train"])
+            self.dropped_long = len(encoded) - len(self.train_encoded)
         self.valid = corpus.split("valid")
         self.valid_encoded = encode_pairs(self.tokenizer, self.valid)
 
@@ -294,15 +305,30 @@ class TranslationTask(Task):
         """A new run's joint BPE and its encoded, checked splits; writes nothing, so the run
         routine may call it before it creates or clears the run folder."""
         s = self.settings
+        if self.prepared is not None:  # its tokenizer, and what `auto` chose at prepare time
+            self.tokenizer = self.prepared.tokenizer()
+            self.choices.update(self.prepared.meta["auto"])
+            self.encode_splits()
+            return
         vocab_size = s.vocab_size
         if vocab_size is None:
             words = sum(len(a.split()) + len(b.split()) for a, b in self.corpus.split("train"))
             vocab_size = self.choose("vocab_size", choose_vocab_size(words))
-        log.info("training a %d-entry BPE vocabulary", vocab_size)
         train_text = (text for pair in self.corpus.split("train") for text in pair)
-        self.tokenizer = Tokenizer.train_bpe(train_text, vocab_size=vocab_size,
-                                             normalize=s.normalize)
+        self.tokenizer = train_joint_bpe(train_text, vocab_size, s.normalize)
         self.encode_splits()
+
+    def train_size(self) -> int:
+        """Training pairs of the corpus (before the length cap)."""
+        return (self.prepared.train_size if self.prepared is not None
+                else len(self.corpus.split("train")))
+
+    def train_targets(self) -> list[str]:
+        """The training targets the most-frequent-target baseline counts (a prepared folder
+        kept the answer: the most frequent of its first MOST_FREQUENT_SAMPLE)."""
+        if self.prepared is not None:
+            return [self.prepared.meta["most_frequent_target"]]
+        return [tgt for _, tgt in self.corpus.split("train")]
 
     def model_max_seq_len(self) -> int:
         """Positions for the training length cap and the longest held-out sentence, with room
@@ -322,7 +348,7 @@ class TranslationTask(Task):
             self.prepare_new_run()
         preset, chosen = s.preset, {}
         if preset == AUTO:
-            choice = choose_preset(len(self.corpus.split("train")), s.time_budget,
+            choice = choose_preset(self.train_size(), s.time_budget,
                                    resolve_device(s.device).type)
             preset, chosen = self.choose("preset", choice), choice.overrides
         self.preset = preset
@@ -402,7 +428,7 @@ class TranslationTask(Task):
                                              builtin=s.data is None))
         baselines = translation_baselines([src for src, _ in self.test_pairs],
                                           [tgt for _, tgt in self.test_pairs],
-                                          [tgt for _, tgt in corpus.split("train")])
+                                          self.train_targets())
         warning = baseline_warning(scores["bleu"], baselines)
         if warning:
             log.warning("%s", warning)

@@ -1,0 +1,71 @@
+"""`attnlab prepare lm`: a text file tokenized once into a memory-mapped token stream
+(`data/shards.py`), for `attnlab train lm --text FOLDER` to train on a corpus larger than memory
+(the pre-tokenized `train.bin` of nanoGPT, in attnlab's prepared-folder format).
+
+The file is read twice, a line at a time: once to train the tokenizer (`train_tokenizer`, the
+lm task's own), once to encode chunks of lines (`encode_lines`, the task's own: the stream is
+the one `train lm --text FILE` builds in memory, token for token) and append them to the shard.
+The held-out part is cut at training time by --valid-fraction, as for a text file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from attnlab.data.shards import (
+    ShardWriter,
+    building,
+    ids_dtype,
+    iter_lines,
+    source_record,
+    write_meta,
+)
+from attnlab.errors import DataError
+from attnlab.tasks.language_model import encode_lines, train_tokenizer
+
+CHUNK_LINES = 10_000  # lines encoded and appended at a time
+
+
+def chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+    while chunk := list(islice(lines, size)):
+        yield chunk
+
+
+def prepare_text(text: Path, out: Path, *, tokenizer: str, vocab_size: int,
+                 overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Write the prepared folder `out` for the text file `text`; the summary counts."""
+    start = time.perf_counter()
+    seen = {"lines": 0, "text": False}
+
+    def counted() -> Iterator[str]:
+        for line in iter_lines(text):
+            seen["lines"] += 1
+            seen["text"] = seen["text"] or bool(line.strip())
+            yield line
+
+    trained = train_tokenizer(counted(), vocab_size, tokenizer)
+    if not seen["text"]:
+        raise DataError(f"--text {text}: the file holds no text")
+    with building(out, overwrite) as folder:
+        trained.save(folder / "tokenizer.json")
+        dtype = ids_dtype(trained.vocab_size)
+        writer = ShardWriter(folder, "text", dtype)
+        with tqdm(total=seen["lines"], unit=" lines", desc="encoding", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            for chunk in chunks(iter_lines(text), CHUNK_LINES):
+                writer.append(encode_lines(trained, chunk))
+                bar.update(len(chunk))
+        counts = writer.close()
+        write_meta(folder, {"kind": "text", "dtype": dtype.name, "shards": {"text": counts},
+                            "sources": source_record([text]),
+                            "tokenizer": {"kind": tokenizer, "vocab_size": trained.vocab_size,
+                                          "requested_vocab_size": vocab_size}})
+    return {"sequences": counts["sequences"], "tokens": counts["tokens"],
+            "bytes": sum(p.stat().st_size for p in out.iterdir()),
+            "seconds": time.perf_counter() - start}
