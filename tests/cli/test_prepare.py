@@ -118,3 +118,24 @@ def test_bad_input_names_the_flag(text_file, corpus_dir, tmp_path):
         prepare_cli(["translate", "--data", str(tmp_path / "bad"), "--src-lang", "en",
                      "--tgt-lang", "de", "--out", str(tmp_path / "t")])
     assert not (tmp_path / "t").exists()
+
+
+def test_prepare_translate_reads_tsv_and_keeps_held_out_splits_as_text(corpus_dir, tmp_path):
+    data = tmp_path / "tsv"
+    data.mkdir()
+    for split in ("train", "valid"):
+        src = (corpus_dir / f"{split}.en").read_text().splitlines()
+        tgt = (corpus_dir / f"{split}.de").read_text().splitlines()
+        rows = zip(src, tgt, strict=True)
+        (data / f"{split}.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in rows))
+    out = tmp_path / "prepared"
+    assert prepare_cli(["translate", "--data", str(data), "--tsv", "--vocab-size", "500",
+                        "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "prepared.json", "tokenizer.json", "train.src.ids.bin", "train.src.offsets.bin",
+        "train.tgt.ids.bin", "train.tgt.offsets.bin", "valid.src.txt", "valid.tgt.txt"]
+    task = TranslationTask(TranslationSettings(data=str(out), out=str(tmp_path / "run")))
+    task.load_data()
+    assert task.corpus.split("valid")[0][0] == (corpus_dir / "valid.en").read_text().split(
+        "\n")[0]
+    assert task.train_size() == 300 and "test" not in task.corpus.pairs
