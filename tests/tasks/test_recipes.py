@@ -82,14 +82,14 @@ def test_device_and_precision_resolution():
     assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
     assert resolve_precision("auto") in ("fp32", "bf16")
     with pytest.raises(ValueError, match="precision must be"):
-        resolve_precision("fp16")
+        resolve_precision("fp8")
 
 
 @pytest.mark.parametrize("field, value, message", [
     ("eval_every", -1, "eval_every must be a non-negative integer, got -1"),
     ("max_tokens", 0, "max_tokens must be a positive integer, got 0"),
     ("label_smoothing", 1.0, r"label_smoothing must be in \[0, 1\), got 1.0"),
-    ("precision", "fp16", "precision must be auto, fp32 or bf16"),
+    ("precision", "fp8", r"precision must be one of \[.auto., .fp32., .bf16., .fp16.\]"),
     ("average_last", 9, "average_last=9 needs keep_last >= it"),
     ("preset", "gpt2", "preset must be auto or an encoder-decoder model"),
 ])

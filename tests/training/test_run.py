@@ -92,7 +92,8 @@ def test_fp32_and_config_file_and_set(data, tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--max-steps", "0"], "--max-steps must be a positive integer, got 0"),
     (["--max-steps", "x"], "argument --max-steps: expected an integer, got 'x'"),
-    (["--precision", "fp16"], "--precision must be auto, fp32 or bf16, got 'fp16'"),
+    (["--precision", "fp8"], "--precision must be one of ['auto', 'fp32', 'bf16', 'fp16'], "
+                              "got 'fp8'"),
     (["--time-budget", "-1"], "--time-budget must be a positive number or none, got -1.0"),
     (["--device", "gpu0"], "--device must be auto, cpu, cuda or cuda:N, got 'gpu0'"),
 ])

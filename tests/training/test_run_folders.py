@@ -102,7 +102,8 @@ def test_resume_lists_every_changed_setting_and_changes_nothing(lm, snapshot, te
     assert one_error_line(capsys).endswith(
         f"--resume: this run was started with text={str(text)!r}, got {str(other)!r}; "
         "preset='gpt2-tiny', got 'llama-tiny' (a resumed run keeps its settings and data; only "
-        "max_steps, time_budget, device may change; --overwrite starts a new run in its place)")
+        "max_steps, time_budget, device, strategy, compile, activation_checkpointing, "
+        "collective_timeout may change; --overwrite starts a new run in its place)")
     assert snapshot(out) == before
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from attnlab.training import checkpoint
 from attnlab.training.checkpoint import (
     average_checkpoints,
     latest_checkpoint,
@@ -80,11 +81,11 @@ def test_killed_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     good = latest_checkpoint(tmp_path)
     assert good is not None and good.name == "step_0000003"
 
-    def broken_save(obj, path, *args, **kwargs):
+    def broken_save(model, path, *args, **kwargs):  # the weights, after the sharded state
         Path(path).write_bytes(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(torch, "save", broken_save)
+    monkeypatch.setattr(checkpoint, "save_model", broken_save)
     trainer.step = 4
     with pytest.raises(OSError, match="disk full"):
         trainer.save()

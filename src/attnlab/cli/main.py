@@ -43,6 +43,7 @@ from attnlab.training.device import (
     use_threads,
     warn_if_oversubscribed,
 )
+from attnlab.training.distributed import CollectiveTimeout, rank_prefix
 
 # name -> (module with `add_arguments(parser)` and `run(args) -> int`, one-line help)
 COMMANDS = {
@@ -129,14 +130,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = getattr(args, "threads", None) or args.global_threads  # after the command wins
     try:
         with use_threads(threads) as count:
-            if args.command in COMPUTING:
-                warn_if_oversubscribed(count)
+            if args.command in COMPUTING and not rank_prefix():  # one process, or torchrun's
+                warn_if_oversubscribed(count)  # (its load counts the other ranks: no warning)
             return int(args.run(args) or 0)
     except UserError as error:
-        print(f"{command}: error: {user_message(error)}", file=sys.stderr)
+        print(f"{rank_prefix()}{command}: error: {user_message(error)}", file=sys.stderr)
         return 2
+    except CollectiveTimeout as error:  # another rank failed first: its message is the cause
+        print(f"{rank_prefix()}{command}: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"{command}: interrupted", file=sys.stderr)
+        print(f"{rank_prefix()}{command}: interrupted", file=sys.stderr)
         return 130
 
 

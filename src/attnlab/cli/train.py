@@ -178,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
     command = COMMANDS[args.task]
     settings = settings_from_args(args, command)
     outcome = run_task(command.task(settings), resume=args.resume, overwrite=args.overwrite)
+    if "rank" in outcome.metrics:  # another process of a torchrun job: rank 0 reports
+        return 130 if outcome.interrupted else 0
     if outcome.interrupted:
         print(f"interrupted at step {outcome.result.step}: resume with "
               f"`attnlab train {args.task} --out {settings.out} --resume`", file=sys.stderr)

@@ -1,8 +1,11 @@
 """Resumable training checkpoints (the fairseq / torchtitan discipline).
 
-A checkpoint is a folder `checkpoints/step_NNNNNNN/` holding `model.safetensors` (weights,
-safetensors) and `training_state.pt` (optimizer state, step, data position, RNG states: plain
-tensors and numbers only, loaded with `torch.load(weights_only=True)`, never arbitrary pickles).
+A checkpoint is a folder `checkpoints/step_NNNNNNN/` holding `model.safetensors` (the whole
+model's weights, safetensors: what averaging, `attnlab evaluate` and people read),
+`state/` (model and optimizer state written by `torch.distributed.checkpoint`: one shard per
+process, loadable by any number of processes), `rng/rank_R.pt` (each process's random state)
+and `training_state.pt` (step, data position, history: plain tensors and numbers only, loaded
+with `torch.load(weights_only=True)`, never arbitrary pickles).
 Each file is written to a temporary name and renamed; the folder itself is assembled under a
 temporary name and renamed, and only then does the `latest` pointer move. An interrupted save
 leaves the previous checkpoint intact and `latest` pointing at it.
@@ -18,6 +21,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +32,14 @@ from torch import nn
 
 from attnlab.errors import FolderError
 from attnlab.serialization import WEIGHTS_NAME, atomic_write, load_weights
+from attnlab.training.distributed import Ranks
 
 log = logging.getLogger(__name__)
 
 STATE_NAME = "training_state.pt"
 LATEST_NAME = "latest"
+SHARDED_NAME = "state"  # torch.distributed.checkpoint: model + optimizer, one file per rank
+RNG_DIR = "rng"
 
 
 def step_dir_name(step: int) -> str:
@@ -40,28 +47,100 @@ def step_dir_name(step: int) -> str:
 
 
 def save_checkpoint(
-    root: str | Path, step: int, model: nn.Module, state: dict[str, Any], keep_last: int = 5,
-    run_id: str | None = None,
+    root: str | Path, step: int, model: nn.Module | None, state: dict[str, Any],
+    keep_last: int = 5, run_id: str | None = None, *, sharded: dict[str, Any] | None = None,
+    ranks: Ranks | None = None,
 ) -> Path:
     """Write checkpoint `step` under `root`, move `latest` to it, prune to `keep_last`;
-    `run_id` is stored with the weights and in the state."""
+    `run_id` is stored with the weights and in the state.
+
+    `model` is the whole model (rank 0; None on the other ranks); `sharded` the model and
+    optimizer state dicts that `torch.distributed.checkpoint` writes, each rank its shard, under
+    `state/` (loadable on any number of processes); each rank's RNG goes to `rng/rank_R.pt`.
+    Every rank calls this. The folder is assembled under a temporary name that rank 0 chose
+    and renamed only when every rank has written its part, so a failure on any rank leaves
+    no checkpoint of this step and `latest` where it was."""
+    ranks = ranks or Ranks()
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
+    staging = None
+    if ranks.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
+    staging = Path(ranks.broadcast(str(staging) if staging else None, "checkpoint: folder"))
     try:
-        metadata = {"format": "pt", **({"run_id": run_id} if run_id else {})}
-        save_model(model, str(staging / WEIGHTS_NAME), metadata=metadata)
-        torch.save({**state, "run_id": run_id} if run_id else state, staging / STATE_NAME)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
+        if sharded is not None:
+            import torch.distributed.checkpoint as dcp
+
+            with warnings.catch_warnings():  # one process: "assuming ... a single process"
+                warnings.simplefilter("ignore", UserWarning)
+                dcp.save(sharded, checkpoint_id=str(staging / SHARDED_NAME))
+        (staging / RNG_DIR).mkdir(exist_ok=True)
+        torch.save(rng_state(), staging / RNG_DIR / f"rank_{ranks.rank}.pt")
+        ranks.barrier("checkpoint: every rank's shard written")
+        if ranks.is_main:
+            assert model is not None, "rank 0 saves the whole model"
+            metadata = {"format": "pt", **({"run_id": run_id} if run_id else {})}
+            save_model(model, str(staging / WEIGHTS_NAME), metadata=metadata)
+            torch.save({**state, "run_id": run_id} if run_id else state, staging / STATE_NAME)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(staging, final)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if ranks.is_main:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
-    atomic_write(root / LATEST_NAME, lambda tmp: Path(tmp).write_text(final.name + "\n"))
-    prune(root, keep_last)
+    if ranks.is_main:
+        atomic_write(root / LATEST_NAME, lambda tmp: Path(tmp).write_text(final.name + "\n"))
+        prune(root, keep_last)
+    ranks.barrier("checkpoint: renamed")
     return final
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's random state (CPU, and the current GPU's where there is one)."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def load_rng_state(path: Path, rank: int) -> bool:
+    """Restore rank `rank`'s random state saved at `path`; False when the checkpoint has none
+    for this rank (it was written by fewer processes)."""
+    file = Path(path) / RNG_DIR / f"rank_{rank}.pt"
+    if not file.is_file():
+        return False
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+    return True
+
+
+def load_sharded(path: Path, sharded: dict[str, Any]) -> bool:
+    """Fill `sharded` (the model and optimizer state dicts of this run, as
+    `Parallel.state_dicts` makes them) from the checkpoint at `path`, each rank its shard,
+    whatever the number of processes that wrote it. False for a checkpoint without them
+    (written by attnlab < 0.5: weights and optimizer in its two files)."""
+    folder = Path(path) / SHARDED_NAME
+    if not folder.is_dir():
+        return False
+    import torch.distributed.checkpoint as dcp
+
+    # Optimizer state exists only for parameters that ever had a gradient (an unused pooler
+    # has none), while the state to fill has every parameter's: those may be missing; model
+    # weights may not.
+    saved = dcp.FileSystemReader(str(folder)).read_metadata().state_dict_metadata
+    missing = [name for name in sharded["model"] if f"model.{name}" not in saved]
+    if missing:
+        raise FolderError(f"{folder}: the checkpoint lacks weights of this model: "
+                          f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.load(sharded, checkpoint_id=str(folder),
+                 planner=dcp.DefaultLoadPlanner(allow_partial_load=True))
+    return True
 
 
 def list_checkpoints(root: str | Path) -> list[Path]:
@@ -101,6 +180,12 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, Any]:
     """Load weights into `model` and return the training state dict."""
     path = Path(path)
     load_weights(model, path / WEIGHTS_NAME)
+    return read_training_state(path)
+
+
+def read_training_state(path: str | Path) -> dict[str, Any]:
+    """The training state (step, data position, history, ...) of the checkpoint at `path`."""
+    path = Path(path)
     try:
         return torch.load(path / STATE_NAME, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt file or a forbidden (pickled object) payload

@@ -18,11 +18,13 @@ model of its own.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +32,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attnlab.data.rank_share import RankShare
 from attnlab.errors import MissingFileError
 from attnlab.io import load_tokenizer
 from attnlab.models.auto import from_pretrained
 from attnlab.serialization import atomic_write
 from attnlab.tokenizers import Tokenizer
 from attnlab.training.best import BEST, BestKeeper
+from attnlab.training.checkpoint import latest_checkpoint, read_training_state
 from attnlab.training.device import cap_torch_threads, resolve_device
+from attnlab.training.distributed import Ranks, place_device, process_group
+from attnlab.training.parallelize import parallelize
 from attnlab.training.plan import StepPlan
 from attnlab.training.run_folder import (
     CHECKPOINTS,
@@ -186,7 +192,17 @@ def run_task(task: Task, resume: bool = False, *, overwrite: bool = False,
              progress: bool = True) -> RunOutcome:
     """Train `task` in `task.settings.out`: a new run (refused where a run is, unless
     `overwrite`: then that run is deleted once the data is read), or the run there with
-    `resume`."""
+    `resume`. Under torchrun every process calls this; they join one process group
+    (training/distributed.py) and rank 0 alone writes files, logs and progress."""
+    s = task.settings
+    device = place_device(resolve_device(s.device))
+    with process_group(device, s.collective_timeout) as ranks, quiet_unless_main(ranks):
+        return run_in_group(task, ranks, device, resume=resume, overwrite=overwrite,
+                            progress=progress and ranks.is_main)
+
+
+def run_in_group(task: Task, ranks: Ranks, device: torch.device, *, resume: bool,
+                 overwrite: bool, progress: bool) -> RunOutcome:
     s = task.settings
     out = Path(s.out)
     check_target(out, resume=resume, overwrite=overwrite)
@@ -194,8 +210,8 @@ def run_task(task: Task, resume: bool = False, *, overwrite: bool = False,
     task.progress = progress
     task.plan = plan = StepPlan(s.max_steps, s.time_budget, evaluations=s.evaluations,
                                 announce=progress)
-    device = resolve_device(s.device)
     precision = resolve_precision(s.precision, device.type)
+    check_precision(precision, s.strategy, ranks, device)
     cap_torch_threads()
     record = None
     if resume:
@@ -209,26 +225,40 @@ def run_task(task: Task, resume: bool = False, *, overwrite: bool = False,
         if differences:
             raise resume_refusal(differences)
         task.settings = s = resumed_settings(saved, s)
+        task.settings = s = with_grad_accum_for(s, out, ranks)
     task.load_data()
     torch.manual_seed(s.seed)
+    ranks.barrier("every rank read the data")  # before rank 0 changes the folder
     if resume:
-        if record is None:  # a run of attnlab < 0.3: record it from here on
+        if record is None and ranks.is_main:  # a run of attnlab < 0.3: record it from here on
             log.warning("%s has no %s (an older run): recording its data as it is now", out,
                         "run.json")
-            record = new_record(task.name, s)
-            write_record(out, record)
+            write_record(out, new_record(task.name, s))
+        ranks.barrier("run record")
+        record = read_record(out)
         foreign = set(foreign_names(out, record))
         model = task.restore(out)
-    else:
+    elif ranks.is_main:
         task.prepare_new_run()  # every check passes before an old run is deleted
         if overwrite:
             remove_run(out)
         foreign, record = set(foreign_names(out, None)), new_record(task.name, s)
         model = start_run(task, out, record)
+        ranks.barrier("rank 0 started the run folder")
+    else:  # the other ranks take the tokenizer and step-0 model rank 0 wrote
+        ranks.barrier("rank 0 started the run folder")
+        record, foreign = read_record(out), set()
+        model = task.restore(out)
     model.to(device)
-    log.info("training on %s in %s", device, precision)
-    optimizer = task.optimizer(model)
+    log.info("training on %s in %s%s", device, precision,
+             f" with {ranks.world_size} processes ({s.strategy})" if ranks.distributed else "")
+    parallel = parallelize(model, ranks, device, strategy=s.strategy, precision=precision,
+                           activation_checkpointing=s.activation_checkpointing,
+                           compile=s.compile)
+    optimizer = task.optimizer(parallel.model)
     batches = task.batches(model)
+    if ranks.distributed:  # each rank its share of the one global stream (data/rank_share.py)
+        batches = RankShare(batches, ranks.rank, ranks.world_size, s.grad_accum)
     keeper = None
     if task.best_metric is not None and (s.keep == "best" or s.patience):
         keeper = BestKeeper(out / CHECKPOINTS / BEST, *task.best_metric, patience=s.patience)
@@ -247,7 +277,7 @@ def run_task(task: Task, resume: bool = False, *, overwrite: bool = False,
                       save_every=s.save_every, keep_last=s.keep_last, precision=precision,
                       progress=progress),
         checkpoint_dir=out / CHECKPOINTS, evaluate=evaluate, on_step=plan.on_step,
-        run_id=record["run_id"], evaluation_due=plan.evaluation_due,
+        run_id=record["run_id"], evaluation_due=plan.evaluation_due, parallel=parallel,
     )
     if resume and not trainer.resume():
         log.warning("no checkpoint in %s: starting from step 0", out / CHECKPOINTS)
@@ -256,17 +286,85 @@ def run_task(task: Task, resume: bool = False, *, overwrite: bool = False,
     result = trainer.fit()
     log.debug("fit took %.1fs", time.perf_counter() - start)
     if result.stopped_by == "interrupt":  # the checkpoint is saved; no final model
-        return RunOutcome({"stopped_by": "interrupt", "step": result.step}, result, model, task)
+        return RunOutcome({"stopped_by": "interrupt", "step": result.step,
+                           **({"rank": ranks.rank} if not ranks.is_main else {})},
+                          result, model, task)
+    with parallel.full_model() as full:
+        if full is None:  # not rank 0: rank 0 alone tests and writes the final model
+            return RunOutcome({"stopped_by": result.stopped_by, "step": result.step,
+                               "rank": ranks.rank}, result, model, task)
+        metrics = finish_run(task, full, out, result, keeper, precision, record, foreign)
+        metrics.update(parallel_summary(ranks, s))
+    return RunOutcome(metrics, result, full, task)
+
+
+def finish_run(task: Task, model: nn.Module, out: Path, result: TrainResult,
+               keeper: BestKeeper | None, precision: str, record: dict[str, Any],
+               foreign: set[str]) -> dict[str, Any]:
+    """Rank 0, at a successful end: the kept weights, the task's metrics, the final folder."""
+    s = task.settings
     kept = keeper.restore(model, result.step) if keeper and s.keep == "best" else None
     task.kept_step = kept["step"] if kept else result.step
     task.before_save(model, out)
     metrics = task.metrics(model, result, precision)
-    metrics["planned_steps"] = plan.total
+    metrics["planned_steps"] = task.plan.total
     metrics["kept"] = ({"weights": "best", **kept} if kept else
                        {"weights": "last", "step": result.step})
     write_final(task, model, out, metrics, result)
     note_task_files(out, record, foreign)
-    return RunOutcome(metrics, result, model, task)
+    return metrics
+
+
+def parallel_summary(ranks: Ranks, s: RunSettings) -> dict[str, Any]:
+    """How the run was spread: what metrics.json says of processes and the global batch."""
+    if not ranks.distributed:
+        return {}
+    return {"processes": ranks.world_size, "strategy": s.strategy,
+            "micro_batches_per_step": ranks.world_size * s.grad_accum}
+
+
+def check_precision(precision: str, strategy: str, ranks: Ranks, device: torch.device) -> None:
+    if precision == "fp16" and strategy == "fsdp" and ranks.distributed:
+        raise SettingError("precision", "precision fp16 with strategy fsdp: FSDP2 shards "
+                                        "gradients, which torch's GradScaler does not unscale; "
+                                        "use --precision bf16 (FSDP2's mixed-precision policy)")
+
+
+def with_grad_accum_for(s: RunSettings, out: Path, ranks: Ranks) -> RunSettings:
+    """A run resumed on another number of processes keeps its global batch: grad_accum
+    becomes the checkpoint's micro-batches per step / processes (refused when they do not
+    divide), so the run goes on with the same data and the same steps."""
+    path = latest_checkpoint(out / CHECKPOINTS)
+    if path is None:
+        return s
+    state = read_training_state(path)
+    wanted = int(state.get("micro_batches_per_step", s.grad_accum))
+    if wanted == s.grad_accum * ranks.world_size:
+        return s
+    if wanted % ranks.world_size:
+        raise SettingError("grad_accum", f"--resume: {path.name} was written with {wanted} "
+                                         f"micro-batches per step (processes x grad_accum); "
+                                         f"{ranks.world_size} processes cannot share them: "
+                                         f"use a number of processes that divides {wanted}")
+    accum = wanted // ranks.world_size
+    log.info("resuming on %d process(es): grad_accum %d -> %d keeps %d micro-batches per step",
+             ranks.world_size, s.grad_accum, accum, wanted)
+    return dataclasses.replace(s, grad_accum=accum)
+
+
+@contextlib.contextmanager
+def quiet_unless_main(ranks: Ranks) -> Iterator[None]:
+    """Only rank 0 logs below ERROR: N processes must not print every line N times."""
+    if ranks.is_main:
+        yield
+        return
+    logger = logging.getLogger("attnlab")
+    before = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def check_selection(task: Task, s: RunSettings) -> None:

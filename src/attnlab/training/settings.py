@@ -20,11 +20,14 @@ from typing import Any, TypeVar
 
 from attnlab.errors import ConfigError, MissingFileError
 
-PRECISION_CHOICES = ("auto", "fp32", "bf16")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+STRATEGY_CHOICES = ("ddp", "fsdp")
 KEEP_CHOICES = ("last", "best")
 SETTINGS_NAME = "train_settings.json"
-# What may differ when a run is resumed: how long it goes on, and where it runs.
-RESUMABLE_CHANGES = ("max_steps", "time_budget", "device")
+# What may differ when a run is resumed: how long it goes on, and where and how it runs (on
+# another number of processes, grad_accum follows: training/run.py with_grad_accum_for).
+RESUMABLE_CHANGES = ("max_steps", "time_budget", "device", "strategy", "compile",
+                     "activation_checkpointing", "collective_timeout")
 
 
 class SettingError(ConfigError):
@@ -133,9 +136,22 @@ class RunSettings:
     keep_last: int = setting(3, "checkpoints kept")
     seed: int = setting(1, "random seed (data order, initialisation, dropout)")
     device: str = setting("auto", "cpu, cuda or cuda:N; auto = cuda when a GPU is visible")
-    precision: str = setting("fp32", "bf16 autocasts matmuls (fp32 weights); auto = bf16 where "
-                                     "the CPU/GPU computes it natively (AMX, AVX512-BF16, "
-                                     "Ampere+)", choices=PRECISION_CHOICES)
+    precision: str = setting("fp32", "bf16 autocasts matmuls (fp32 weights); fp16 too, with a "
+                                     "scaled loss (GradScaler; for GPUs before Ampere); auto = "
+                                     "bf16 where the CPU/GPU computes it natively (AMX, "
+                                     "AVX512-BF16, Ampere+)", choices=PRECISION_CHOICES)
+    strategy: str = setting("ddp", "with several processes (torchrun): ddp replicates the model "
+                                   "and averages gradients; fsdp (FSDP2) shards parameters, "
+                                   "gradients and optimizer state per Transformer block",
+                            choices=STRATEGY_CHOICES)
+    activation_checkpointing: bool = setting(False, "recompute each Transformer block's "
+                                                    "activations in the backward pass: less "
+                                                    "memory, ~1/3 more compute")
+    compile: bool = setting(False, "torch.compile each Transformer block (the first steps "
+                                   "compile; evaluation and decoding stay eager)")
+    collective_timeout: float = setting(1800.0, "seconds a process waits for the others "
+                                                "(torchrun) before the run fails, naming the "
+                                                "wait; covers rank 0's validations")
     model_overrides: dict[str, Any] = setting(
         help="model config overrides (set with --set FIELD=VALUE)", default_factory=dict,
         flag=False)
@@ -147,9 +163,13 @@ class RunSettings:
         check_positive_numbers(self, ("time_budget", "clip_norm"), allow_none=True)
         if not _is_int(self.seed):
             raise SettingError("seed", f"seed must be an integer, got {self.seed!r}")
-        if self.precision not in PRECISION_CHOICES:
-            raise SettingError("precision", f"precision must be auto, fp32 or bf16, "
-                                            f"got {self.precision!r}")
+        check_choice(self, "precision", PRECISION_CHOICES)
+        check_choice(self, "strategy", STRATEGY_CHOICES)
+        check_positive_numbers(self, ("collective_timeout",))
+        for name in ("activation_checkpointing", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingError(name, f"{name} must be true or false, "
+                                         f"got {getattr(self, name)!r}")
         if not isinstance(self.device, str) or not self.device:
             raise SettingError("device", f"device must be auto, cpu, cuda or cuda:N, "
                                          f"got {self.device!r}")

@@ -24,18 +24,27 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from attnlab.errors import FolderError
-from attnlab.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from attnlab.errors import ConfigError, FolderError
+from attnlab.serialization import WEIGHTS_NAME, load_weights
+from attnlab.training.checkpoint import (
+    latest_checkpoint,
+    load_rng_state,
+    load_sharded,
+    read_training_state,
+    save_checkpoint,
+)
+from attnlab.training.parallelize import Parallel
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_precision(precision: str, device_type: str = "cpu") -> str:
     """"auto" -> "bf16" where the device computes bfloat16 natively (CPU: AMX / AVX512-BF16;
     CUDA: Ampere or newer), else "fp32". Mixed precision keeps fp32 master weights; only
-    matmuls run in bfloat16."""
+    matmuls run in bfloat16 (or float16, whose loss is scaled: torch.amp.GradScaler)."""
     if precision != "auto":
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be auto or one of {PRECISIONS}, got {precision!r}")
@@ -65,7 +74,9 @@ class TrainerConfig:
     keep_last: int = 5
     log_every: int = 1  # history resolution in steps
     progress: bool = True
-    precision: str = "fp32"  # "fp32", or "bf16": autocast matmuls to bfloat16, fp32 weights
+    # "fp32"; "bf16": autocast matmuls to bfloat16, fp32 weights; "fp16": float16 autocast
+    # with a dynamically scaled loss (GradScaler), fp32 weights
+    precision: str = "fp32"
 
 
     def __post_init__(self) -> None:
@@ -107,35 +118,52 @@ class Trainer:
         on_step: Callable[[Trainer], None] | None = None,
         run_id: str | None = None,
         evaluation_due: Callable[[int], bool] | None = None,
+        parallel: Parallel | None = None,
     ) -> None:
-        self.model = model
+        # `parallel`: the model as prepared for many processes (training/parallelize.py);
+        # without it, `model` trains in this one process.
+        self.parallel = parallel or Parallel(model, model)
+        self.ranks = self.parallel.ranks
+        self.model = self.parallel.model
         self.optimizer = optimizer
         self.lr_schedule = lr_schedule
         self.batches = batches
         self.loss_fn = loss_fn
         self.config = config
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
-        self.evaluate = evaluate
+        self.evaluate = evaluate  # run on rank 0 with the whole model; the others get its result
         self.on_step = on_step  # called after every optimizer step (e.g. to time the first few)
         self.run_id = run_id  # stored in each checkpoint; resume refuses another run's
         # Evaluate after this step too (beside eval_every): e.g. evenly over a planned run.
         self.evaluation_due = evaluation_due
         self.stop_reason: str | None = None  # set by request_stop (e.g. early stopping)
+        self.device_type = next(self.model.parameters()).device.type
+        # fp16: the loss back-propagated is a token-weighted sum (~2^12 tokens a micro-batch),
+        # not a mean, so the scale starts at torch's 2^16 for a mean loss / 2^12 (it adapts).
+        self.scaler = torch.amp.GradScaler(self.device_type, init_scale=2.0**4,
+                                           enabled=config.precision == "fp16")
         self.step = 0
-        self.train_seconds = 0.0
-        self.train_tokens = 0
+        self.train_seconds = 0.0  # the mean over ranks, so every rank plans the same steps
+        self.train_tokens = 0  # over all ranks
         self.history: list[dict[str, float]] = []
         self.evaluations: list[dict[str, float]] = []
         self._interrupted = False
 
+    @property
+    def micro_batches_per_step(self) -> int:
+        """Micro-batches of the global data stream one optimizer step consumes."""
+        return self.config.grad_accum * self.ranks.world_size
+
     # -- state --------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
+        """What rank 0 writes beside the sharded model / optimizer state and each rank's RNG."""
         return {
             "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
             "batches": self.batches.state_dict(),
-            "torch_rng": torch.get_rng_state(),
+            "micro_batches_per_step": self.micro_batches_per_step,
+            "world_size": self.ranks.world_size,
+            "scaler": self.scaler.state_dict(),
             "train_seconds": self.train_seconds,
             "train_tokens": self.train_tokens,
             "history": self.history,
@@ -143,27 +171,50 @@ class Trainer:
         }
 
     def save(self) -> Path:
+        """A checkpoint of this step; every rank calls it (training/checkpoint.py)."""
         if self.checkpoint_dir is None:
             raise ValueError("this Trainer has no checkpoint_dir")
-        return save_checkpoint(self.checkpoint_dir, self.step, self.model, self.state_dict(),
-                               keep_last=self.config.keep_last, run_id=self.run_id)
+        sharded = self.parallel.state_dicts(self.optimizer)
+        with self.parallel.full_model() as full:
+            return save_checkpoint(self.checkpoint_dir, self.step, full, self.state_dict(),
+                                   keep_last=self.config.keep_last, run_id=self.run_id,
+                                   sharded=sharded, ranks=self.ranks)
 
     def resume(self, path: str | Path | None = None) -> bool:
-        """Restore the newest checkpoint (or `path`); False when there is none."""
+        """Restore the newest checkpoint (or `path`); False when there is none. A checkpoint
+        written by another number of processes resumes as long as the micro-batches per step
+        (processes x grad_accum) are the same: the run then continues on the same data."""
         if path is None:
             if self.checkpoint_dir is None:
                 raise ValueError("resume needs a path or a checkpoint_dir")
             path = latest_checkpoint(self.checkpoint_dir)
             if path is None:
                 return False
-        state = load_checkpoint(path, self.model)
+        path = Path(path)
+        state = read_training_state(path)
         found = state.get("run_id")
         if self.run_id and found and found != self.run_id:
             raise FolderError(f"{path}: this checkpoint belongs to run {found}, not to the run "
                               f"being resumed ({self.run_id})")
-        self.optimizer.load_state_dict(state["optimizer"])
+        saved_micro = int(state.get("micro_batches_per_step", self.micro_batches_per_step))
+        if saved_micro != self.micro_batches_per_step:
+            raise ConfigError(
+                f"{path}: written with {saved_micro} micro-batches per step (processes x "
+                f"grad_accum), this run takes {self.ranks.world_size} x "
+                f"{self.config.grad_accum} = {self.micro_batches_per_step}; resume with a "
+                f"number of processes that divides {saved_micro}")
+        sharded = self.parallel.state_dicts(self.optimizer)
+        if load_sharded(path, sharded):
+            self.parallel.load_state_dicts(self.optimizer, sharded)
+            if not load_rng_state(path, self.ranks.rank):
+                torch.manual_seed(int(state["step"]) * 1_000_003 + self.ranks.rank)
+        else:  # a checkpoint of attnlab < 0.5: one process, optimizer in the training state
+            load_weights(self.model, path / WEIGHTS_NAME)
+            self.optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
         self.batches.load_state_dict(state["batches"])
-        torch.set_rng_state(state["torch_rng"])
+        if "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.train_seconds = float(state["train_seconds"])
         self.train_tokens = int(state["train_tokens"])
@@ -181,25 +232,33 @@ class Trainer:
         log.warning("interrupt: finishing this step, saving a checkpoint (Ctrl-C again to abort)")
 
     def train_step(self) -> tuple[float, int]:
-        """One optimizer step over `grad_accum` micro-batches, weighted by their token counts.
+        """One optimizer step over `grad_accum` micro-batches per rank, weighted by their token
+        counts.
 
         Each micro-batch's mean loss is back-propagated times its token count (one graph alive
-        at a time); the summed gradients are then divided by the total token count, which is
-        exactly the gradient of the mean loss over all tokens of the step.
+        at a time); the summed gradients are then divided by the total token count of the step
+        over all ranks, which is exactly the gradient of the mean loss over all its tokens.
+        DDP and FSDP average gradients over the ranks (a sum / world size), hence the factor
+        world_size / tokens. Gradients are synchronised on the last micro-batch only.
         """
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss_sum, total_tokens = 0.0, 0
-        device = next(self.model.parameters()).device.type
-        for _ in range(self.config.grad_accum):
+        loss_sum, local_tokens = 0.0, 0
+        accum = self.config.grad_accum
+        dtype = AUTOCAST.get(self.config.precision)
+        for micro in range(accum):
             batch = self.batches.next()
-            with torch.autocast(device, dtype=torch.bfloat16,
-                                enabled=self.config.precision == "bf16"):
-                loss, tokens = self.loss_fn(self.model, batch)
-            (loss * tokens).backward()
+            with self.parallel.micro_step(last=micro == accum - 1):
+                with torch.autocast(self.device_type, dtype=dtype or torch.bfloat16,
+                                    enabled=dtype is not None):
+                    loss, tokens = self.loss_fn(self.parallel.train_model, batch)
+                self.scaler.scale(loss * tokens).backward()
             loss_sum += loss.item() * tokens
-            total_tokens += tokens
-        scale = 1.0 / max(total_tokens, 1)
+            local_tokens += tokens
+        loss_sum, total_tokens = self.ranks.sum([loss_sum, local_tokens], what="loss all-reduce")
+        total_tokens = int(total_tokens)
+        self.scaler.unscale_(self.optimizer)
+        scale = self.ranks.world_size / max(total_tokens, 1)
         for p in self.model.parameters():
             if p.grad is not None:
                 p.grad.mul_(scale)
@@ -208,18 +267,26 @@ class Trainer:
         lr = self.lr_schedule(self.step + 1)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.step += 1
-        return loss_sum * scale, total_tokens
+        return loss_sum / max(total_tokens, 1), total_tokens
 
     def run_evaluation(self) -> None:
+        """Rank 0 evaluates the whole model; every rank records its metrics and any stop it
+        asked for, so all ranks take the same decisions."""
         if self.evaluate is None:
             return
-        self.model.eval()
-        with torch.no_grad():
-            metrics = {"step": self.step, **self.evaluate(self.model, self.step)}
+        metrics = None
+        with self.parallel.full_model() as full:
+            if full is not None:
+                full.eval()
+                with torch.no_grad():
+                    metrics = {"step": self.step, **self.evaluate(full, self.step)}
+                log.info("step %d: %s", self.step, metrics)
+        metrics, self.stop_reason = self.ranks.broadcast((metrics, self.stop_reason),
+                                                         "evaluation result")
         self.evaluations.append(metrics)
-        log.info("step %d: %s", self.step, metrics)
 
     def request_stop(self, reason: str) -> None:
         """End the run after the current step, as a finished run (unlike an interrupt): the
@@ -242,10 +309,10 @@ class Trainer:
             previous_handler = None
         stopped_by = "max_steps"
         # Under a time budget the step total is only a ceiling: show the count and rate, not a
-        # misleading ETA. Refresh at most once a second so logs stay readable.
+        # misleading ETA. Refresh at most once a second so logs stay readable. Rank 0 only.
         bar = tqdm(total=c.max_steps if c.time_budget is None else None, initial=self.step,
-                   desc="train", unit="step", disable=not c.progress, dynamic_ncols=True,
-                   mininterval=1.0)
+                   desc="train", unit="step", disable=not (c.progress and self.ranks.is_main),
+                   dynamic_ncols=True, mininterval=1.0)
         try:
             while self.step < c.max_steps:
                 start = time.perf_counter()
@@ -255,7 +322,12 @@ class Trainer:
                         f"non-finite training loss {loss} at step {self.step}; "
                         "no checkpoint was written for this step (lower the lr?)"
                     )
-                self.train_seconds += time.perf_counter() - start
+                # One small collective: the step time (the mean, so every rank's time budget
+                # and step plan agree) and whether any rank was interrupted.
+                seconds, interrupted = self.ranks.sum(
+                    [time.perf_counter() - start, float(self._interrupted)], what="step end")
+                self.train_seconds += seconds / self.ranks.world_size
+                self._interrupted = interrupted > 0
                 self.train_tokens += tokens
                 lr = self.optimizer.param_groups[0]["lr"]
                 if self.step % c.log_every == 0:
