@@ -31,6 +31,7 @@ from attnlab.cli import (
     heads,
     listing,
     positions,
+    prepare,
     train,
     translate,
     viz,
@@ -61,11 +62,13 @@ COMMANDS = {
     "positions": (positions, "plots of positional encodings: sinusoidal, RoPE, ALiBi"),
     "compare": (compare, "Transformer vs RNN vs CNN: cost, Table 1, BLEU, long-range probes"),
     "data": (data, "build a real corpus from texts that install offline (Bible: es-en, kjv-web)"),
+    "prepare": (prepare, "tokenize a corpus once into memory-mapped shards (data larger than "
+                         "memory)"),
 }
 
 # Commands whose work is long enough for torch's thread count to matter: they take --threads
 # after the command name too, and warn when the machine's load suggests oversubscription.
-COMPUTING = frozenset({"demo", "train", "translate", "evaluate", "generate", "bench",
+COMPUTING = frozenset({"demo", "train", "prepare", "translate", "evaluate", "generate", "bench",
                        "viz", "heads", "embed-compare", "compare"})
 
 
