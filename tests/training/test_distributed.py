@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import attnlab
 from attnlab.cli.main import main
 from attnlab.training.checkpoint import STATE_NAME, latest_checkpoint
 
@@ -100,6 +101,11 @@ def test_two_processes_train_translate_as_one(tmp_path, strategy):
     assert weight_gap(out, reference) < 1e-5
     shards = sorted(p.name for p in (out / "checkpoints" / "step_0000005" / "state").iterdir())
     assert shards == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    # the final folder is the usual one-file model: it loads and translates as after 1 process
+    model = attnlab.from_pretrained(out)
+    again = attnlab.from_pretrained(reference)
+    ids = torch.tensor([[5, 6, 7, 2]])
+    assert torch.equal(model.generate(ids, max_new_tokens=5), again.generate(ids, max_new_tokens=5))
 
 
 def test_resume_two_processes_on_one_and_one_on_two(lm_reference, tmp_path):
