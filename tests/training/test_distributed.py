@@ -137,3 +137,13 @@ def test_a_failing_rank_ends_the_job_naming_it(lm_reference, tmp_path):
     assert latest_checkpoint(out / "checkpoints").name == "step_0000001"
     assert not (out / "checkpoints" / "step_0000002").exists()
     assert not (out / "model.safetensors").exists()
+
+
+def test_masked_lm_with_an_unused_pooler_trains_under_ddp(lm_reference, tmp_path):
+    """BERT's pooler gets no gradient from the masked-LM loss: DDP must not wait for it."""
+    text, _ = lm_reference
+    out = tmp_path / "mlm"
+    ok(torchrun(2, ["train", "mlm", "--text", str(text), "--out", str(out), "--max-steps", "3",
+                    "--vocab-size", "300", "--batch-size", "4", "--save-every", "0"]))
+    assert (out / "model.safetensors").is_file()
+

@@ -105,6 +105,14 @@ class MaskedWindows(WindowBatches):
         return {"input_ids": inputs, "labels": labels}
 
 
+def freeze_pooler(model: nn.Module) -> nn.Module:
+    """The pooler is off the masked-LM loss's path (transformers' BertForMaskedLM has none), so
+    it never gets a gradient: marked frozen, DDP does not wait for one (its weights stay as
+    initialised, as they would anyway; fine-tuning with `train classify --init` trains it)."""
+    model.pooler.requires_grad_(False)
+    return model
+
+
 def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
     return (model(batch["input_ids"], labels=batch["labels"]).loss,
             int((batch["labels"] != -100).sum()))
@@ -179,12 +187,12 @@ class MaskedLMTask(FamilyTask):
                                          "pad_token_id": PAD,
                                          "max_seq_len": max(s.block_size, 16),
                                          **s.model_overrides})
-        return model
+        return freeze_pooler(model)
 
     def restore(self, out: Path) -> nn.Module:
         model = super().restore(out)
         self.split_stream()
-        return model
+        return freeze_pooler(model)
 
     def batches(self, model: nn.Module) -> MaskedWindows:
         s = self.settings
