@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from attnlab.data.synthetic import RandomWindows
 from attnlab.evaluation.machine import record_header
 from attnlab.models import build_model
 from attnlab.training.distributed import Ranks
@@ -43,24 +44,6 @@ MODEL = dict(d_model=384, n_heads=6, n_layers=6, d_ff=1536, vocab_size=8000, max
 BATCH, BLOCK = 8, 256
 
 
-class Windows:
-    """Batch i: random token windows seeded by i (the same on every side)."""
-
-    def __init__(self, vocab: int) -> None:
-        self.vocab, self.index = vocab, 0
-
-    def next(self) -> dict[str, torch.Tensor]:
-        generator = torch.Generator().manual_seed(self.index)
-        self.index += 1
-        return {"input_ids": torch.randint(0, self.vocab, (BATCH, BLOCK), generator=generator)}
-
-    def state_dict(self) -> dict[str, int]:
-        return {"index": self.index}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.index = state["index"]
-
-
 def lm_loss(model, batch):
     ids = batch["input_ids"]
     return model(ids, labels=ids).loss, ids.numel() - ids.size(0)
@@ -71,7 +54,8 @@ def trainer(precision: str = "fp32", **options) -> Trainer:
     model = build_model("gpt2-tiny", **MODEL)
     parallel = parallelize(model, Ranks(), torch.device("cpu"), precision=precision, **options)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    return Trainer(model, optimizer, lambda step: 1e-3, Windows(MODEL["vocab_size"]), lm_loss,
+    batches = RandomWindows(MODEL["vocab_size"], BATCH, BLOCK)
+    return Trainer(model, optimizer, lambda step: 1e-3, batches, lm_loss,
                    TrainerConfig(max_steps=10**6, precision=precision, progress=False),
                    parallel=parallel)
 
@@ -120,7 +104,8 @@ def bench_precision(rounds: int, steps: int) -> dict:
     for p, t in sides.items():
         t.model.eval()
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
-            losses[p] = lm_loss(t.model, Windows(MODEL["vocab_size"]).next())[0].item()
+            fresh = RandomWindows(MODEL["vocab_size"], BATCH, BLOCK).next()
+            losses[p] = lm_loss(t.model, fresh)[0].item()
     result = {}
     for p in sides:
         best = min(times[p])
@@ -167,11 +152,18 @@ def peak_memory_child(checkpointing: bool) -> None:
     print(json.dumps({"step_peak_mib": round((status("VmHWM") - before) / 2**20, 1)}))
 
 
+# glibc keeps freed memory for reuse, so a process's peak RSS says more about its allocator's
+# history than about the step: in the child, every allocation over 64 KiB is its own mapping,
+# returned to the system when freed, and RSS follows the tensors alive.
+PLAIN_MALLOC = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0",
+                "MALLOC_ARENA_MAX": "1"}
+
+
 def bench_memory() -> dict:
     result = {}
     for name, flag in (("no_checkpointing", "0"), ("activation_checkpointing", "1")):
         out = subprocess.run([sys.executable, __file__, "--child-memory", flag],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=True, env=PLAIN_MALLOC)
         result[name] = json.loads(out.stdout.strip().splitlines()[-1])["step_peak_mib"]
     result["saved"] = round(1 - result["activation_checkpointing"] / result["no_checkpointing"],
                             3)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 
 import pytest
 
@@ -24,20 +23,6 @@ def prepare_cli(argv):
     parser = argparse.ArgumentParser(prog="attnlab prepare")
     prepare.add_arguments(parser)
     return prepare.run(parser.parse_args([*argv, "--no-progress"]))
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-    rng = random.Random(0)
-    words = "the cat sat on a warm mat while the dog ran after a red ball near a café".split()
-    lines = []
-    for i in range(300):
-        lines.append(" ".join(rng.choice(words) for _ in range(rng.randint(4, 12))) + " .")
-        if i % 10 == 9:
-            lines.append("")
-    path = tmp_path_factory.mktemp("lm") / "text.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 
 import pytest
 import torch
@@ -20,20 +19,6 @@ from attnlab.tasks.language_model import (
     train_language_model,
     validation_loss,
 )
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-    rng = random.Random(0)
-    words = "the cat sat on a warm mat while the dog ran after a red ball near a café".split()
-    lines = []
-    for i in range(300):
-        lines.append(" ".join(rng.choice(words) for _ in range(rng.randint(4, 12))) + " .")
-        if i % 10 == 9:
-            lines.append("")
-    path = tmp_path_factory.mktemp("lm") / "text.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def settings(text_file, out, **values):

@@ -5,8 +5,10 @@ rank that fails. Each torchrun job is a real `python -m torch.distributed.run -m
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,92 @@ def test_masked_lm_with_an_unused_pooler_trains_under_ddp(lm_reference, tmp_path
                     "--vocab-size", "300", "--batch-size", "4", "--save-every", "0"]))
     assert (out / "model.safetensors").is_file()
 
+
+
+def _wait_alone(rank: int, port: int, folder: str) -> None:
+    """Rank 0 waits at a barrier that rank 1 never reaches (it only sleeps)."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    from attnlab.training.distributed import CollectiveTimeout, process_group
+
+    with process_group(torch.device("cpu"), timeout_s=3.0) as ranks:
+        if rank == 1:
+            time.sleep(8)
+            return
+        try:
+            ranks.barrier("the test's lonely barrier")
+        except CollectiveTimeout as error:
+            Path(folder, "error.txt").write_text(str(error))
+
+
+def test_a_rank_that_never_comes_is_a_named_timeout_not_a_hang(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.perf_counter()
+    torch.multiprocessing.spawn(_wait_alone, args=(port, str(tmp_path)), nprocs=2)
+    message = (tmp_path / "error.txt").read_text()
+    assert message.startswith("rank 0: the test's lonely barrier waited more than the "
+                              "collective timeout (3 s, --collective-timeout)")
+    assert time.perf_counter() - start < 60
+
+
+def _sgd_step(model: torch.nn.Module, parallel, batches, grad_accum: int) -> None:
+    """One plain SGD step (lr 1, no clipping): the weights move by exactly the gradient, so a
+    gradient summed instead of averaged over the ranks would show (Adam would hide it)."""
+    from attnlab.training.trainer import Trainer, TrainerConfig
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    trainer = Trainer(model, optimizer, lambda step: 1.0, batches,
+                      lambda m, b: (m(b["input_ids"], labels=b["input_ids"]).loss,
+                                    b["input_ids"].numel() - b["input_ids"].size(0)),
+                      TrainerConfig(max_steps=1, grad_accum=grad_accum, clip_norm=None,
+                                    progress=False), parallel=parallel)
+    trainer.train_step()
+
+
+def _tiny_gpt() -> torch.nn.Module:
+    from attnlab.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("gpt2-tiny", dropout=0.0, attention_dropout=0.0)
+
+
+def _one_sgd_step_on_two(rank: int, port: int, folder: str, strategy: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from safetensors.torch import save_model
+
+    from attnlab.data.rank_share import RankShare
+    from attnlab.data.synthetic import RandomWindows
+    from attnlab.training.distributed import process_group
+    from attnlab.training.parallelize import parallelize
+
+    with process_group(torch.device("cpu")) as ranks:
+        model = _tiny_gpt()
+        parallel = parallelize(model, ranks, torch.device("cpu"), strategy=strategy)
+        _sgd_step(model, parallel, RankShare(RandomWindows(1000, 2, 16), rank, 2, 1), 1)
+        with parallel.full_model() as full:
+            if full is not None:
+                save_model(full, str(Path(folder) / "model.safetensors"))
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_gradients_are_averaged_over_ranks_not_summed(tmp_path, strategy):
+    """The regression test for FSDP2 on gloo averaging (pytorch #162338) and for our scaling:
+    2 processes' SGD step equals 1 process's over the same two micro-batches."""
+    from attnlab.data.synthetic import RandomWindows
+    from attnlab.training.parallelize import Parallel
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_one_sgd_step_on_two, args=(port, str(tmp_path), strategy),
+                                nprocs=2)
+    reference = _tiny_gpt()
+    _sgd_step(reference, Parallel(reference, reference), RandomWindows(1000, 2, 16), 2)
+    moved = load_file(tmp_path / "model.safetensors")
+    for name, value in reference.state_dict().items():
+        if name in moved:  # a tied weight is stored once
+            torch.testing.assert_close(moved[name], value, rtol=0, atol=1e-6, msg=name)

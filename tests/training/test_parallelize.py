@@ -9,31 +9,13 @@ import copy
 import pytest
 import torch
 
+from attnlab.data.synthetic import RandomWindows
 from attnlab.models import build_model
 from attnlab.training.distributed import Ranks
 from attnlab.training.parallelize import parallelize, transformer_blocks
 from attnlab.training.trainer import Trainer, TrainerConfig
 
 CPU = torch.device("cpu")
-
-
-class Windows:
-    """A fixed stream of token batches: batch i is a pure function of i."""
-
-    def __init__(self) -> None:
-        self.index = 0
-
-    def next(self) -> dict[str, torch.Tensor]:
-        generator = torch.Generator().manual_seed(self.index)
-        self.index += 1
-        ids = torch.randint(0, 1000, (4, 24), generator=generator)
-        return {"input_ids": ids}
-
-    def state_dict(self) -> dict[str, int]:
-        return {"index": self.index}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.index = state["index"]
 
 
 def lm_loss(model, batch):
@@ -49,7 +31,7 @@ def tiny(seed: int = 0) -> torch.nn.Module:
 def train(model, steps: int, precision: str = "fp32", **options):
     parallel = parallelize(model, Ranks(), CPU, precision=precision, **options)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    trainer = Trainer(model, optimizer, lambda step: 3e-3, Windows(), lm_loss,
+    trainer = Trainer(model, optimizer, lambda step: 3e-3, RandomWindows(1000, 4, 24), lm_loss,
                       TrainerConfig(max_steps=steps, precision=precision, progress=False),
                       parallel=parallel)
     losses = [trainer.train_step()[0] for _ in range(steps)]
@@ -74,7 +56,7 @@ def test_activation_checkpointing_keeps_gradients_and_names():
     names = list(checkpointed.state_dict())
     parallelize(checkpointed, Ranks(), CPU, activation_checkpointing=True)
     assert list(checkpointed.state_dict()) == names  # checkpoints and folders unchanged
-    batch = Windows().next()
+    batch = RandomWindows(1000, 4, 24).next()
     for model in (plain, checkpointed):
         lm_loss(model, batch)[0].backward()
     for (name, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters(),
@@ -92,7 +74,7 @@ def test_compiled_blocks_equal_eager():
     eager = tiny().eval()
     compiled = copy.deepcopy(eager)
     parallel = parallelize(compiled, Ranks(), CPU, compile=True)
-    ids = Windows().next()["input_ids"]
+    ids = RandomWindows(1000, 4, 24).next()["input_ids"]
     with torch.no_grad():
         torch.testing.assert_close(compiled(ids).logits, eager(ids).logits, rtol=1e-4, atol=1e-4)
         with parallel.full_model() as full:  # evaluation and decoding run eagerly

@@ -50,3 +50,29 @@ def sequence_task_batch(
     labels[:, :S] = target.masked_fill(~attention_mask, -100)
     labels[torch.arange(batch_size), lengths] = EOS
     return input_ids, attention_mask.long(), labels
+
+
+class RandomWindows:
+    """An endless, resumable stream of uniformly random token windows {"input_ids": (B, T)}:
+    batch i is a pure function of (seed, i). Nothing to learn in it: a fixed load for
+    measuring and testing the training machinery (precision, checkpointing, compile)."""
+
+    def __init__(self, vocab_size: int, batch_size: int, length: int, seed: int = 0) -> None:
+        self.vocab_size, self.batch_size, self.length = vocab_size, batch_size, length
+        self.seed, self.index = seed, 0
+
+    def next(self) -> dict[str, Tensor]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.index)
+        self.index += 1
+        ids = torch.randint(0, self.vocab_size, (self.batch_size, self.length),
+                            generator=generator)  # (B, T)
+        return {"input_ids": ids}
+
+    def skip(self, count: int) -> None:
+        self.index += count
+
+    def state_dict(self) -> dict[str, int]:
+        return {"index": self.index}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.index = int(state["index"])
