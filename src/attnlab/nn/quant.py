@@ -1,0 +1,89 @@
+"""Weight-only int8 quantization for inference: every linear layer's weight stored as int8 with
+one float scale per output channel (symmetric, absmax / 127), activations left in floating
+point. Decoding a small batch is bound by reading the weights, so a quarter of the bytes is
+most of the speed to win (the weight-only scheme of gpt-fast and torchao's int8_weight_only;
+Dettmers et al. 2022, "LLM.int8()", treat the harder weight-and-activation case).
+
+The matmul is torch's fused CPU/GPU kernel `aten._weight_int8pack_mm` (int8 weights, scales
+applied inside, no float copy of the weight ever made). It runs fastest with bfloat16
+activations where the CPU computes bfloat16 natively (AMX / AVX512-BF16): `compute_dtype`
+"auto" picks bfloat16 there, float32 elsewhere. The layer's input and output keep their dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (oneDNN's check: AMX or AVX512-BF16)."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(torch.backends.mkldnn.is_available() and check is not None and check())
+
+
+def resolve_compute_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {name!r}")
+    if name == "auto":
+        fast = native_bf16() if device.type == "cpu" else torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if fast else torch.float32
+    return getattr(torch, name)
+
+
+def quantize_per_channel(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """(int8 weight (N, K), float32 scales (N,)): w ~= q * scale, |q| <= 127 per row."""
+    w = weight.detach().float()  # (N, K)
+    scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0  # (N,)
+    q = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8)  # (N, K)
+    return q, scales
+
+
+class Int8Linear(nn.Module):
+    """y = x W^T (+ b) with W stored as int8 per-output-channel; built from an nn.Linear."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None,
+                 compute_dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        q, scales = quantize_per_channel(weight)
+        self.register_buffer("weight", q)  # (N, K) int8
+        self.register_buffer("scales", scales.to(compute_dtype))  # (N,)
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+        self.compute_dtype = compute_dtype
+        self.in_features, self.out_features = weight.size(1), weight.size(0)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, compute_dtype: torch.dtype) -> Int8Linear:
+        return cls(linear.weight, linear.bias, compute_dtype).to(linear.weight.device)
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = x.shape  # (..., K)
+        flat = x.reshape(-1, self.in_features).to(self.compute_dtype)  # (M, K)
+        out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)  # (M, N)
+        out = out.to(x.dtype).reshape(*shape[:-1], self.out_features)  # (..., N)
+        return out if self.bias is None else out + self.bias.to(x.dtype)
+
+    def dequantized(self) -> Tensor:
+        """The float32 weight the int8 one stands for (N, K)."""
+        return self.weight.float() * self.scales.float()[:, None]
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, compute_dtype={self.compute_dtype}")
+
+
+def quantize_int8(model: nn.Module, compute_dtype: str = "auto") -> nn.Module:
+    """Replace every nn.Linear of `model` (in place) by an Int8Linear; returns the model, for
+    inference only (the int8 weights have no gradient). A tied output layer gets its own int8
+    copy; the embedding table it shared stays float for the lookup."""
+    device = next(model.parameters()).device
+    dtype = resolve_compute_dtype(compute_dtype, device)
+    swaps = [(parent, name, child) for parent in model.modules()
+             for name, child in parent.named_children() if type(child) is nn.Linear]
+    if not swaps:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer to quantize")
+    for parent, name, child in swaps:
+        setattr(parent, name, Int8Linear.from_linear(child, dtype))
+    return model.eval().requires_grad_(False)
