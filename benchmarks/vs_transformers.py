@@ -4,6 +4,11 @@ throughput (new tokens/s, KV cache on both sides) at batch 1 and 8, for a GPT-2 
 LLaMA. Runs alternate between the two sides; each figure is the median of --repeats runs.
 Targets (issue 5): training >= 1.0x, generation >= 1.3x of transformers.
 
+Beside every figure, its fraction of this machine's roofline, measured at the start of the same
+run (attnlab.evaluation.roofline; issue 19): training tokens/s over fp32 matmul peak / (6 N +
+12 L T d) FLOPs per token; generation tokens/s over read bandwidth / bytes read per decoding
+step x batch, summed over the steps at their context (prompt + tokens so far).
+
     python benchmarks/vs_transformers.py            # gpt2 (124M) and a 6-layer LLaMA
     python benchmarks/vs_transformers.py --quick    # tiny models, seconds
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shlex
 import statistics
 import sys
@@ -24,7 +30,15 @@ from pathlib import Path
 import torch
 
 from attnlab.evaluation.machine import machine_info
+from attnlab.evaluation.roofline import (
+    cpu_flags,
+    generation_bytes_per_token,
+    matmul_peak,
+    read_bandwidth,
+    training_roofline,
+)
 from attnlab.interop import gpt2, llama
+from attnlab.serialization import atomic_write
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "vs_transformers.json"
 
@@ -79,12 +93,34 @@ def alternate(runs: dict, repeats: int) -> dict[str, float]:
     return {side: statistics.median(times) for side, times in seconds.items()}
 
 
+def measure_roofline() -> dict:
+    """This machine's limits, measured now: fp32 GEMM FLOP/s and read bandwidth."""
+    peak, bandwidth = matmul_peak(torch.float32), read_bandwidth(repeats=10)
+    print(f"roofline: fp32 matmul {peak.value / 1e9:.1f} GFLOP/s, read {bandwidth.value:.1f} "
+          f"GB/s ({peak.threads} threads)", flush=True)
+    return {"matmul_peak_fp32": peak.as_dict(), "read_bandwidth": bandwidth.as_dict()}
+
+
+def generation_roofline_run(model, batch: int, prompt: int, new: int, gb_s: float) -> float:
+    """Tokens/s of `new` decoding steps bound by reading memory, each step at its context."""
+    seconds = sum(generation_bytes_per_token(model, batch, prompt + i) for i in range(new))
+    return batch * new / (seconds / (gb_s * 1e9))
+
+
+def add_fractions(record: dict, roofline_tps: float) -> dict:
+    record["roofline_tokens_per_s"] = round(roofline_tps, 1)
+    for side in ("attnlab", "transformers"):
+        record[f"{side}_roofline_fraction"] = round(
+            record[f"{side}_tokens_per_s"] / roofline_tps, 3)
+    return record
+
+
 def train_step(model, ids):
     model.zero_grad(set_to_none=True)
     model(ids, labels=ids).loss.backward()
 
 
-def measure(name: str, family: str, values: dict, args) -> list[dict]:
+def measure(name: str, family: str, values: dict, args, roofline: dict) -> list[dict]:
     ours, hf = build_pair(family, values)
     records = []
     vocab = values["vocab_size"]
@@ -101,6 +137,8 @@ def measure(name: str, family: str, values: dict, args) -> list[dict]:
                     "length": args.train_len, "attnlab_tokens_per_s": round(ours_tps, 1),
                     "transformers_tokens_per_s": round(hf_tps, 1),
                     "ratio": round(ours_tps / hf_tps, 3)})
+    add_fractions(records[-1], training_roofline(ours, args.train_len,
+                                                 roofline["matmul_peak_fp32"]["value"]))
     print(json.dumps(records[-1]), flush=True)
 
     ours.eval(), hf.eval()
@@ -121,6 +159,8 @@ def measure(name: str, family: str, values: dict, args) -> list[dict]:
                         "attnlab_tokens_per_s": round(ours_tps, 1),
                         "transformers_tokens_per_s": round(hf_tps, 1),
                         "ratio": round(ours_tps / hf_tps, 3), "same_tokens": same})
+        add_fractions(records[-1], generation_roofline_run(
+            ours, batch, args.prompt_len, new, roofline["read_bandwidth"]["value"]))
         print(json.dumps(records[-1]), flush=True)
     return records
 
@@ -140,22 +180,28 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
 
     table = QUICK if args.quick else MODELS
+    load_before = os.getloadavg()
+    roofline = measure_roofline()
     records = []
     for name in args.models:
         family, values = table[name]
-        records += measure(name, family, values, args)
+        records += measure(name, family, values, args, roofline)
     result = {
         "benchmark": "vs_transformers",
         "command": "python " + " ".join(shlex.quote(a) for a in [
             "benchmarks/vs_transformers.py", *(sys.argv[1:] if argv is None else argv)]),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
+        "cpu_flags": cpu_flags(),
+        "load_average_1_5_15": {"start": [round(x, 2) for x in load_before],
+                                "end": [round(x, 2) for x in os.getloadavg()]},
+        "roofline": roofline,
         "transformers": transformers.__version__,
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "records": records,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))  # never half-written
     print(f"wrote {args.out}")
     return 0
 
