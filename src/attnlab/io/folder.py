@@ -32,6 +32,7 @@ from attnlab.io.files import (
 )
 from attnlab.io.fit import check_weights_fit
 from attnlab.io.generation_config import save_generation_config
+from attnlab.io.gguf import is_gguf, load_gguf, load_gguf_tokenizer
 from attnlab.io.hf import bert, gpt2, llama, t5
 from attnlab.io.limits import check_sizes
 from attnlab.serialization import WEIGHTS_NAME, atomic_write, load_state_strict
@@ -139,7 +140,10 @@ def load_folder(directory: str | Path, model_classes: Mapping[str, type]) -> nn.
     size fields are checked against `attnlab.io.limits`, then the model is built on the meta
     device and compared tensor by tensor with the weights file (a safetensors header is read
     alone); only then is the model built and loaded (a FolderError names the field or tensor).
+    A `.gguf` file in place of the folder is read by `io/gguf.py` (LLaMA family, float32).
     """
+    if is_gguf(directory):
+        return load_gguf(directory, model_classes)
     directory = model_dir(directory)
     values = read_config(directory)
     where = directory / CONFIG_NAME
@@ -189,7 +193,9 @@ def _checked(where: str | Path, function: Any, *args: Any) -> Any:
 
 def load_tokenizer(directory: str | Path, required: bool = True) -> Tokenizer | None:
     """The folder's tokenizer.json as attnlab's one Tokenizer type (None when absent and not
-    `required`)."""
+    `required`); for a `.gguf` file, the tokenizer it embeds."""
+    if is_gguf(directory):
+        return load_gguf_tokenizer(directory, required)
     path = model_dir(directory) / TOKENIZER_NAME
     if not path.is_file():
         if not required:

@@ -1,6 +1,7 @@
 """Any model folder to its family: the model_type -> class table handed to the folder owner.
 
     model = attnlab.from_pretrained("runs/x")   # attnlab or Hugging Face layout
+    model = attnlab.from_pretrained("m.gguf")   # a llama.cpp file (io/gguf.py)
 """
 
 from __future__ import annotations
@@ -20,5 +21,6 @@ def model_classes() -> dict[str, type[nn.Module]]:
 
 
 def from_pretrained(directory: str | Path) -> nn.Module:
-    """The model in a local folder written by attnlab or `transformers`, in eval mode."""
+    """The model in a local folder written by attnlab or `transformers`, or in a llama.cpp
+    `.gguf` file (LLaMA family, dequantized to float32), in eval mode."""
     return load_folder(directory, model_classes())

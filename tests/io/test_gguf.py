@@ -1,0 +1,278 @@
+"""GGUF import (attnlab.io.gguf): files written here with `gguf.GGUFWriter` from a tiny LLaMA
+with grouped-query attention, the query/key rows permuted as llama.cpp's converter does, load
+through `attnlab.from_pretrained` into the same model; quantized files load dequantized; the
+embedded tokenizers round-trip; bad files are one-line errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import attnlab
+from attnlab.cli.main import main
+from attnlab.errors import FolderError, MissingFileError
+from attnlab.io import load_tokenizer
+from attnlab.io.hf.llama import state_dict_to_hf
+from attnlab.models import build_model
+from attnlab.tokenizers import Tokenizer
+
+gguf = pytest.importorskip("gguf")
+Q = gguf.GGMLQuantizationType
+
+TEXTS = ["the quick brown fox jumps over the lazy dog", "héllo wörld, 123 times!",
+         "a stitch in time saves nine"] * 4
+TO_GGUF = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output",
+           "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+           "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+           "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+           "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+
+
+def llama_cpp_permute(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """What llama.cpp's converter does to query/key rows: per head (0, d/2, 1, d/2+1, ...)."""
+    head = w.shape[0] // n_heads
+    return w.reshape(n_heads, 2, head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def gguf_name(hf: str) -> str:
+    stem, kind = hf.rsplit(".", 1)
+    if stem.startswith("model.layers."):
+        _, _, i, rest = stem.split(".", 3)
+        return f"blk.{i}.{TO_GGUF[rest]}.{kind}"
+    return f"{TO_GGUF[stem]}.{kind}"
+
+
+def byte_level_tokens(tokenizer: Tokenizer) -> tuple[list[str], list[str], list[int]]:
+    model = json.loads(tokenizer.backend.to_str())["model"]
+    tokens = sorted(model["vocab"], key=model["vocab"].get)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    specials = tokenizer.special_token_ids()
+    return tokens, merges, [3 if i in specials else 1 for i in range(len(tokens))]
+
+
+def write_gguf(path, model, qtype=Q.F32, tokenizer=None, arch="llama", n_layers=None):
+    c = model.config
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_block_count(n_layers or c.n_layers)
+    writer.add_context_length(c.max_seq_len)
+    writer.add_embedding_length(c.d_model)
+    writer.add_feed_forward_length(c.d_ff)
+    writer.add_head_count(c.n_heads)
+    writer.add_head_count_kv(c.n_kv_heads)
+    writer.add_rope_freq_base(c.rope_theta)
+    writer.add_layer_norm_rms_eps(c.rms_norm_eps)
+    writer.add_rope_dimension_count(c.d_model // c.n_heads)
+    if tokenizer is not None:
+        tokens, merges, types = byte_level_tokens(tokenizer)
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre("gpt-2")
+        writer.add_token_list(tokens)
+        writer.add_token_merges(merges)
+        writer.add_token_types(types)
+        writer.add_bos_token_id(c.bos_token_id)
+        writer.add_eos_token_id(c.eos_token_id)
+    for name, tensor in state_dict_to_hf(model).items():
+        w = tensor.detach().numpy().astype(np.float32)
+        if arch == "qwen2":
+            pass  # llama.cpp stores Qwen2's rows unpermuted (its RoPE is the NeoX one)
+        elif name.endswith("q_proj.weight"):
+            w = llama_cpp_permute(w, c.n_heads)
+        elif name.endswith("k_proj.weight"):
+            w = llama_cpp_permute(w, c.n_kv_heads)
+        kind = qtype
+        if w.ndim == 1 or (qtype not in (Q.F32, Q.F16) and w.shape[-1] % 32):
+            kind = Q.F32 if w.ndim == 1 else Q.F16  # llama.cpp's fallback for such rows
+        data = gguf.quants.quantize(w, kind)
+        writer.add_tensor(gguf_name(name), data,
+                          raw_dtype=kind if data.dtype == np.uint8 else None)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def byte_tokenizer():
+    return Tokenizer.train_byte_level(TEXTS, 320, ["<|endoftext|>"])
+
+
+@pytest.fixture
+def model(byte_tokenizer):
+    torch.manual_seed(0)
+    eos = byte_tokenizer.special_id("eos")
+    return build_model("llama-tiny", vocab_size=byte_tokenizer.vocab_size, init_std=0.1,
+                       bos_token_id=eos, eos_token_id=eos).eval()
+
+
+def logits(model, ids):
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def test_f32_file_is_the_same_model_and_generates_the_same_tokens(tmp_path, model,
+                                                                    byte_tokenizer):
+    path = write_gguf(tmp_path / "tiny.gguf", model, tokenizer=byte_tokenizer)
+    back = attnlab.from_pretrained(path)
+    assert replace(back.config, init_std=0.1) == model.config and not back.training
+    ids = torch.randint(0, model.config.vocab_size, (2, 12),
+                        generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(logits(back, ids), logits(model, ids), atol=1e-5, rtol=0)
+    prompt = ids[:1, :5]
+    out = model.generate(prompt, max_new_tokens=10, eos_token_id=-1)
+    assert torch.equal(back.generate(prompt, max_new_tokens=10, eos_token_id=-1), out)
+
+
+def test_without_undoing_the_permutation_logits_differ(tmp_path, model):
+    """The test above can fail: a file whose q/k rows are left in llama.cpp's order does."""
+    path = write_gguf(tmp_path / "tiny.gguf", model)
+    back = attnlab.from_pretrained(path)
+    with torch.no_grad():
+        layer = back.decoder.layers[0].self_attn
+        q = layer.q_proj.weight
+        q.copy_(torch.from_numpy(llama_cpp_permute(q.numpy(), 4)))
+    ids = torch.arange(12).unsqueeze(0)
+    assert (logits(back, ids) - logits(model, ids)).abs().max() > 1e-4
+
+
+# F16 keeps 11 significant bits (relative error <= 2**-11 ~ 5e-4 per weight); Q8_0 stores each
+# block of 32 weights as int8 times the block's absmax / 127 (error up to 1/254 ~ 0.4% of the
+# block's largest weight). Measured on this model, as a fraction of the logits' range: F16
+# 3e-4, Q8_0 9e-3; the bounds leave ~3x room. A wrong mapping or permutation moves the logits
+# by their whole range (see the test above).
+@pytest.mark.parametrize(("qtype", "tolerance"), [(Q.F16, 1e-3), (Q.Q8_0, 3e-2)])
+def test_f16_and_q8_0_files_load_dequantized(tmp_path, model, qtype, tolerance, caplog):
+    path = write_gguf(tmp_path / "tiny.gguf", model, qtype)
+    kinds = {t.tensor_type for t in gguf.GGUFReader(path).tensors}
+    assert qtype in kinds
+    with caplog.at_level(logging.INFO, logger="attnlab.io.gguf"):
+        back = attnlab.from_pretrained(path)
+    assert "dequantized to float32" in caplog.text and qtype.name in caplog.text
+    assert all(p.dtype == torch.float32 for p in back.parameters())
+    ids = torch.arange(16).unsqueeze(0)
+    want = logits(model, ids)
+    error = (logits(back, ids) - want).abs().max() / (want.max() - want.min())
+    assert 0 < error < tolerance
+
+
+@pytest.mark.parametrize("qtype", [Q.Q8_0, Q.Q4_0, Q.Q4_1])
+def test_quantized_weights_are_exactly_gguf_s_dequantization(tmp_path, model, qtype):
+    """4-bit blocks cost too much on random weights for a logits tolerance to mean much, so the
+    model is compared with the original whose weights went through quantize + dequantize."""
+    path = write_gguf(tmp_path / "tiny.gguf", model, qtype)
+    back = attnlab.from_pretrained(path)
+    expected = {}
+    for name, tensor in model.state_dict().items():
+        w = tensor.numpy()
+        if w.ndim == 2 and w.shape[-1] % 32 == 0:
+            w = gguf.quants.dequantize(gguf.quants.quantize(w, qtype), qtype)
+        elif w.ndim == 2:
+            w = w.astype(np.float16).astype(np.float32)  # the writer's F16 fallback
+        expected[name] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
+    for name, tensor in back.state_dict().items():
+        torch.testing.assert_close(tensor, expected[name], atol=0, rtol=0, msg=name)
+    assert not torch.equal(back.decoder.layers[0].self_attn.q_proj.weight,
+                           model.decoder.layers[0].self_attn.q_proj.weight)
+
+
+def test_tied_embeddings_load_without_an_output_tensor(tmp_path, byte_tokenizer):
+    torch.manual_seed(0)
+    model = build_model("llama-tiny", tie_embeddings=True).eval()
+    path = write_gguf(tmp_path / "tied.gguf", model)
+    assert "output.weight" not in {t.name for t in gguf.GGUFReader(path).tensors}
+    back = attnlab.from_pretrained(path)
+    assert back.config.tie_embeddings
+    ids = torch.arange(8).unsqueeze(0)
+    torch.testing.assert_close(logits(back, ids), logits(model, ids), atol=1e-5, rtol=0)
+
+
+def test_qwen2_file_with_attention_biases_loads(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("llama-tiny", attention_bias=True).eval()
+    with torch.no_grad():
+        model.decoder.layers[0].self_attn.q_proj.bias.normal_()
+    path = write_gguf(tmp_path / "qwen2.gguf", model, arch="qwen2")
+    back = attnlab.from_pretrained(path)
+    assert back.config.attention_bias
+    ids = torch.arange(8).unsqueeze(0)
+    torch.testing.assert_close(logits(back, ids), logits(model, ids), atol=1e-5, rtol=0)
+
+
+def test_byte_level_tokenizer_round_trips(tmp_path, model, byte_tokenizer):
+    path = write_gguf(tmp_path / "tiny.gguf", model, tokenizer=byte_tokenizer)
+    back = load_tokenizer(path)
+    assert back.vocab_size == byte_tokenizer.vocab_size and back.is_byte_level
+    for text in [*TEXTS[:3], "unseen wörds ✓ <|endoftext|> and spaces  "]:
+        ids = byte_tokenizer.encode(text)
+        assert back.encode(text) == ids
+        assert back.backend.decode(ids, skip_special_tokens=False) == text
+    assert back.special_id("eos") == byte_tokenizer.special_id("eos")
+
+
+def test_generate_command_reads_a_gguf_file(tmp_path, model, byte_tokenizer, capsys):
+    path = write_gguf(tmp_path / "tiny.gguf", model, tokenizer=byte_tokenizer)
+    assert main(["generate", "--model", str(path), "--prompt", "the quick",
+                 "--max-new-tokens", "5"]) == 0
+    assert capsys.readouterr().out.startswith("the quick")
+
+
+def test_sentencepiece_tokenizer_merges_by_score_and_falls_back_to_bytes(tmp_path):
+    pieces = {"ll": -1.0, "▁h": -2.0, "▁he": -3.0, "llo": -4.0, "▁hello": -5.0, "▁w": -6.0,
+              "or": -7.0, "▁wor": -8.0, "ld": -9.0}
+    chars = ["▁", "h", "e", "l", "o", "w", "r", "d"]
+    tokens = ["<unk>", "<s>", "</s>", *(f"<0x{b:02X}>" for b in range(256)), *chars, *pieces]
+    types = [2, 3, 3, *[6] * 256, *[1] * (len(chars) + len(pieces))]
+    scores = [0.0] * 259 + [-100.0] * len(chars) + list(pieces.values())
+    writer = gguf.GGUFWriter(str(tmp_path / "spm.gguf"), "llama")
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    tokenizer = load_tokenizer(tmp_path / "spm.gguf")
+    encoding = tokenizer.encoding("hello world é")
+    assert encoding.tokens == ["<s>", "▁hello", "▁wor", "ld", "▁", "<0xC3>", "<0xA9>"]
+    assert tokenizer.decode(encoding.ids) == "hello world é"
+    assert tokenizer.bos_id == 1 and tokenizer.eos_id == 2
+
+
+def test_unsupported_architecture_is_one_line(tmp_path):
+    writer = gguf.GGUFWriter(str(tmp_path / "gpt2.gguf"), "gpt2")
+    writer.add_block_count(2)
+    writer.add_tensor("token_embd.weight", np.zeros((10, 4), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(FolderError, match=r"architecture 'gpt2' is not supported.*llama") as e:
+        attnlab.from_pretrained(tmp_path / "gpt2.gguf")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.001])
+def test_truncated_file_is_one_line(tmp_path, model, keep):
+    path = write_gguf(tmp_path / "tiny.gguf", model)
+    data = path.read_bytes()
+    path.write_bytes(data[: max(8, int(len(data) * keep))])
+    with pytest.raises(FolderError, match="truncated or corrupt") as e:
+        attnlab.from_pretrained(path)
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_metadata_that_does_not_fit_the_tensors_is_named(tmp_path, model):
+    """block_count 3 for a file with 2 layers is refused before the model is allocated."""
+    path = write_gguf(tmp_path / "tiny.gguf", model, n_layers=3)
+    with pytest.raises(FolderError, match=r"blk\.2|layers\.2") as e:
+        attnlab.from_pretrained(path)
+    assert str(path) in str(e.value)
+    with pytest.raises(MissingFileError, match="no such GGUF file"):
+        attnlab.from_pretrained(tmp_path / "missing.gguf")
