@@ -6,8 +6,9 @@ from attnlab.version import __version__
 
 
 def from_pretrained(directory: str | Path):
-    """The model in a local folder written by Hugging Face `transformers` or attnlab (eval
-    mode; nothing is downloaded)."""
+    """The model in a local folder written by Hugging Face `transformers` or attnlab, or in a
+    llama.cpp `.gguf` file of the LLaMA family (dequantized to float32), in eval mode; nothing
+    is downloaded."""
     from attnlab.models.auto import from_pretrained as load
 
     return load(directory)

@@ -211,3 +211,20 @@ def test_translate_checks_its_flags_before_loading(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "length_penalty must be a finite number >= 0, got -1.0" in captured.err
+
+
+@pytest.mark.parametrize("weights", ["bf16", "int8"])
+def test_generate_with_lower_precision_weights(gpt2_folder, capsys, weights):
+    """--weights bf16 / int8 decode the folder's model with those weights (nn/quant.py): the
+    output is the model's own greedy continuation with them, and the prompt comes first."""
+    from attnlab import from_pretrained
+    from attnlab.nn.quant import with_weights
+
+    assert main(["generate", "--model", str(gpt2_folder), "--prompt", "the big dog",
+                 "--max-new-tokens", "5", "--weights", weights]) == 0
+    tokenizer = t5_tokenizer()
+    prompt = tokenizer.encode("the big dog").ids
+    model = with_weights(from_pretrained(gpt2_folder), weights)
+    out = model.generate(torch.tensor([prompt]), max_new_tokens=5)[0]
+    continuation = decoded(tokenizer, out[len(prompt):].tolist(), 1, set())
+    assert capsys.readouterr().out == "the big dog" + continuation + "\n"

@@ -75,3 +75,14 @@ def test_a_model_without_linear_layers_is_refused():
         quantize_int8(nn.Sequential(nn.Embedding(4, 4)))
     with pytest.raises(ValueError, match="compute_dtype must be one of"):
         quantize_int8(nn.Sequential(nn.Linear(4, 4)), "int4")
+
+
+def test_with_weights_formats():
+    from attnlab.nn.quant import with_weights
+
+    model = build_model("gpt2-tiny")
+    assert with_weights(model, "fp32") is model
+    assert next(with_weights(copy.deepcopy(model), "bf16").parameters()).dtype == torch.bfloat16
+    assert isinstance(with_weights(copy.deepcopy(model), "int8").lm_head, Int8Linear)
+    with pytest.raises(ValueError, match=r"weights must be one of \('fp32', 'bf16', 'int8'\)"):
+        with_weights(model, "int4")

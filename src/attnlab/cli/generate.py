@@ -7,6 +7,7 @@ the prompt as its input and prints its output. An encoder-only folder (BERT) is 
     attnlab generate --model DIR --prompt "Once upon a time" --max-new-tokens 50
     attnlab generate --model DIR --prompt "..." --do-sample --temperature 0.8 --top-p 0.95
     attnlab generate --model T5_DIR --prompt "translate English to German: Hello" --num-beams 4
+    attnlab generate --model DIR --prompt "..." --weights int8    # int8 weights: faster on CPU
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from attnlab.cli.settings import positive_int
 from attnlab.errors import ConfigError, FolderError
 from attnlab.generation.mixin import DECODER_ONLY, GENERATING_KINDS, model_kind
+from attnlab.nn.quant import WEIGHT_FORMATS, with_weights
 from attnlab.tokenizers import Tokenizer
 
 # What an encoder-only folder is good for instead (each takes --model DIR).
@@ -27,7 +29,12 @@ ENCODER_ONLY_COMMANDS = "`attnlab viz`, `attnlab heads` or `attnlab embed-compar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model folder (HF or attnlab)")
+    parser.add_argument("--model", required=True,
+                        help="model folder (HF or attnlab) or a llama.cpp .gguf file")
+    parser.add_argument("--weights", choices=WEIGHT_FORMATS, default="fp32",
+                        help="weights for decoding: fp32 as stored, bf16 (half the bytes to "
+                             "read per token), int8 weight-only per channel (a quarter; "
+                             "attnlab.nn.quant); default: fp32")
     parser.add_argument("--prompt", required=True,
                         help="text to continue (decoder-only) or to read (encoder-decoder)")
     parser.add_argument("--max-new-tokens", type=positive_int, default=50)
@@ -112,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     check_flags(args)  # nothing is written to stdout before every flag is known to be good
     model = from_pretrained(args.model)
     kind = require_generating(model, args.model, "generate")
+    with_weights(model, args.weights)
     tokenizer = load_tokenizer(args.model)
     settings = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
                     temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,

@@ -87,3 +87,20 @@ def quantize_int8(model: nn.Module, compute_dtype: str = "auto") -> nn.Module:
     for parent, name, child in swaps:
         setattr(parent, name, Int8Linear.from_linear(child, dtype))
     return model.eval().requires_grad_(False)
+
+
+WEIGHT_FORMATS = ("fp32", "bf16", "int8")
+
+
+def with_weights(model: nn.Module, weights: str) -> nn.Module:
+    """`model` (in place) with its weights in `weights` for inference: fp32 as it is, bf16 every
+    floating tensor in bfloat16 (half the bytes; activations follow), int8 the linear layers'
+    weights (`quantize_int8`, a quarter of the bytes; activations stay float)."""
+    if weights not in WEIGHT_FORMATS:
+        raise ValueError(f"weights must be one of {WEIGHT_FORMATS}, got {weights!r}")
+    if weights == "bf16":
+        return model.to(torch.bfloat16)
+    if weights == "int8":
+        return quantize_int8(model)
+    return model
+
