@@ -1,0 +1,31 @@
+"""The lower-precision generation benchmark runs end to end on tiny models (timings are never
+asserted): every side is recorded with its ratio and roofline fraction."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quantized_generation.py"
+
+
+def test_quick_run_records_every_side(tmp_path):
+    spec = importlib.util.spec_from_file_location("quantized_generation_bench", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "q.json"
+    bench.main(["--quick", "--repeats", "1", "--batch-sizes", "2", "--new-tokens", "4",
+                "--out", str(out)])
+    result = json.loads(out.read_text())
+    sides = {(r["model"], r["side"]) for r in result["speed"]}
+    assert sides == {(m, s) for m in ("gpt2", "llama-small") for s in (
+        "attnlab fp32", "attnlab bf16", "attnlab int8", "transformers fp32")}
+    for record in result["speed"]:
+        assert record["tokens_per_s"] > 0 and 0 < record["fraction_of_roofline"]
+        assert 0 <= record["tokens_same_as_fp32"] <= 1
+    assert result["read_bandwidth"]["unit"] and "--quick" in result["command"]
