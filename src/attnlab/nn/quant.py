@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+K_BLOCK = 16  # the input width the fused kernel handles in blocks of
 
 
 def native_bf16() -> bool:
@@ -48,7 +49,11 @@ class Int8Linear(nn.Module):
                  compute_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         q, scales = quantize_per_channel(weight)
-        self.register_buffer("weight", q)  # (N, K) int8
+        # The CPU kernel reads K in blocks of 16: with another K it returns wrong values
+        # (K = 72) or crashes (K = 100, 172) in torch 2.13, so K is padded with zero columns.
+        self.padding = -weight.size(1) % K_BLOCK
+        q = torch.nn.functional.pad(q, (0, self.padding))  # (N, K + padding)
+        self.register_buffer("weight", q)  # (N, K + padding) int8
         self.register_buffer("scales", scales.to(compute_dtype))  # (N,)
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
         self.compute_dtype = compute_dtype
@@ -61,13 +66,15 @@ class Int8Linear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape  # (..., K)
         flat = x.reshape(-1, self.in_features).to(self.compute_dtype)  # (M, K)
+        if self.padding:
+            flat = torch.nn.functional.pad(flat, (0, self.padding))  # (M, K + padding)
         out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)  # (M, N)
         out = out.to(x.dtype).reshape(*shape[:-1], self.out_features)  # (..., N)
         return out if self.bias is None else out + self.bias.to(x.dtype)
 
     def dequantized(self) -> Tensor:
         """The float32 weight the int8 one stands for (N, K)."""
-        return self.weight.float() * self.scales.float()[:, None]
+        return self.weight[:, :self.in_features].float() * self.scales.float()[:, None]
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
