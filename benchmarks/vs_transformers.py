@@ -1,11 +1,13 @@
 """attnlab vs Hugging Face `transformers`, same config, same weights, same inputs, one process,
-fp32 on the CPU: training-step throughput (forward + backward, tokens/s) and greedy generation
-throughput (new tokens/s, KV cache on both sides) at batch 1 and 8, for a GPT-2 and a small
-LLaMA. Runs alternate between the two sides; each figure is the median of --repeats runs.
+on the CPU: training-step throughput (forward + backward, tokens/s; 4 x 128 and 4 x 256 tokens,
+fp32 and, where the CPU computes bfloat16 natively, bf16 autocast on both sides) and fp32
+greedy generation throughput (new tokens/s, KV cache on both sides) at batch 1 and 8, for a
+GPT-2 and a small LLaMA. Runs alternate between the two sides; each figure is the median of --repeats runs.
 Targets (issue 5): training >= 1.0x, generation >= 1.3x of transformers.
 
 Beside every figure, its fraction of this machine's roofline, measured at the start of the same
-run (attnlab.evaluation.roofline; issue 19): training tokens/s over fp32 matmul peak / (6 N +
+run (attnlab.evaluation.roofline; issue 19): training tokens/s over the matmul peak of its
+precision / (6 N +
 12 L T d) FLOPs per token; generation tokens/s over read bandwidth / bytes read per decoding
 step x batch, summed over the steps at their context (prompt + tokens so far).
 
@@ -33,6 +35,7 @@ from attnlab.evaluation.machine import machine_info
 from attnlab.evaluation.roofline import (
     cpu_flags,
     generation_bytes_per_token,
+    has_fast_bf16,
     matmul_peak,
     read_bandwidth,
     training_roofline,
@@ -98,7 +101,10 @@ def measure_roofline() -> dict:
     peak, bandwidth = matmul_peak(torch.float32), read_bandwidth(repeats=10)
     print(f"roofline: fp32 matmul {peak.value / 1e9:.1f} GFLOP/s, read {bandwidth.value:.1f} "
           f"GB/s ({peak.threads} threads)", flush=True)
-    return {"matmul_peak_fp32": peak.as_dict(), "read_bandwidth": bandwidth.as_dict()}
+    limits = {"matmul_peak_fp32": peak.as_dict(), "read_bandwidth": bandwidth.as_dict()}
+    if has_fast_bf16():
+        limits["matmul_peak_bf16"] = matmul_peak(torch.bfloat16).as_dict()
+    return limits
 
 
 def generation_roofline_run(model, batch: int, prompt: int, new: int, gb_s: float) -> float:
@@ -115,31 +121,38 @@ def add_fractions(record: dict, roofline_tps: float) -> dict:
     return record
 
 
-def train_step(model, ids):
+def train_step(model, ids, precision: str = "fp32"):
     model.zero_grad(set_to_none=True)
-    model(ids, labels=ids).loss.backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        loss = model(ids, labels=ids).loss
+    loss.backward()
 
 
 def measure(name: str, family: str, values: dict, args, roofline: dict) -> list[dict]:
     ours, hf = build_pair(family, values)
     records = []
     vocab = values["vocab_size"]
-    ids = torch.randint(1, vocab, (args.train_batch, args.train_len))
     ours.train(), hf.train()
-    for model in (ours, hf):  # warm up
-        train_step(model, ids)
-    median = alternate({"attnlab": lambda: train_step(ours, ids),
-                        "transformers": lambda: train_step(hf, ids)}, args.repeats)
-    tokens = ids.numel()
-    ours_tps = tokens / median["attnlab"]
-    hf_tps = tokens / median["transformers"]
-    records.append({"model": name, "task": "train_step", "batch": args.train_batch,
-                    "length": args.train_len, "attnlab_tokens_per_s": round(ours_tps, 1),
-                    "transformers_tokens_per_s": round(hf_tps, 1),
-                    "ratio": round(ours_tps / hf_tps, 3)})
-    add_fractions(records[-1], training_roofline(ours, args.train_len,
-                                                 roofline["matmul_peak_fp32"]["value"]))
-    print(json.dumps(records[-1]), flush=True)
+    precisions = [p for p in args.train_precisions if f"matmul_peak_{p}" in roofline]
+    for length in args.train_lens:
+        ids = torch.randint(1, vocab, (args.train_batch, length))
+        for precision in precisions:  # bf16: autocast on both sides, fp32 weights
+            for model in (ours, hf):  # warm up
+                train_step(model, ids, precision)
+            median = alternate({"attnlab": lambda i=ids, p=precision: train_step(ours, i, p),
+                                "transformers": lambda i=ids, p=precision: train_step(hf, i, p)},
+                               args.repeats)
+            tokens = ids.numel()
+            ours_tps = tokens / median["attnlab"]
+            hf_tps = tokens / median["transformers"]
+            records.append({"model": name, "task": "train_step", "precision": precision,
+                            "batch": args.train_batch, "length": length,
+                            "attnlab_tokens_per_s": round(ours_tps, 1),
+                            "transformers_tokens_per_s": round(hf_tps, 1),
+                            "ratio": round(ours_tps / hf_tps, 3)})
+            peak = roofline[f"matmul_peak_{precision}"]["value"]
+            add_fractions(records[-1], training_roofline(ours, length, peak))
+            print(json.dumps(records[-1]), flush=True)
 
     ours.eval(), hf.eval()
     new = args.new_tokens
@@ -170,7 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny models (seconds)")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--train-batch", type=int, default=4)
-    p.add_argument("--train-len", type=int, default=128)
+    p.add_argument("--train-lens", type=int, nargs="+", default=[128, 256],
+                   help="tokens per training sequence; each length is measured")
+    p.add_argument("--train-precisions", nargs="+", default=["fp32", "bf16"],
+                   choices=["fp32", "bf16"],
+                   help="bf16 (autocast) only where the CPU computes it natively")
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])

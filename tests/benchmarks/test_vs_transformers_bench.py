@@ -18,7 +18,7 @@ def test_quick_run_records_ratios_and_identical_tokens(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "vs.json"
-    assert bench.main(["--quick", "--repeats", "1", "--batch-sizes", "2", "--train-len", "16",
+    assert bench.main(["--quick", "--repeats", "1", "--batch-sizes", "2", "--train-lens", "16",
                        "--new-tokens", "4", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     tasks = {(r["model"], r["task"]) for r in result["records"]}
