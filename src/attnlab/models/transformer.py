@@ -4,7 +4,9 @@ Shared source/target embeddings tied to the output projection (sec. 3.4), embedd
 sqrt(d_model), sinusoidal positions (sec. 3.5), post-norm residual sub-layers, dropout 0.1.
 Presets: transformer-base (65M params with a 37,000-token shared vocabulary), transformer-big
 (213M), transformer-tiny (< 1M, for tests). Every choice is a config string, so the same class
-also builds pre-norm, RMSNorm, SwiGLU, GQA, RoPE / ALiBi / T5-bias and the RNN-era attentions.
+also builds pre-norm, RMSNorm, SwiGLU, GQA, RoPE / ALiBi / T5-bias and the RNN-era attentions,
+and Marian's OPUS-MT models (position "sinusoidal_split", feedforward "silu", output_bias: the
+`final_logits_bias` of Hugging Face's MarianMTModel; io/hf/marian.py maps their folders).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class TransformerConfig:
     layer_norm_eps: float = 1e-5
     tie_embeddings: bool = True
     scale_embeddings: bool = True
+    output_bias: bool = False  # a bias on the output projection (Marian's final_logits_bias)
     pad_token_id: int = 0
     bos_token_id: int = 1
     eos_token_id: int = 2
@@ -131,7 +134,7 @@ class Transformer(EncoderDecoderModel):
             final_norm=self._norm() if c.norm_first else None,
             position_bias=self._position_bias(bidirectional=False),
         )
-        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=c.output_bias)
         self.reset_parameters()
         if c.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight

@@ -1,6 +1,7 @@
 """Position-wise feed-forward networks.
 
-"relu" / "gelu": FFN(x) = act(x W_1 + b_1) W_2 + b_2 (Vaswani et al., 2017, sec. 3.3).
+"relu" / "gelu" / "gelu_tanh" / "silu": FFN(x) = act(x W_1 + b_1) W_2 + b_2 (Vaswani et al.,
+2017, sec. 3.3); SiLU as in Marian's OPUS-MT models.
 "swiglu" / "geglu": gated linear units, (act(x W) * x V) W_2 (Shazeer, 2020, "GLU Variants
 Improve Transformer"), as in LLaMA (SiLU) and T5 v1.1 (GELU).
 """
@@ -83,6 +84,12 @@ def gelu_tanh_ffn(
 ) -> FeedForward:
     """GELU with the tanh approximation, as GPT-2 (HF "gelu_new") and BERT's TF port use."""
     return FeedForward(d_model, d_ff, activation="gelu_tanh", dropout=dropout, bias=bias)
+
+
+@FEEDFORWARD.register("silu")
+def silu_ffn(d_model: int, d_ff: int, *, dropout: float = 0.0, bias: bool = True) -> FeedForward:
+    """SiLU / swish (Ramachandran et al., 2017), as Marian's OPUS-MT models use (HF "swish")."""
+    return FeedForward(d_model, d_ff, activation="silu", dropout=dropout, bias=bias)
 
 
 @FEEDFORWARD.register("swiglu")

@@ -32,6 +32,7 @@ class SinusoidalPositionEncoding(PositionEncoding):
     """Fixed sin/cos table; `forward(position_ids (T,) or (B, T)) -> (T, D) or (B, T, D)`."""
 
     kind = "absolute"
+    make_table = staticmethod(sinusoidal_table)  # (length, d_model, base) -> (L, D) float32
 
     def __init__(self, *, d_model: int, n_heads: int, max_seq_len: int,
                  base: float = 10000.0) -> None:
@@ -41,7 +42,7 @@ class SinusoidalPositionEncoding(PositionEncoding):
         if not base > 1:
             raise ValueError(f"base must be > 1, got {base!r}")
         self.base = base
-        table = sinusoidal_table(max_seq_len, d_model, base)  # (max_seq_len, D)
+        table = self.make_table(max_seq_len, d_model, base)  # (max_seq_len, D)
         self.register_buffer("table", table, persistent=False)
 
     def forward(self, position_ids: Tensor) -> Tensor:
