@@ -31,6 +31,7 @@ import torch
 
 from attnlab.data.synthetic import RandomWindows
 from attnlab.evaluation.machine import record_header
+from attnlab.evaluation.roofline import cpu_flags
 from attnlab.models import build_model
 from attnlab.training.distributed import Ranks
 from attnlab.training.parallelize import parallelize
@@ -202,18 +203,6 @@ def bench_processes(rounds: int, steps: int) -> dict:
     return {"tokens_per_second": best,
             "ratio_to_one_process": {name: round(v / base, 2) for name, v in best.items()},
             "global_batch": f"{BATCH} sequences x 128 tokens per step", "steps": steps}
-
-
-def cpu_flags() -> list[str]:
-    """The CPU features that decide these figures: AVX-512, its bfloat16 / float16 forms, AMX."""
-    wanted = {"avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16"}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith("flags")), [])
-    return sorted(wanted & set(flags))
 
 
 def main(argv: list[str] | None = None) -> None:

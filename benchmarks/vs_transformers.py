@@ -2,8 +2,8 @@
 on the CPU: training-step throughput (forward + backward, tokens/s; 4 x 128 and 4 x 256 tokens,
 fp32 and, where the CPU computes bfloat16 natively, bf16 autocast on both sides) and fp32
 greedy generation throughput (new tokens/s, KV cache on both sides) at batch 1 and 8, for a
-GPT-2 and a small LLaMA. Runs alternate between the two sides; each figure is the median of --repeats runs.
-Targets (issue 5): training >= 1.0x, generation >= 1.3x of transformers.
+GPT-2 and a small LLaMA. Runs alternate between the two sides; each figure is the median of
+--repeats runs. Targets (issue 19): training >= 1.15x, generation >= 1.5x of transformers.
 
 Beside every figure, its fraction of this machine's roofline, measured at the start of the same
 run (attnlab.evaluation.roofline; issue 19): training tokens/s over the matmul peak of its

@@ -113,3 +113,15 @@ def read_weights(directory: str | Path) -> dict[str, Tensor]:
         except Exception as error:  # an object pickle is refused by weights_only
             raise FolderError(f"{bin_path}: cannot load as plain tensors ({error})") from None
     raise MissingFileError(f"{directory} holds neither {WEIGHTS_NAME} nor {BIN_WEIGHTS_NAME}")
+
+
+def checked(where: str | Path, function: Any, *args: Any) -> Any:
+    """`function(*args)`, with a ValueError (a config value or weight name a layout or config
+    refuses) raised as a FolderError naming the file or folder `where`."""
+    try:
+        return function(*args)
+    except FolderError:
+        raise
+    except ValueError as error:
+        raise FolderError(f"{where}: {error}") from None
+

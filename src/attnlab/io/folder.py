@@ -23,6 +23,7 @@ from attnlab.errors import ConfigError, FolderError, MissingFileError
 from attnlab.io.files import (
     CONFIG_NAME,
     TOKENIZER_NAME,
+    checked,
     model_dir,
     read_config,
     read_weight_shapes,
@@ -152,7 +153,7 @@ def load_folder(directory: str | Path, model_classes: Mapping[str, type]) -> nn.
     where = directory / CONFIG_NAME
     if "attnlab_version" in values:
         check_sizes(values, str(where), FolderError)
-        config = _checked(where, config_from_dict, values, model_classes, where)
+        config = checked(where, config_from_dict, values, model_classes, where)
         model_class = model_classes[config.model_type]
         to_ours: Any = None
         optional: tuple[str, ...] = ()
@@ -162,16 +163,16 @@ def load_folder(directory: str | Path, model_classes: Mapping[str, type]) -> nn.
             raise FolderError(f"{where}: model_type {hf_type!r} is not supported; attnlab reads "
                               f"{sorted(HF_LAYOUTS)} and its own layout")
         family = HF_LAYOUTS[hf_type]
-        ours = _checked(where, family.config_values_from_hf, values)
+        ours = checked(where, family.config_values_from_hf, values)
         check_sizes(ours, str(where), FolderError)
         model_class = model_classes[family.MODEL_TYPE]
-        config = _checked(where, lambda v: model_class.config_class(**v), ours)
+        config = checked(where, lambda v: model_class.config_class(**v), ours)
         to_ours = family.state_dict_from_hf
         optional = tuple(family.optional_prefixes(values)) \
             if hasattr(family, "optional_prefixes") else ()
 
     def ours_of(state: dict[str, Any]) -> dict[str, Any]:
-        return state if to_ours is None else _checked(directory, to_ours, state, config)
+        return state if to_ours is None else checked(directory, to_ours, state, config)
 
     shapes = read_weight_shapes(directory)  # meta tensors from a safetensors header
     check_weights_fit(model_class, config, ours_of(shapes), where, weights_file(directory),
@@ -181,17 +182,6 @@ def load_folder(directory: str | Path, model_classes: Mapping[str, type]) -> nn.
     load_state_strict(model, ours_of(shapes if real else read_weights(directory)), directory,
                       optional=optional)
     return model.eval()
-
-
-def _checked(where: str | Path, function: Any, *args: Any) -> Any:
-    """`function(*args)`, with a ValueError (a config value or weight name a layout or config
-    refuses) raised as a FolderError naming the file."""
-    try:
-        return function(*args)
-    except FolderError:
-        raise
-    except ValueError as error:
-        raise FolderError(f"{where}: {error}") from None
 
 
 def load_tokenizer(directory: str | Path, required: bool = True) -> Tokenizer | None:

@@ -34,6 +34,7 @@ from tokenizers.processors import TemplateProcessing
 from torch import Tensor, nn
 
 from attnlab.errors import FolderError, MissingFileError
+from attnlab.io.files import checked
 from attnlab.io.fit import check_weights_fit
 from attnlab.io.hf import llama
 from attnlab.io.limits import check_sizes
@@ -244,31 +245,21 @@ def load_gguf(path: str | Path, model_classes: Mapping[str, type]) -> nn.Module:
     path = Path(path)
     reader = open_gguf(path)
     hf = hf_config(reader, path)
-    ours = _checked(path, llama.config_values_from_hf, hf)
+    ours = checked(path, llama.config_values_from_hf, hf)
     check_sizes(ours, str(path), FolderError)
     model_class = model_classes[llama.MODEL_TYPE]
-    config = _checked(path, lambda v: model_class.config_class(**v), ours)
-    shapes = _checked(path, llama.state_dict_from_hf, hf_state(reader, hf, path, True), config)
+    config = checked(path, lambda v: model_class.config_class(**v), ours)
+    shapes = checked(path, llama.state_dict_from_hf, hf_state(reader, hf, path, True), config)
     check_weights_fit(model_class, config, shapes, path, path, file_values=hf)
     stored = Counter(t.tensor_type.name for t in reader.tensors)
     quantized = {k: n for k, n in stored.items() if k != "F32"}
     if quantized:
         log.info("%s: %s dequantized to float32 (attnlab has no quantized kernels yet)", path,
                  ", ".join(f"{n} {kind} tensors" for kind, n in sorted(quantized.items())))
-    state = _checked(path, llama.state_dict_from_hf, hf_state(reader, hf, path, False), config)
+    state = checked(path, llama.state_dict_from_hf, hf_state(reader, hf, path, False), config)
     model = model_class(config)
     load_state_strict(model, state, path)
     return model.eval()
-
-
-def _checked(where: str | Path, function: Any, *args: Any) -> Any:
-    """`function(*args)`, a ValueError raised as a FolderError naming the file."""
-    try:
-        return function(*args)
-    except FolderError:
-        raise
-    except ValueError as error:
-        raise FolderError(f"{where}: {error}") from None
 
 
 def load_gguf_tokenizer(path: str | Path, required: bool = True) -> Tokenizer | None:
