@@ -228,3 +228,32 @@ def test_generate_with_lower_precision_weights(gpt2_folder, capsys, weights):
     out = model.generate(torch.tensor([prompt]), max_new_tokens=5)[0]
     continuation = decoded(tokenizer, out[len(prompt):].tolist(), 1, set())
     assert capsys.readouterr().out == "the big dog" + continuation + "\n"
+
+
+def test_translate_with_int8_weights(tmp_path, capsys, monkeypatch):
+    """translate takes the same --weights: an encoder-decoder decodes with int8 linear layers."""
+    from attnlab import from_pretrained
+    from attnlab.cli import translate as command
+    from attnlab.nn.quant import with_weights
+
+    converted = []
+    monkeypatch.setattr(command, "with_weights",
+                        lambda model, weights: converted.append(weights) or with_weights(
+                            model, weights))
+
+    tokenizer = t5_tokenizer()
+    torch.manual_seed(0)
+    build_model("transformer-tiny", vocab_size=tokenizer.get_vocab_size(), pad_token_id=0,
+                bos_token_id=0, eos_token_id=1).eval().save_pretrained(tmp_path)
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    assert main(["translate", "--model", str(tmp_path), "--weights", "int8", "--beam-size", "2",
+                 "the big dog"]) == 0
+    from attnlab.io import load_tokenizer
+    from attnlab.nn.quant import Int8Linear
+    from attnlab.tasks.translation_decode import translate
+
+    model = with_weights(from_pretrained(tmp_path), "int8")
+    assert isinstance(model.lm_head, Int8Linear)
+    expected = translate(model, load_tokenizer(tmp_path), ["the big dog"], beam_size=2,
+                         length_penalty=0.6)
+    assert capsys.readouterr().out == expected[0] + "\n" and converted == ["int8"]

@@ -31,10 +31,7 @@ ENCODER_ONLY_COMMANDS = "`attnlab viz`, `attnlab heads` or `attnlab embed-compar
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
                         help="model folder (HF or attnlab) or a llama.cpp .gguf file")
-    parser.add_argument("--weights", choices=WEIGHT_FORMATS, default="fp32",
-                        help="weights for decoding: fp32 as stored, bf16 (half the bytes to "
-                             "read per token), int8 weight-only per channel (a quarter; "
-                             "attnlab.nn.quant); default: fp32")
+    add_weights_flag(parser)
     parser.add_argument("--prompt", required=True,
                         help="text to continue (decoder-only) or to read (encoder-decoder)")
     parser.add_argument("--max-new-tokens", type=positive_int, default=50)
@@ -48,6 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--length-penalty", type=float, default=0.6,
                         help="beam search: GNMT alpha in ((5 + |Y|) / 6) ** alpha")
     parser.add_argument("--seed", type=int, default=None)
+
+
+def add_weights_flag(parser: argparse.ArgumentParser) -> None:
+    """--weights, shared by the decoding commands (generate, translate)."""
+    parser.add_argument("--weights", choices=WEIGHT_FORMATS, default="fp32",
+                        help="weights for decoding: fp32 as stored, bf16 (half the bytes to "
+                             "read per token), int8 weight-only per channel (a quarter; "
+                             "attnlab.nn.quant); default: fp32")
 
 
 def require_generating(model: Any, folder: str | Path, command: str) -> str:
