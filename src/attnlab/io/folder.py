@@ -38,6 +38,7 @@ from attnlab.io.hf import bert, gpt2, llama, marian, t5
 from attnlab.io.limits import check_sizes
 from attnlab.serialization import WEIGHTS_NAME, atomic_write, load_state_strict
 from attnlab.tokenizers import Tokenizer
+from attnlab.tokenizers.sentencepiece_marian import is_marian_folder, marian_tokenizer
 from attnlab.version import __version__
 
 log = logging.getLogger(__name__)
@@ -186,10 +187,13 @@ def load_folder(directory: str | Path, model_classes: Mapping[str, type]) -> nn.
 
 def load_tokenizer(directory: str | Path, required: bool = True) -> Tokenizer | None:
     """The folder's tokenizer.json as attnlab's one Tokenizer type (None when absent and not
-    `required`); for a `.gguf` file, the tokenizer it embeds."""
+    `required`); without one, an OPUS-MT folder's source.spm + vocab.json converted
+    (`tokenizers/sentencepiece_marian.py`); for a `.gguf` file, the tokenizer it embeds."""
     if is_gguf(directory):
         return load_gguf_tokenizer(directory, required)
     path = model_dir(directory) / TOKENIZER_NAME
+    if not path.is_file() and is_marian_folder(path.parent):  # OPUS-MT: source.spm, vocab.json
+        return marian_tokenizer(path.parent)
     if not path.is_file():
         if not required:
             return None
