@@ -31,7 +31,8 @@ from attnlab.tokenizers import Tokenizer
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a model folder written by attnlab train, "
-                        "or any generating model folder with its tokenizer.json")
+                        "any generating model folder with its tokenizer.json, or an OPUS-MT "
+                        "(Marian) folder (source.spm + vocab.json)")
     parser.add_argument("sentences", nargs="*",
                         help="sentences (default: read stdin, one per line); a blank line "
                              "gives a blank output line, so line counts match")
