@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "attention_kernels.py"
 IMPLS = {"torch", "sdpa", "reference", "naive"}
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("attention_kernels_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def finite_positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-def test_tiny_run_writes_json_and_plot(tmp_path: Path, capsys) -> None:
-    bench = load_script()
+def test_tiny_run_writes_json_and_plot(load_benchmark, tmp_path: Path, capsys) -> None:
+    bench = load_benchmark("attention_kernels")
     # Cap chosen from the script's own estimate so that exactly the causal reference at T=64
     # (four score-sized tensors) is skipped: the skip path is exercised too.
     cap = bench.estimate_peak_bytes("reference", 1, 2, 64, 8, causal=True) / 2**30 * 0.99

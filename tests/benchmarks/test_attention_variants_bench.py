@@ -4,7 +4,6 @@ exact attention, and bad arguments (timings are never asserted)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -32,7 +31,6 @@ from attnlab.studies.attention_bench_measure import stop_reason
 
 torch.set_num_threads(1)
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "attention_variants.py"
 TINY = dict(lengths=[16, 32], repeats=1, d_model=16, n_heads=2, error_length=16, error_seeds=2)
 RECORD_KEYS = {"variant", "T", "forward_ms", "train_ms", "forward_peak_mib", "train_peak_mib",
                "repeats"}
@@ -47,19 +45,15 @@ def other_variant() -> str:
     return names[0] if names else "additive"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("attention_variants_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-def test_tiny_script_run_writes_json_markdown_and_plot(tmp_path: Path, capsys) -> None:
+def test_tiny_script_run_writes_json_markdown_and_plot(load_benchmark, tmp_path: Path,
+                                                      capsys) -> None:
     other = other_variant()
     argv = ["--names", "multi_head", other, "--lengths", "16", "32", "--repeats", "1",
             "--d-model", "16", "--n-heads", "2", "--error-length", "16", "--error-seeds", "2",
             "--out", str(tmp_path)]
-    returned = load_script().main(argv)
+    returned = load_benchmark("attention_variants").main(argv)
 
     saved = json.loads((tmp_path / "attention_variants.json").read_text())
     assert saved == json.loads(json.dumps(returned))

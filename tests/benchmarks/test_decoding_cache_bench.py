@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "decoding_cache.py"
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("decoding_cache_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_decoding_cache_benchmark_writes_results(tmp_path: Path, capsys) -> None:
+def test_decoding_cache_benchmark_writes_results(load_benchmark, tmp_path: Path, capsys) -> None:
     out = tmp_path / "decoding_cache.json"
     argv = ["--quick", "--d-model", "16", "--n-heads", "2", "--n-layers", "1", "--d-ff", "32",
             "--vocab-size", "50", "--source-len", "5", "--new-tokens", "6", "--beam-size", "2",
             "--repeats", "2", "--out", str(out)]
-    returned = load_script().main(argv)
+    returned = load_benchmark("decoding_cache").main(argv)
 
     result = json.loads(out.read_text())
     assert result == json.loads(json.dumps(returned))

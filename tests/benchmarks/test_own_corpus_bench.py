@@ -3,29 +3,18 @@ training itself is stubbed: figures are never asserted)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "own_corpus.py"
 
 
-def load():
-    spec = importlib.util.spec_from_file_location("own_corpus_bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
-
-def test_targets_follow_the_issue():
-    bench = load()
+def test_targets_follow_the_issue(load_benchmark):
+    bench = load_benchmark("own_corpus")
     assert bench.target_for(43.3, "kjv-web") == 48.3  # copying scores > 30: 5 above it
     assert bench.target_for(0.1, "es-en") == 10.0  # copying scores ~0: 10 absolute
     assert bench.target_for(0.0, "builtin") == 85.0
 
 
-def test_a_run_of_one_pair_keeps_the_others_recorded(tmp_path, monkeypatch, capsys):
-    bench = load()
+def test_a_run_of_one_pair_keeps_the_others_recorded(load_benchmark, tmp_path, monkeypatch, capsys):
+    bench = load_benchmark("own_corpus")
 
     def fake_run(name, budget, work):
         return {"pair": name, "bleu": 12.0, "baselines": {"copy_source": {"bleu": 0.1}},

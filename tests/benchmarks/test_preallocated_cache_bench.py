@@ -3,25 +3,16 @@ asserted)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "preallocated_cache.py"
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("preallocated_cache_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_preallocated_cache_benchmark_writes_results(tmp_path: Path, capsys) -> None:
+def test_preallocated_cache_benchmark_writes_results(load_benchmark, tmp_path: Path,
+                                                     capsys) -> None:
     out = tmp_path / "preallocated_cache.json"
     argv = ["--quick", "--prompt-lens", "3", "9", "--new-tokens", "5", "--batch-sizes", "1", "2",
             "--repeats", "2", "--out", str(out)]
-    returned = load_script().main(argv)
+    returned = load_benchmark("preallocated_cache").main(argv)
 
     result = json.loads(out.read_text())
     assert result == json.loads(json.dumps(returned))

@@ -3,21 +3,16 @@ asserted): every side is recorded with its ratio and roofline fraction."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("transformers")
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quantized_generation.py"
 
 
-def test_quick_run_records_every_side(tmp_path):
-    spec = importlib.util.spec_from_file_location("quantized_generation_bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_quick_run_records_every_side(load_benchmark, tmp_path):
+    bench = load_benchmark("quantized_generation")
     out = tmp_path / "q.json"
     bench.main(["--quick", "--repeats", "1", "--batch-sizes", "2", "--new-tokens", "4",
                 "--out", str(out)])

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "translation_demo.py"
 
 
-def test_quick_run_writes_the_record(tmp_path, monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("translation_demo_bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_quick_run_writes_the_record(load_benchmark, tmp_path, monkeypatch, capsys):
+    bench = load_benchmark("translation_demo")
     # Smaller still than --quick: the test checks the plumbing, not the model.
     monkeypatch.setattr(bench, "attnlab_main", lambda argv: _tiny_demo(argv))
     out = tmp_path / "result.json"

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("transformers")
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "vs_transformers.py"
 
 
-def test_quick_run_records_ratios_and_identical_tokens(tmp_path):
-    spec = importlib.util.spec_from_file_location("vs_transformers_bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_quick_run_records_ratios_and_identical_tokens(load_benchmark, tmp_path):
+    bench = load_benchmark("vs_transformers")
     out = tmp_path / "vs.json"
     assert bench.main(["--quick", "--repeats", "1", "--batch-sizes", "2", "--train-lens", "16",
                        "--new-tokens", "4", "--out", str(out)]) == 0
