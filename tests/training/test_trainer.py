@@ -15,7 +15,7 @@ from attnlab.training.checkpoint import (
     average_checkpoints,
     latest_checkpoint,
     list_checkpoints,
-    load_checkpoint,
+    read_training_state,
     save_checkpoint,
 )
 from attnlab.training.trainer import Trainer, TrainerConfig
@@ -93,7 +93,7 @@ def test_killed_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_0000003"]
     assert not list(tmp_path.glob(".step_*"))  # the staging folder was removed
     monkeypatch.undo()
-    load_checkpoint(good, trainer.model)  # still loads
+    assert trainer.resume(good) and trainer.step == 3  # still resumes
 
 
 def test_first_interrupt_saves_and_stops(tmp_path):
@@ -138,7 +138,7 @@ def test_pickle_payload_is_refused(tmp_path, monkeypatch):
     path = latest_checkpoint(tmp_path / "ck")
     torch.save({"step": 1, "evil": Payload()}, path / "training_state.pt")
     with pytest.raises(ValueError, match="cannot load training state"):
-        load_checkpoint(path, trainer.model)
+        read_training_state(path)
     assert not (tmp_path / "pwned_marker").exists()
 
 

@@ -176,13 +176,6 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, Any]:
-    """Load weights into `model` and return the training state dict."""
-    path = Path(path)
-    load_weights(model, path / WEIGHTS_NAME)
-    return read_training_state(path)
-
-
 def read_training_state(path: str | Path) -> dict[str, Any]:
     """The training state (step, data position, history, ...) of the checkpoint at `path`."""
     path = Path(path)

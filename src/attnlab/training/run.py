@@ -211,7 +211,7 @@ def run_in_group(task: Task, ranks: Ranks, device: torch.device, *, resume: bool
     task.plan = plan = StepPlan(s.max_steps, s.time_budget, evaluations=s.evaluations,
                                 announce=progress)
     precision = resolve_precision(s.precision, device.type)
-    check_precision(precision, s.strategy, ranks, device)
+    check_precision(precision, s.strategy, ranks)
     cap_torch_threads()
     record = None
     if resume:
@@ -323,7 +323,7 @@ def parallel_summary(ranks: Ranks, s: RunSettings) -> dict[str, Any]:
             "micro_batches_per_step": ranks.world_size * s.grad_accum}
 
 
-def check_precision(precision: str, strategy: str, ranks: Ranks, device: torch.device) -> None:
+def check_precision(precision: str, strategy: str, ranks: Ranks) -> None:
     if precision == "fp16" and strategy == "fsdp" and ranks.distributed:
         raise SettingError("precision", "precision fp16 with strategy fsdp: FSDP2 shards "
                                         "gradients, which torch's GradScaler does not unscale; "
