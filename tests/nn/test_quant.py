@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from attnlab.models import build_model
-from attnlab.nn.quant import Int8Linear, quantize_int8, quantize_per_channel
+from attnlab.nn.quant import Int4Linear, Int8Linear, quantize_int8, quantize_per_channel
 
 
 def test_rounding_error_is_at_most_half_a_step_per_row():
@@ -87,5 +87,6 @@ def test_with_weights_formats():
     assert with_weights(model, "fp32") is model
     assert next(with_weights(copy.deepcopy(model), "bf16").parameters()).dtype == torch.bfloat16
     assert isinstance(with_weights(copy.deepcopy(model), "int8").lm_head, Int8Linear)
-    with pytest.raises(ValueError, match=r"weights must be one of \('fp32', 'bf16', 'int8'\)"):
-        with_weights(model, "int4")
+    assert isinstance(with_weights(copy.deepcopy(model), "int4").lm_head, Int4Linear)
+    with pytest.raises(ValueError, match=r"weights must be one of \('fp32', 'bf16', 'int8', 'int4'\)"):
+        with_weights(model, "int2")

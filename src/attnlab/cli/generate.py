@@ -49,10 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_weights_flag(parser: argparse.ArgumentParser) -> None:
     """--weights, shared by the decoding commands (generate, translate)."""
-    parser.add_argument("--weights", choices=WEIGHT_FORMATS, default="fp32",
-                        help="weights for decoding: fp32 as stored, bf16 (half the bytes to "
-                             "read per token), int8 weight-only per channel (a quarter; "
-                             "attnlab.nn.quant); default: fp32")
+    parser.add_argument("--weights", choices=WEIGHT_FORMATS, default=None,
+                        help="weights for decoding: fp32, bf16 (half the bytes to read per "
+                             "token), int8 weight-only per channel (a quarter), int4 in groups "
+                             "of 32 (an eighth; CPU only); see attnlab.nn.quant. Default: as "
+                             "stored (a GGUF file's 4-bit blocks stay 4-bit, the rest fp32)")
 
 
 def require_generating(model: Any, folder: str | Path, command: str) -> str:

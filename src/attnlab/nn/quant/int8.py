@@ -15,23 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+from attnlab.nn.quant.common import float_linear, replace_linears, resolve_compute_dtype
+
 K_BLOCK = 16  # the input width the fused kernel handles in blocks of
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (oneDNN's check: AMX or AVX512-BF16)."""
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(torch.backends.mkldnn.is_available() and check is not None and check())
-
-
-def resolve_compute_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name not in COMPUTE_DTYPES:
-        raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {name!r}")
-    if name == "auto":
-        fast = native_bf16() if device.type == "cpu" else torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if fast else torch.float32
-    return getattr(torch, name)
 
 
 def quantize_per_channel(weight: Tensor) -> tuple[Tensor, Tensor]:
@@ -76,6 +62,10 @@ class Int8Linear(nn.Module):
         """The float32 weight the int8 one stands for (N, K)."""
         return self.weight[:, :self.in_features].float() * self.scales.float()[:, None]
 
+    def to_linear(self) -> nn.Linear:
+        """The float32 nn.Linear this layer's weight stands for."""
+        return float_linear(self.dequantized(), self.bias)
+
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}, compute_dtype={self.compute_dtype}")
@@ -83,31 +73,7 @@ class Int8Linear(nn.Module):
 
 def quantize_int8(model: nn.Module, compute_dtype: str = "auto") -> nn.Module:
     """Replace every nn.Linear of `model` (in place) by an Int8Linear; returns the model, for
-    inference only (the int8 weights have no gradient). A tied output layer gets its own int8
-    copy; the embedding table it shared stays float for the lookup."""
+    inference only (see `replace_linears`)."""
     device = next(model.parameters()).device
     dtype = resolve_compute_dtype(compute_dtype, device)
-    swaps = [(parent, name, child) for parent in model.modules()
-             for name, child in parent.named_children() if type(child) is nn.Linear]
-    if not swaps:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear layer to quantize")
-    for parent, name, child in swaps:
-        setattr(parent, name, Int8Linear.from_linear(child, dtype))
-    return model.eval().requires_grad_(False)
-
-
-WEIGHT_FORMATS = ("fp32", "bf16", "int8")
-
-
-def with_weights(model: nn.Module, weights: str) -> nn.Module:
-    """`model` (in place) with its weights in `weights` for inference: fp32 as it is, bf16 every
-    floating tensor in bfloat16 (half the bytes; activations follow), int8 the linear layers'
-    weights (`quantize_int8`, a quarter of the bytes; activations stay float)."""
-    if weights not in WEIGHT_FORMATS:
-        raise ValueError(f"weights must be one of {WEIGHT_FORMATS}, got {weights!r}")
-    if weights == "bf16":
-        return model.to(torch.bfloat16)
-    if weights == "int8":
-        return quantize_int8(model)
-    return model
-
+    return replace_linears(model, lambda linear: Int8Linear.from_linear(linear, dtype))
