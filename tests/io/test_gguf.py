@@ -5,6 +5,7 @@ embedded tokenizers round-trip; bad files are one-line errors."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from dataclasses import replace
@@ -17,8 +18,10 @@ import attnlab
 from attnlab.cli.main import main
 from attnlab.errors import FolderError, MissingFileError
 from attnlab.io import load_tokenizer
+from attnlab.io.gguf_4bit import keep_four_bit
 from attnlab.io.hf.llama import state_dict_to_hf
 from attnlab.models import build_model
+from attnlab.nn.quant import Int4Linear, dequantize_linears
 from attnlab.tokenizers import Tokenizer
 
 gguf = pytest.importorskip("gguf")
@@ -160,12 +163,8 @@ def test_f16_and_q8_0_files_load_dequantized(tmp_path, model, qtype, tolerance, 
     assert 0 < error < tolerance
 
 
-@pytest.mark.parametrize("qtype", [Q.Q8_0, Q.Q4_0, Q.Q4_1])
-def test_quantized_weights_are_exactly_gguf_s_dequantization(tmp_path, model, qtype):
-    """4-bit blocks cost too much on random weights for a logits tolerance to mean much, so the
-    model is compared with the original whose weights went through quantize + dequantize."""
-    path = write_gguf(tmp_path / "tiny.gguf", model, qtype)
-    back = attnlab.from_pretrained(path)
+def gguf_roundtrip(model, qtype):
+    """The model's state with each weight as the writer stores it and gguf dequantizes it."""
     expected = {}
     for name, tensor in model.state_dict().items():
         w = tensor.numpy()
@@ -174,10 +173,52 @@ def test_quantized_weights_are_exactly_gguf_s_dequantization(tmp_path, model, qt
         elif w.ndim == 2:
             w = w.astype(np.float16).astype(np.float32)  # the writer's F16 fallback
         expected[name] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
+    return expected
+
+
+def test_q8_0_weights_are_exactly_gguf_s_dequantization(tmp_path, model):
+    """Quantized blocks cost too much on random weights for a logits tolerance to mean much, so
+    the model is compared with the original whose weights went through quantize + dequantize."""
+    path = write_gguf(tmp_path / "tiny.gguf", model, Q.Q8_0)
+    back = attnlab.from_pretrained(path)
+    expected = gguf_roundtrip(model, Q.Q8_0)
     for name, tensor in back.state_dict().items():
         torch.testing.assert_close(tensor, expected[name], atol=0, rtol=0, msg=name)
     assert not torch.equal(back.decoder.layers[0].self_attn.q_proj.weight,
                            model.decoder.layers[0].self_attn.q_proj.weight)
+
+
+@pytest.mark.parametrize("qtype", [Q.Q4_0, Q.Q4_1])
+@pytest.mark.parametrize("tied", [False, True])
+def test_4_bit_blocks_stay_4_bit_and_stand_for_gguf_s_dequantization(tmp_path, model, qtype,
+                                                                     tied, caplog):
+    """Q4 projections load as Int4Linear whose weight is exactly gguf's dequantization (float32
+    compute), and the loaded model (bf16 compute where native) stays that close to it."""
+    model = build_model("llama-tiny", vocab_size=model.config.vocab_size, init_std=0.1,
+                        tie_embeddings=tied).eval()
+    path = write_gguf(tmp_path / "tiny.gguf", model, qtype)
+    with caplog.at_level(logging.INFO, logger="attnlab.io.gguf"):
+        back = attnlab.from_pretrained(path)
+    assert f"13 {qtype.name} kept 4-bit" in caplog.text
+    expected = gguf_roundtrip(model, qtype)
+    for name, tensor in dequantize_linears(copy.deepcopy(back)).state_dict().items():
+        if name != "lm_head.weight" or not tied:
+            torch.testing.assert_close(tensor, expected[name], atol=2e-2, rtol=1e-2, msg=name)
+    layers = {n: m for n, m in back.named_modules() if isinstance(m, Int4Linear)}
+    # every projection and the output but down_proj, whose rows of 172 the writer keeps F16
+    assert len(layers) == 6 * model.config.n_layers + 1
+    reader = gguf.GGUFReader(path)
+    exact = build_model("llama-tiny", vocab_size=model.config.vocab_size, tie_embeddings=tied)
+    exact.load_state_dict(expected, strict=False)
+    keep_four_bit(exact, reader, True, compute_dtype="float32")
+    for name, layer in exact.named_modules():
+        if isinstance(layer, Int4Linear):
+            weight = expected["embed_tokens.weight" if name == "lm_head" and tied
+                              else f"{name}.weight"]
+            torch.testing.assert_close(layer.dequantized(), weight, atol=1e-6, rtol=0, msg=name)
+    ids = torch.arange(16).unsqueeze(0)
+    want = logits(exact, ids)
+    assert (logits(back, ids) - want).abs().max() / (want.max() - want.min()) < 3e-2
 
 
 def test_tied_embeddings_load_without_an_output_tensor(tmp_path, byte_tokenizer):

@@ -145,7 +145,7 @@ def load_folder(directory: str | Path, model_classes: Mapping[str, type]) -> nn.
     size fields are checked against `attnlab.io.limits`, then the model is built on the meta
     device and compared tensor by tensor with the weights file (a safetensors header is read
     alone); only then is the model built and loaded (a FolderError names the field or tensor).
-    A `.gguf` file in place of the folder is read by `io/gguf.py` (LLaMA family, float32).
+    A `.gguf` file in place of the folder is read by `io/gguf.py` (LLaMA family).
     """
     if is_gguf(directory):
         return load_gguf(directory, model_classes)

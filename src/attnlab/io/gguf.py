@@ -12,8 +12,10 @@ gives numpy shapes, `(out, in)` for a projection), and llama.cpp's converter (it
 interleaved RoPE: rows (0..d/2-1, d/2..d-1) of a head become (0, d/2, 1, d/2+1, ...). That
 reordering is undone here for architecture "llama"; "qwen2" files are stored unpermuted.
 
-Quantized tensors (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, F16, BF16, ...) are dequantized to float32
-with `gguf.quants.dequantize`: attnlab has no quantized kernels yet, so none is kept quantized.
+Projections stored as 4-bit blocks (Q4_0, Q4_1) stay 4-bit: `io/gguf_4bit.py` makes them
+`Int4Linear` layers (torch's fused CPU int4 kernel; `with_weights(model, "fp32")` dequantizes).
+Every other quantized tensor (Q8_0, Q4_K, Q6_K, F16, BF16, ...) is dequantized to float32 with
+`gguf.quants.dequantize`: Q8_0's per-block scales do not fit our per-channel int8 kernel.
 The embedded tokenizer becomes our `Tokenizer`: "gpt2" (byte-level BPE: tokens + merges) and
 "llama" (SentencePiece BPE: tokens + scores, byte fallback).
 """
@@ -36,6 +38,8 @@ from torch import Tensor, nn
 from attnlab.errors import FolderError, MissingFileError
 from attnlab.io.files import checked
 from attnlab.io.fit import check_weights_fit
+from attnlab.io.gguf_4bit import keep_four_bit
+from attnlab.io.gguf_names import hf_name, unpermute_rows
 from attnlab.io.hf import llama
 from attnlab.io.limits import check_sizes
 from attnlab.serialization import load_state_strict
@@ -49,13 +53,6 @@ GGUF_MAGIC = b"GGUF"
 # llama.cpp's converter permuted the query/key rows of that architecture.
 ARCHITECTURES: dict[str, tuple[str, bool]] = {"llama": ("llama", True),
                                               "qwen2": ("qwen2", False)}
-# GGUF tensor names (per block after "blk.N.") -> Hugging Face LLaMA names.
-GLOBAL_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm",
-                "output": "lm_head"}
-BLOCK_NAMES = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-               "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
-               "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
-               "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
 # GGUF token types (llama.cpp's llama_token_type).
 CONTROL, USER_DEFINED, BYTE = 3, 4, 6
 # Pre-tokenizer regexes of the "gpt2" tokenizers llama.cpp names (tokenizer.ggml.pre); the
@@ -177,27 +174,6 @@ def hf_config(reader: Any, where: str | Path) -> dict[str, Any]:
     return values
 
 
-def hf_name(name: str) -> str:
-    """The Hugging Face name of a GGUF tensor name (unknown names are returned unchanged, so
-    the LLaMA mapping names them as unexpected)."""
-    stem, _, kind = name.rpartition(".")
-    if stem in GLOBAL_NAMES:
-        return f"{GLOBAL_NAMES[stem]}.{kind}"
-    parts = stem.split(".")
-    if len(parts) == 3 and parts[0] == "blk" and parts[2] in BLOCK_NAMES:
-        return f"model.layers.{parts[1]}.{BLOCK_NAMES[parts[2]]}.{kind}"
-    return name
-
-
-def unpermute_rows(weight: Tensor, n_heads: int) -> Tensor:
-    """Undo llama.cpp's RoPE row order: within each head, rows (0, d/2, 1, d/2+1, ...) back to
-    (0, 1, ..., d-1). weight (n_heads * d, ...) -> same shape."""
-    rest = weight.shape[1:]
-    head = weight.shape[0] // n_heads
-    return (weight.reshape(n_heads, head // 2, 2, *rest).transpose(1, 2)
-            .reshape(weight.shape))
-
-
 def _numpy_shape(tensor: Any) -> tuple[int, ...]:
     """A GGUF tensor's numpy shape: its dimensions listed innermost first, reversed."""
     return tuple(int(n) for n in reversed(tensor.shape.tolist()))
@@ -239,7 +215,8 @@ def hf_state(reader: Any, config: dict[str, Any], where: str | Path,
 
 
 def load_gguf(path: str | Path, model_classes: Mapping[str, type]) -> nn.Module:
-    """The LLaMA-family model in a GGUF file, in eval mode, every tensor dequantized to float32.
+    """The LLaMA-family model in a GGUF file, in eval mode: Q4_0 / Q4_1 projections kept 4-bit
+    (`keep_four_bit`), every other tensor dequantized to float32.
     As for a folder, the config's sizes and the tensors' shapes are checked before anything is
     allocated (a FolderError names the key or the tensors)."""
     path = Path(path)
@@ -251,14 +228,18 @@ def load_gguf(path: str | Path, model_classes: Mapping[str, type]) -> nn.Module:
     config = checked(path, lambda v: model_class.config_class(**v), ours)
     shapes = checked(path, llama.state_dict_from_hf, hf_state(reader, hf, path, True), config)
     check_weights_fit(model_class, config, shapes, path, path, file_values=hf)
-    stored = Counter(t.tensor_type.name for t in reader.tensors)
-    quantized = {k: n for k, n in stored.items() if k != "F32"}
-    if quantized:
-        log.info("%s: %s dequantized to float32 (attnlab has no quantized kernels yet)", path,
-                 ", ".join(f"{n} {kind} tensors" for kind, n in sorted(quantized.items())))
     state = checked(path, llama.state_dict_from_hf, hf_state(reader, hf, path, False), config)
     model = model_class(config)
     load_state_strict(model, state, path)
+    kept = keep_four_bit(model, reader, architecture(reader, path)[1])
+    stored = Counter(t.tensor_type.name for t in reader.tensors)
+    quantized = {k: n for k, n in stored.items() if k != "F32"}
+    if quantized:
+        log.info("%s: %s dequantized to float32, %s kept 4-bit", path,
+                 ", ".join(f"{n - kept.get(kind, 0)} {kind} tensors"
+                           for kind, n in sorted(quantized.items()) if n > kept.get(kind, 0))
+                 or "none",
+                 ", ".join(f"{n} {kind}" for kind, n in sorted(kept.items())) or "none")
     return model.eval()
 
 

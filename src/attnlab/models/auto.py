@@ -22,5 +22,5 @@ def model_classes() -> dict[str, type[nn.Module]]:
 
 def from_pretrained(directory: str | Path) -> nn.Module:
     """The model in a local folder written by attnlab or `transformers`, or in a llama.cpp
-    `.gguf` file (LLaMA family, dequantized to float32), in eval mode."""
+    `.gguf` file (LLaMA family; Q4_0 / Q4_1 kept 4-bit, the rest float32), in eval mode."""
     return load_folder(directory, model_classes())
