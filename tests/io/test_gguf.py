@@ -1,12 +1,11 @@
-"""GGUF import (attnlab.io.gguf): files written here with `gguf.GGUFWriter` from a tiny LLaMA
-with grouped-query attention, the query/key rows permuted as llama.cpp's converter does, load
-through `attnlab.from_pretrained` into the same model; quantized files load dequantized; the
-embedded tokenizers round-trip; bad files are one-line errors."""
+"""GGUF import (attnlab.io.gguf) and export (attnlab.io.gguf_write): files written from a tiny
+LLaMA with grouped-query attention, query/key rows permuted as llama.cpp's converter does, load
+through `attnlab.from_pretrained` into the same model; Q8_0 files load dequantized, Q4 blocks
+stay 4-bit; the embedded tokenizers round-trip; bad files are one-line errors."""
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from dataclasses import replace
 
@@ -17,9 +16,8 @@ import torch
 import attnlab
 from attnlab.cli.main import main
 from attnlab.errors import FolderError, MissingFileError
-from attnlab.io import load_tokenizer
+from attnlab.io import gguf_write, load_tokenizer
 from attnlab.io.gguf_4bit import keep_four_bit
-from attnlab.io.hf.llama import state_dict_to_hf
 from attnlab.models import build_model
 from attnlab.nn.quant import Int4Linear, dequantize_linears
 from attnlab.tokenizers import Tokenizer
@@ -29,75 +27,10 @@ Q = gguf.GGMLQuantizationType
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "héllo wörld, 123 times!",
          "a stitch in time saves nine"] * 4
-TO_GGUF = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output",
-           "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-           "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
-           "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-           "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
 
 
-def llama_cpp_permute(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """What llama.cpp's converter does to query/key rows: per head (0, d/2, 1, d/2+1, ...)."""
-    head = w.shape[0] // n_heads
-    return w.reshape(n_heads, 2, head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
-def gguf_name(hf: str) -> str:
-    stem, kind = hf.rsplit(".", 1)
-    if stem.startswith("model.layers."):
-        _, _, i, rest = stem.split(".", 3)
-        return f"blk.{i}.{TO_GGUF[rest]}.{kind}"
-    return f"{TO_GGUF[stem]}.{kind}"
-
-
-def byte_level_tokens(tokenizer: Tokenizer) -> tuple[list[str], list[str], list[int]]:
-    model = json.loads(tokenizer.backend.to_str())["model"]
-    tokens = sorted(model["vocab"], key=model["vocab"].get)
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
-    specials = tokenizer.special_token_ids()
-    return tokens, merges, [3 if i in specials else 1 for i in range(len(tokens))]
-
-
-def write_gguf(path, model, qtype=Q.F32, tokenizer=None, arch="llama", n_layers=None):
-    c = model.config
-    writer = gguf.GGUFWriter(str(path), arch)
-    writer.add_block_count(n_layers or c.n_layers)
-    writer.add_context_length(c.max_seq_len)
-    writer.add_embedding_length(c.d_model)
-    writer.add_feed_forward_length(c.d_ff)
-    writer.add_head_count(c.n_heads)
-    writer.add_head_count_kv(c.n_kv_heads)
-    writer.add_rope_freq_base(c.rope_theta)
-    writer.add_layer_norm_rms_eps(c.rms_norm_eps)
-    writer.add_rope_dimension_count(c.d_model // c.n_heads)
-    if tokenizer is not None:
-        tokens, merges, types = byte_level_tokens(tokenizer)
-        writer.add_tokenizer_model("gpt2")
-        writer.add_tokenizer_pre("gpt-2")
-        writer.add_token_list(tokens)
-        writer.add_token_merges(merges)
-        writer.add_token_types(types)
-        writer.add_bos_token_id(c.bos_token_id)
-        writer.add_eos_token_id(c.eos_token_id)
-    for name, tensor in state_dict_to_hf(model).items():
-        w = tensor.detach().numpy().astype(np.float32)
-        if arch == "qwen2":
-            pass  # llama.cpp stores Qwen2's rows unpermuted (its RoPE is the NeoX one)
-        elif name.endswith("q_proj.weight"):
-            w = llama_cpp_permute(w, c.n_heads)
-        elif name.endswith("k_proj.weight"):
-            w = llama_cpp_permute(w, c.n_kv_heads)
-        kind = qtype
-        if w.ndim == 1 or (qtype not in (Q.F32, Q.F16) and w.shape[-1] % 32):
-            kind = Q.F32 if w.ndim == 1 else Q.F16  # llama.cpp's fallback for such rows
-        data = gguf.quants.quantize(w, kind)
-        writer.add_tensor(gguf_name(name), data,
-                          raw_dtype=kind if data.dtype == np.uint8 else None)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+def write_gguf(path, model, qtype=Q.F32, tokenizer=None, n_layers=None):
+    return gguf_write.write_gguf(path, model, qtype.name, tokenizer, block_count=n_layers)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +71,7 @@ def test_without_undoing_the_permutation_logits_differ(tmp_path, model):
     with torch.no_grad():
         layer = back.decoder.layers[0].self_attn
         q = layer.q_proj.weight
-        q.copy_(torch.from_numpy(llama_cpp_permute(q.numpy(), 4)))
+        q.copy_(torch.from_numpy(gguf_write.interleave_rows(q.numpy(), 4)))
     ids = torch.arange(12).unsqueeze(0)
     assert (logits(back, ids) - logits(model, ids)).abs().max() > 1e-4
 
@@ -237,7 +170,8 @@ def test_qwen2_file_with_attention_biases_loads(tmp_path):
     model = build_model("llama-tiny", attention_bias=True).eval()
     with torch.no_grad():
         model.decoder.layers[0].self_attn.q_proj.bias.normal_()
-    path = write_gguf(tmp_path / "qwen2.gguf", model, arch="qwen2")
+    path = write_gguf(tmp_path / "qwen2.gguf", model)  # biases: written as qwen2
+    assert gguf.GGUFReader(path).fields["general.architecture"].contents() == "qwen2"
     back = attnlab.from_pretrained(path)
     assert back.config.attention_bias
     ids = torch.arange(8).unsqueeze(0)
