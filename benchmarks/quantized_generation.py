@@ -2,12 +2,13 @@
 
 - speed: new tokens/s at batch 1 and 8 of GPT-2 124M and a 6-layer LLaMA with GQA (the shapes
   of benchmarks/vs_transformers.py, same random weights on every side), for transformers fp32,
-  attnlab fp32, attnlab bf16 weights (`model.to(torch.bfloat16)`) and attnlab int8 weight-only
-  (`attnlab.nn.quant.quantize_int8`: bf16 activations where the CPU computes them natively),
+  attnlab fp32, attnlab bf16 weights (`model.to(torch.bfloat16)`), attnlab int8 weight-only
+  per channel and int4 in groups of 32 (`attnlab.nn.quant.with_weights`: the matmul in bf16
+  where the CPU computes it natively),
   alternating the sides, median of --repeats; each as a ratio to transformers fp32 and as a
   fraction of the generation roofline (bytes each decode step reads / measured bandwidth);
 - quality: validation perplexity of a GPT-2 trained here on real text (the World English Bible,
-  Debian's sword-text-web; `attnlab train lm`, fixed steps) in fp32, bf16 and int8, and the
+  Debian's sword-text-web; `attnlab train lm`, fixed steps) in each format, and the
   share of greedy continuations (32 tokens from 20 held-out prompts) identical to fp32.
 
     python benchmarks/quantized_generation.py            # ~10 minutes on 2 cores
@@ -33,7 +34,7 @@ from vs_transformers import MODELS, QUICK, alternate, build_pair  # noqa: E402
 
 from attnlab.evaluation.machine import record_header  # noqa: E402
 from attnlab.evaluation.roofline import generation_roofline, read_bandwidth  # noqa: E402
-from attnlab.nn.quant import native_bf16, quantize_int8  # noqa: E402
+from attnlab.nn.quant import native_bf16, with_weights  # noqa: E402
 
 SCRIPT = "benchmarks/quantized_generation.py"
 OUT = Path(__file__).resolve().parent / "results" / "quantized_generation.json"
@@ -42,7 +43,8 @@ OUT = Path(__file__).resolve().parent / "results" / "quantized_generation.json"
 def variants(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     return {"attnlab fp32": model,
             "attnlab bf16": copy.deepcopy(model).to(torch.bfloat16),
-            "attnlab int8": quantize_int8(copy.deepcopy(model))}
+            "attnlab int8": with_weights(copy.deepcopy(model), "int8"),
+            "attnlab int4": with_weights(copy.deepcopy(model), "int4")}
 
 
 def speed(name: str, family: str, values: dict, args, bandwidth: float) -> list[dict]:
@@ -132,7 +134,7 @@ def quality(args) -> dict:
                             "tokens_same_as_fp32": round(tokens, 3)}
             print(json.dumps({side: result[side]}), flush=True)
     base = result["attnlab fp32"]["valid_perplexity"]
-    for side in ("attnlab bf16", "attnlab int8"):
+    for side in ("attnlab bf16", "attnlab int8", "attnlab int4"):
         result[side]["perplexity_change"] = round(result[side]["valid_perplexity"] / base - 1, 4)
     return result
 
