@@ -126,3 +126,40 @@ def test_reorder_of_an_empty_cache_is_a_no_op():
     cache = KVCache(max_length=3)
     cache.reorder(torch.tensor([0, 0]))
     assert not cache.is_filled and cache.length == 0
+
+
+def test_reorder_writes_into_a_second_buffer_and_allocates_nothing_after():
+    """Repeated beam reorders of a preallocated cache alternate between two buffers (made on the
+    first reorder) and keep the growing cache's keys and values, repeated rows included."""
+    growing, preallocated = KVCache(), KVCache(max_length=T)
+    g = torch.Generator().manual_seed(0)
+    buffers = set()
+    for step in range(T):
+        k, v = torch.randn(B, 2, 1, 8, generator=g), torch.randn(B, 2, 1, 8, generator=g)
+        for cache in (growing, preallocated):
+            cache.update(k, v)
+        index = torch.randint(0, B, (B,), generator=g)
+        for cache in (growing, preallocated):
+            cache.reorder(index)
+        buffers.add(preallocated.key.untyped_storage().data_ptr())
+        assert torch.equal(preallocated.key, growing.key)
+        assert torch.equal(preallocated.value, growing.value)
+        assert preallocated.length == growing.length == step + 1
+    assert len(buffers) == 2
+
+
+def test_decoder_cache_reorder_can_leave_cross_attention_caches_alone():
+    cache = DecoderCache.empty(2, max_length=4)
+    for layer in cache.layers:
+        layer.self_attn.update(torch.randn(3, 2, 1, 8), torch.randn(3, 2, 1, 8))
+        layer.cross_attn.update(torch.randn(3, 2, 5, 8), torch.randn(3, 2, 5, 8))
+    cross = [layer.cross_attn.key for layer in cache.layers]
+    index = torch.tensor([2, 2, 0])
+    selves = [layer.self_attn.key[index] for layer in cache.layers]
+    cache.reorder(index, cross=False)
+    for layer, key, self_key in zip(cache.layers, cross, selves, strict=True):
+        assert layer.cross_attn.key is key
+        assert torch.equal(layer.self_attn.key, self_key)
+    cache.reorder(index)  # the default follows the rows in both
+    for layer, key in zip(cache.layers, cross, strict=True):
+        assert torch.equal(layer.cross_attn.key, key[index])

@@ -8,16 +8,19 @@ counts the EOS token.
 
 The encoder runs once; its output and mask are repeated to B * beam rows (a decoder-only
 model runs its prompt on B * beam rows). With the cache the decoder is fed one token per step:
-self-attention keys/values grow by one position, the cross-attention keys/values are projected
-once (on the first step), and `cache.reorder` makes every layer follow the surviving beams.
-`use_cache=False` re-runs the decoder over the whole prefix each step (the slow oracle).
+self-attention keys/values are written into caches preallocated for the maximum output length,
+the cross-attention keys/values are projected once (on the first step), and `cache.reorder`
+makes every layer's self-attention cache follow the surviving beams (the cross-attention caches
+need no reordering: a sentence's beams share its source). `use_cache=False` re-runs the decoder
+over the whole prefix each step (the slow oracle).
 
 Scores are log-probabilities of the processed logits (`generation.processors`: the repetition
 penalty, when one is set), so greedy, sampling and beam search see the same distribution; |Y|
 counts the generated tokens only (a decoder-only model's prompt is not part of it).
 
 Each step takes the top 2 * beam continuations of every sentence (at most `beam` of them end in
-EOS, so at least `beam` stay alive). An EOS continuation ranked within the top `beam` becomes a
+EOS, so at least `beam` stay alive), ranked among each beam's own best 2 * beam tokens (the
+others cannot be among them). An EOS continuation ranked within the top `beam` becomes a
 finished hypothesis; the best `beam` non-EOS continuations stay alive. A sentence is done when
 it has `beam` finished hypotheses and its best alive beam, scored at its current length, cannot
 beat the worst of them; at its maximum length the alive beams are finished as they are. With
@@ -104,7 +107,7 @@ def beam_search(
         max_len = torch.full((B,), max_new_tokens, device=device)  # (B,)
     max_len = max_len.clamp(max=config.max_seq_len - 1)  # (B,)
     state = EncoderDecoderState(model, input_ids, attention_mask, beams=beam_size,
-                                use_cache=use_cache)
+                                use_cache=use_cache, max_new_tokens=int(max_len.max()))
     eos = config.eos_token_id if eos_token_id is None else eos_token_id
     return search(state, max_len, beam_size=beam_size, length_penalty=length_penalty,
                   eos_id=eos, pad_id=config.pad_token_id, processor=processor)
@@ -141,10 +144,14 @@ def search(
     for t in range(1, L + 1):  # t: hypothesis length once this step's token is appended
         logits = processor(state.next_logits(), state.sequences)  # (B*k, V)
         logp = F.log_softmax(logits, dim=-1)  # (B*k, V)
-        V = logp.size(-1)
-        candidates = (alive_logp.view(B * k, 1) + logp).view(B, k * V)  # (B, k*V)
+        # A sentence's best 2k continuations are among each beam's best 2k tokens (a beam adds
+        # the same log P to all of its tokens), so only those are added and ranked.
+        W = min(2 * k, logp.size(-1))
+        row_logp, row_token = logp.topk(W, dim=1)  # (B*k, W) each
+        candidates = (alive_logp.view(B * k, 1) + row_logp).view(B, k * W)  # (B, k*W)
         top_logp, top_index = candidates.topk(2 * k, dim=1)  # (B, 2k) each, best first
-        beam, token = top_index // V, top_index % V  # (B, 2k) each
+        beam = top_index // W  # (B, 2k)
+        token = row_token.view(B, k * W).gather(1, top_index)  # (B, 2k)
         is_eos = token == eos_id  # (B, 2k)
 
         # Finish EOS continuations ranked within the top k; at a row's maximum length, finish

@@ -42,7 +42,8 @@ def greedy_decode(
         raise ConfigError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
     config = model.config
     eos = config.eos_token_id if eos_token_id is None else eos_token_id
-    state = EncoderDecoderState(model, input_ids, attention_mask, use_cache=use_cache)
+    state = EncoderDecoderState(model, input_ids, attention_mask, use_cache=use_cache,
+                                max_new_tokens=max_new_tokens)
     for _ in decode_steps(state, max_new_tokens=max_new_tokens, eos_id=eos,
                           pad_id=config.pad_token_id, processor=processor):
         pass

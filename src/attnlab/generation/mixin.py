@@ -130,9 +130,9 @@ class GenerationMixin:
         """The new tokens (B, n) of `generate`, its settings checked."""
         config = self.config
         if kind == ENCODER_DECODER:
-            state = EncoderDecoderState(self, input_ids, attention_mask, beams=num_beams,
-                                        use_cache=use_cache)
             limit = min(max_new_tokens, config.max_seq_len - 1)  # the start token takes one
+            state = EncoderDecoderState(self, input_ids, attention_mask, beams=num_beams,
+                                        use_cache=use_cache, max_new_tokens=limit)
         else:
             state = DecoderOnlyState(self, input_ids, attention_mask,
                                      max_new_tokens=max_new_tokens, beams=num_beams,

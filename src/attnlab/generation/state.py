@@ -5,9 +5,13 @@ encoder-decoders and decoder-only models alike.
 
 - `EncoderDecoderState`: the encoder runs once (its output repeated per beam); the decoder
   starts from `decoder_start_token_id` and, with a cache, is fed one token per step
-  (self-attention keys/values grow by one position, cross-attention keys/values are projected
+  (self-attention keys/values add one position, cross-attention keys/values are projected
   once); `use_cache=False` re-runs the decoder over the whole prefix each step (the oracle).
-  The model offers `encode`, `decode`, `lm_head`, `new_cache()`.
+  The model offers `encode`, `decode`, `lm_head`, `new_cache()`. Given `max_new_tokens`, a
+  model whose `new_cache` takes `max_length` (the 2017 Transformer, Marian, T5) gets its
+  self-attention caches preallocated for that many positions, written in place, as the
+  decoder-only state does (`preallocate_cache=False`: they grow by concatenation); beam
+  reordering leaves the cross-attention caches alone (a sentence's beams share its source).
 - `DecoderOnlyState` (GPT-2 style): the prompt, left-padded where rows differ in length, runs
   once through the model with a KV cache (preallocated for prompt + new tokens by default, as
   Hugging Face's static cache; `preallocate_cache=False` grows it by concatenation); then one
@@ -17,10 +21,13 @@ encoder-decoders and decoder-only models alike.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import Tensor, nn
 
 from attnlab.errors import ConfigError
+from attnlab.nn.cache import DecoderCache
 from attnlab.nn.functional import check_attention_mask
 
 
@@ -29,14 +36,21 @@ class EncoderDecoderState:
     N = batch * beams (each source row repeated `beams` times, consecutively)."""
 
     def __init__(self, model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None = None,
-                 *, beams: int = 1, use_cache: bool = True) -> None:
+                 *, beams: int = 1, use_cache: bool = True, max_new_tokens: int | None = None,
+                 preallocate_cache: bool = True) -> None:
         self.model = model
         memory = model.encode(input_ids, attention_mask).last_hidden_state  # (B, S, D)
         self.memory = memory.repeat_interleave(beams, dim=0) if beams > 1 else memory
         if attention_mask is not None and beams > 1:
             attention_mask = attention_mask.repeat_interleave(beams, dim=0)  # (N, S)
         self.attention_mask = attention_mask
-        self.cache = model.new_cache() if use_cache else None
+        self.cache = None
+        if use_cache:
+            # At most max_new_tokens decoder positions are fed: the start token and every
+            # generated token but the last.
+            length = None if not preallocate_cache or max_new_tokens is None else min(
+                max_new_tokens, model.config.max_seq_len)
+            self.cache = new_cache(model, length)
         N = input_ids.size(0) * beams
         start = model.config.decoder_start_token_id
         self.sequences = input_ids.new_full((N, 1), start)  # (N, 1)
@@ -53,11 +67,22 @@ class EncoderDecoderState:
         self.sequences = torch.cat([self.sequences, next_ids[:, None]], dim=1)  # (N, t + 1)
 
     def reorder(self, index: Tensor) -> None:
-        """Follow rows `index` (N,) (beam search: the surviving hypotheses). The memory and its
-        mask are identical within a sentence's beams, so they need no reordering."""
+        """Follow rows `index` (N,) (beam search: the surviving hypotheses), each a row of the
+        same sentence's beams. The memory, its mask and the cross-attention caches are identical
+        within a sentence's beams, so they need no reordering."""
         self.sequences = self.sequences[index]
-        if self.cache is not None:
+        if isinstance(self.cache, DecoderCache):  # beams stay within their sentence
+            self.cache.reorder(index, cross=False)
+        elif self.cache is not None:  # another family's decoding state (RNN, ConvS2S)
             self.cache.reorder(index)
+
+
+def new_cache(model: nn.Module, max_length: int | None) -> object:
+    """`model.new_cache(max_length)` where the model's new_cache takes a length and one is
+    given, else `model.new_cache()` (a family whose decoding state is not a KV cache)."""
+    if max_length is not None and "max_length" in inspect.signature(model.new_cache).parameters:
+        return model.new_cache(max_length)
+    return model.new_cache()
 
 
 class DecoderOnlyState:

@@ -188,6 +188,7 @@ class T5(EncoderDecoderModel):
         out.last_hidden_state = self.dropout(out.last_hidden_state)
         return out
 
-    def new_cache(self) -> DecoderCache:
-        """An empty cache for incremental decoding with `decode`."""
-        return DecoderCache.empty(len(self.decoder.layers))
+    def new_cache(self, max_length: int | None = None) -> DecoderCache:
+        """An empty cache for incremental decoding with `decode`; `max_length` preallocates
+        the self-attention caches for that many target positions (None: they grow)."""
+        return DecoderCache.empty(len(self.decoder.layers), max_length)

@@ -9,6 +9,14 @@ A self-attention cache either grows (`torch.cat` of the new keys each step: a fr
 everything cached, O(S) per step) or is preallocated with `max_length` positions, as in
 Hugging Face's StaticCache and llama/gpt-fast: one (B, Hkv, max_length, Dh) buffer, each step
 written in place by slice assignment, and attention reads the view of the filled positions.
+Beam search's `reorder` of a preallocated cache writes the selected rows' filled positions into
+a second buffer of the same size (made once) and swaps the two, so it allocates nothing per
+step either; a view of the keys taken before a reorder keeps its values until the reorder after
+that one (the decoding loops read the keys within the step that made them).
+
+Beam search never needs a cross-attention cache reordered: a sentence's beams share one source,
+so their rows of the encoder keys/values are equal and any reordering within a sentence leaves
+them as they are (`DecoderCache.reorder(index, cross=False)`).
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ class KVCache:
         # of which the first `_length` are filled.
         self._key: Tensor | None = None
         self._value: Tensor | None = None
+        self._spare: tuple[Tensor, Tensor] | None = None  # the buffers `reorder` writes into
         self._length = 0
 
     @property
@@ -111,15 +120,19 @@ class KVCache:
             self._key = self._key.index_select(0, index)
             self._value = self._value.index_select(0, index)
             return
-        # Copy only the filled positions into fresh buffers, so tensors returned earlier
-        # never change under their holders (as with the growing cache).
-        L = self._length
-        for name in ("_key", "_value"):
-            buffer: Tensor = getattr(self, name)
-            rows = buffer[:, :, :L].index_select(0, index)  # (B', Hkv, L, Dh)
-            fresh = buffer.new_empty(rows.size(0), *buffer.shape[1:])  # (B', Hkv, max_length, Dh)
-            fresh[:, :, :L] = rows
-            setattr(self, name, fresh)
+        # Only the filled positions are copied, straight into a second pair of buffers (made
+        # on the first reorder, reused while the row count stays): no allocation per step, one
+        # read and one write of the filled keys/values. The old buffers become the spares.
+        L, rows = self._length, index.numel()
+        if self._spare is None or self._spare[0].size(0) != rows:
+            self._spare = tuple(
+                buffer.new_empty(rows, *buffer.shape[1:])  # (B', Hkv, max_length, Dh)
+                for buffer in (self._key, self._value))
+        key, value = self._spare
+        torch.index_select(self._key[:, :, :L], 0, index, out=key[:, :, :L])
+        torch.index_select(self._value[:, :, :L], 0, index, out=value[:, :, :L])
+        self._spare = (self._key, self._value)
+        self._key, self._value = key, value
 
     def __repr__(self) -> str:
         shape = None if self.key is None else tuple(self.key.shape)
@@ -152,7 +165,11 @@ class DecoderCache:
         """Number of target positions already decoded."""
         return self.layers[0].self_attn.length if self.layers else 0
 
-    def reorder(self, index: Tensor) -> None:
+    def reorder(self, index: Tensor, *, cross: bool = True) -> None:
+        """Select batch rows `index` (N',) of every layer's caches. `cross=False` leaves the
+        cross-attention caches alone: right when every row of `index` picks a row with the
+        same source (beam search within a sentence), where selecting would copy equal rows."""
         for layer in self.layers:
             layer.self_attn.reorder(index)
-            layer.cross_attn.reorder(index)
+            if cross:
+                layer.cross_attn.reorder(index)

@@ -46,6 +46,8 @@ def sdpa_attention(
     B, H, T, _ = q.shape
     S = k.size(2)
     gqa = H != k.size(1)
+    if causal and T == 1:
+        causal = False  # lower-right aligned, one query (a decoding step) sees every key
     if mask is None and bias is None and (not causal or T == S):
         # Fast path: no mask tensor at all (top-left and lower-right agree when T == S).
         out = F.scaled_dot_product_attention(
