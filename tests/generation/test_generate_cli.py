@@ -213,9 +213,9 @@ def test_translate_checks_its_flags_before_loading(tmp_path, capsys):
     assert "length_penalty must be a finite number >= 0, got -1.0" in captured.err
 
 
-@pytest.mark.parametrize("weights", ["bf16", "int8"])
+@pytest.mark.parametrize("weights", ["bf16", "int8", "int4"])
 def test_generate_with_lower_precision_weights(gpt2_folder, capsys, weights):
-    """--weights bf16 / int8 decode the folder's model with those weights (nn/quant.py): the
+    """--weights bf16 / int8 / int4 decode the folder's model with those weights (nn/quant.py): the
     output is the model's own greedy continuation with them, and the prompt comes first."""
     from attnlab import from_pretrained
     from attnlab.nn.quant import with_weights
@@ -233,11 +233,11 @@ def test_generate_with_lower_precision_weights(gpt2_folder, capsys, weights):
 def test_translate_with_int8_weights(tmp_path, capsys, monkeypatch):
     """translate takes the same --weights: an encoder-decoder decodes with int8 linear layers."""
     from attnlab import from_pretrained
-    from attnlab.cli import translate as command
+    from attnlab.cli import generate as decoding
     from attnlab.nn.quant import with_weights
 
     converted = []
-    monkeypatch.setattr(command, "with_weights",
+    monkeypatch.setattr(decoding, "with_weights",
                         lambda model, weights: converted.append(weights) or with_weights(
                             model, weights))
 
@@ -257,3 +257,20 @@ def test_translate_with_int8_weights(tmp_path, capsys, monkeypatch):
     expected = translate(model, load_tokenizer(tmp_path), ["the big dog"], beam_size=2,
                          length_penalty=0.6)
     assert capsys.readouterr().out == expected[0] + "\n" and converted == ["int8"]
+
+
+def test_generate_compiled_prints_what_eager_does(gpt2_folder, capsys, monkeypatch):
+    """--compile compiles each block (dynamic shapes: the attended length grows every step) and
+    the greedy continuation is the eager one."""
+    from attnlab.cli import generate as decoding
+
+    argv = ["generate", "--model", str(gpt2_folder), "--prompt", "the big dog",
+            "--max-new-tokens", "6"]
+    assert main(argv) == 0
+    eager = capsys.readouterr().out
+    compiled = []
+    real = decoding.compile_blocks
+    monkeypatch.setattr(decoding, "compile_blocks",
+                        lambda model, dynamic: compiled.append(dynamic) or real(model, dynamic))
+    assert main([*argv, "--compile"]) == 0
+    assert capsys.readouterr().out == eager and compiled == [True]

@@ -11,8 +11,9 @@ import torch
 
 from attnlab.data.synthetic import RandomWindows
 from attnlab.models import build_model
+from attnlab.nn.compile import transformer_blocks
 from attnlab.training.distributed import Ranks
-from attnlab.training.parallelize import parallelize, transformer_blocks
+from attnlab.training.parallelize import parallelize
 from attnlab.training.trainer import Trainer, TrainerConfig
 
 CPU = torch.device("cpu")

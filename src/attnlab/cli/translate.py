@@ -17,14 +17,18 @@ import argparse
 import sys
 from typing import Any
 
-from attnlab.cli.generate import add_weights_flag, output_text, require_generating
+from attnlab.cli.generate import (
+    add_decoding_flags,
+    output_text,
+    ready_for_decoding,
+    require_generating,
+)
 from attnlab.cli.settings import positive_int
 from attnlab.errors import DataError
 from attnlab.generation.beam import MAX_LEN_OFFSET, check_beam_arguments
 from attnlab.generation.mixin import ENCODER_DECODER
 from attnlab.io import load_generation_config, load_tokenizer
 from attnlab.models.auto import from_pretrained
-from attnlab.nn.quant import with_weights
 from attnlab.tasks.translation import translate
 from attnlab.tokenizers import Tokenizer
 
@@ -41,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--length-penalty", type=float, default=None,
                         help="GNMT length penalty alpha (default: the folder's "
                              "generation_config.json, else 0.6)")
-    add_weights_flag(parser)
+    add_decoding_flags(parser)
 
 
 def continue_lines(model: Any, tokenizer: Tokenizer, sentences: list[str], *, beam_size: int,
@@ -78,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         check_beam_arguments(1, args.length_penalty, None)
     model = from_pretrained(args.model)
     kind = require_generating(model, args.model, "translate")
-    with_weights(model, args.weights)
+    ready_for_decoding(model, args)
     sentences = args.sentences or [line.rstrip("\r\n") for line in sys.stdin]
     tokenizer = load_tokenizer(args.model)
     suggested = load_generation_config(args.model)

@@ -31,18 +31,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from attnlab.nn.block import DecoderLayer, EncoderLayer
+from attnlab.nn.compile import compile_blocks, transformer_blocks
 from attnlab.training.distributed import Ranks
 
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("ddp", "fsdp")
-
-
-def transformer_blocks(model: nn.Module) -> list[nn.Module]:
-    """The model's repeated blocks (encoder and decoder layers), outermost first; empty for a
-    model built of other parts (RNN, ConvS2S)."""
-    return [m for m in model.modules() if isinstance(m, EncoderLayer | DecoderLayer)]
 
 
 class _DataParallel(nn.parallel.DistributedDataParallel):
@@ -136,8 +130,7 @@ def parallelize(model: nn.Module, ranks: Ranks, device: torch.device, *, strateg
         for block in blocks:
             checkpoint(block)
     if compile:
-        for part in blocks or [model]:
-            part.compile()
+        compile_blocks(model)
     if not ranks.distributed:
         return Parallel(model, model, ranks, "single", compile)
     if strategy == "ddp":
