@@ -96,7 +96,9 @@ class Int4Linear(nn.Module):
             flat = torch.nn.functional.pad(flat, (0, pad_k))  # (M, Kp)
         out = torch.ops.aten._weight_int4pack_mm_for_cpu(
             flat, self.weight, self.group_size, self.scales_and_zeros)  # (M, Np)
-        out = out[:, : self.out_features].to(x.dtype).reshape(*shape[:-1], self.out_features)
+        if out.size(1) != self.out_features:
+            out = out[:, : self.out_features]  # (M, N)
+        out = out.to(x.dtype).reshape(*shape[:-1], self.out_features)  # (..., N)
         return out if self.bias is None else out + self.bias.to(x.dtype)
 
     def dequantized(self) -> Tensor:
