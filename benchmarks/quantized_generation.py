@@ -4,14 +4,15 @@
   of benchmarks/vs_transformers.py, same random weights on every side), for transformers fp32,
   attnlab fp32, attnlab bf16 weights (`model.to(torch.bfloat16)`), attnlab int8 weight-only
   per channel and int4 in groups of 32 (`attnlab.nn.quant.with_weights`: the matmul in bf16
-  where the CPU computes it natively),
+  where the CPU computes it natively), and with `--compile` the int8 and int4 sides again with
+  their blocks compiled (`nn/compile.py`),
   alternating the sides, median of --repeats; each as a ratio to transformers fp32 and as a
   fraction of the generation roofline (bytes each decode step reads / measured bandwidth);
 - quality: validation perplexity of a GPT-2 trained here on real text (the World English Bible,
   Debian's sword-text-web; `attnlab train lm`, fixed steps) in each format, and the
   share of greedy continuations (32 tokens from 20 held-out prompts) identical to fp32.
 
-    python benchmarks/quantized_generation.py            # ~10 minutes on 2 cores
+    python benchmarks/quantized_generation.py --compile  # ~12 minutes on 2 cores
     python benchmarks/quantized_generation.py --quick    # tiny shapes, seconds
 
 Run it alone. Writes benchmarks/results/quantized_generation.json.
@@ -34,6 +35,7 @@ from vs_transformers import MODELS, QUICK, alternate, build_pair  # noqa: E402
 
 from attnlab.evaluation.machine import record_header  # noqa: E402
 from attnlab.evaluation.roofline import generation_roofline, read_bandwidth  # noqa: E402
+from attnlab.nn.compile import compile_blocks  # noqa: E402
 from attnlab.nn.quant import native_bf16, with_weights  # noqa: E402
 
 SCRIPT = "benchmarks/quantized_generation.py"
@@ -51,6 +53,10 @@ def speed(name: str, family: str, values: dict, args, bandwidth: float) -> list[
     ours, hf = build_pair(family, values)
     ours.eval(), hf.eval()
     sides = variants(ours)
+    if args.compile:  # the quantized sides again with their blocks compiled (--compile)
+        for side in ("attnlab int8", "attnlab int4"):
+            sides[f"{side}, compiled"] = compile_blocks(copy.deepcopy(sides[side]),
+                                                        dynamic=True)
     records = []
     vocab = values["vocab_size"]
     for batch in args.batch_sizes:
@@ -149,9 +155,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=1500, help="training steps of the quality model")
     p.add_argument("--work-dir", default="runs/quantized-benchmark")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the int8 and int4 sides with compiled blocks")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
     import transformers
+
+    # every compiled side adds graphs (prefill and decode shapes) for the same block code
+    torch._dynamo.config.recompile_limit = 64
 
     record = {**record_header(SCRIPT, sys.argv[1:] if argv is None else argv),
               "torch": torch.__version__, "transformers": transformers.__version__,
