@@ -36,7 +36,7 @@ Runs alternate between the two sides (order flipped every repeat); each figure i
 --repeats runs after one warm-up run of each side (which also gives the tokens compared).
 The torch thread count is recorded (--threads, default torch's).
 
-    python benchmarks/vs_marian.py            # opus-mt-en-de shape, batch 1 and 16 (~4 min)
+    python benchmarks/vs_marian.py            # opus-mt-en-de shape, batch 1 and 16 (~2 min idle)
     python benchmarks/vs_marian.py --quick    # tiny model, seconds
 
 Writes benchmarks/results/vs_marian.json. Target (issue 19): >= 1.5x at batch 1 and 16.
