@@ -45,6 +45,7 @@ Writes benchmarks/results/vs_marian.json. Target (issue 19): >= 1.5x at batch 1 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -60,6 +61,7 @@ from attnlab.evaluation.machine import record_header  # noqa: E402
 from attnlab.evaluation.roofline import cpu_flags  # noqa: E402
 from attnlab.io.hf import marian  # noqa: E402
 from attnlab.models.transformer import Transformer, TransformerConfig  # noqa: E402
+from attnlab.nn.compile import compile_blocks  # noqa: E402
 from attnlab.serialization import atomic_write  # noqa: E402
 
 SCRIPT = "benchmarks/vs_marian.py"
@@ -112,15 +114,19 @@ def sources(batch: int, vocab: int, seed: int = 0) -> tuple[torch.Tensor, torch.
     return ids, mask
 
 
-def runs(ours, hf, ids, mask, args) -> dict:
-    """The two sides' beam searches as callables returning the new tokens (B, n)."""
+def runs(ours, hf, ids, mask, args, compiled=None) -> dict:
+    """The sides' beam searches as callables returning the new tokens (B, n): attnlab,
+    transformers, and with --compile attnlab with its blocks compiled (`nn/compile.py`)."""
     beam = dict(num_beams=args.beams, length_penalty=0.0, max_new_tokens=args.new_tokens)
-    return {
+    sides = {
         "attnlab": lambda: ours.generate(ids, mask, **beam),
         "transformers": lambda: hf.generate(
             input_ids=ids, attention_mask=mask, do_sample=False, early_stopping=False,
             forced_eos_token_id=None, **beam)[:, 1:],  # transformers keeps the start token
     }
+    if compiled is not None:
+        sides["attnlab compiled"] = lambda: compiled.generate(ids, mask, **beam)
+    return sides
 
 
 def matmul_floor(model: Transformer, rows: int, steps: int, repeats: int) -> float:
@@ -145,10 +151,10 @@ def matmul_floor(model: Transformer, rows: int, steps: int, repeats: int) -> flo
         return alternate({"floor": run}, repeats)["floor"]
 
 
-def measure(ours, hf, batch: int, args) -> dict:
+def measure(ours, hf, batch: int, args, compiled=None) -> dict:
     """One batch size: warm-up (the tokens compared), then alternating timed runs."""
     ids, mask = sources(batch, ours.config.vocab_size, seed=batch)
-    sides = runs(ours, hf, ids, mask, args)
+    sides = runs(ours, hf, ids, mask, args, compiled)
     with torch.no_grad():
         out = {side: fn() for side, fn in sides.items()}  # also the warm-up
         median = alternate(sides, args.repeats)
@@ -161,6 +167,10 @@ def measure(ours, hf, batch: int, args) -> dict:
               "transformers_sentences_per_s": round(batch / median["transformers"], 3),
               "ratio": round(median["transformers"] / median["attnlab"], 3),
               "same_tokens": same}
+    if compiled is not None:
+        record["attnlab_compiled_sentences_per_s"] = round(batch / median["attnlab compiled"], 3)
+        record["compiled_ratio"] = round(median["transformers"] / median["attnlab compiled"], 3)
+        record["compiled_same_tokens"] = torch.equal(out["attnlab compiled"], out["attnlab"])
     floor = matmul_floor(ours, batch * args.beams, args.new_tokens, args.repeats)
     record["matmul_floor_seconds"] = round(floor, 4)
     record["best_possible_ratio"] = round(median["transformers"] / floor, 3)
@@ -179,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-tokens", type=int, default=48)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time attnlab with its blocks compiled (~30 s to compile)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
     import transformers
@@ -198,9 +210,13 @@ def main(argv: list[str] | None = None) -> int:
                         "hypothesis runs max_new_tokens steps on both sides"}
     start = time.perf_counter()
     ours, hf = build_pair(QUICK if args.quick else OPUS_MT_EN_DE)
+    compiled = None
+    if args.compile:
+        torch._dynamo.config.recompile_limit = 64  # prefill / decode shapes of each batch
+        compiled = compile_blocks(copy.deepcopy(ours), dynamic=True)
     record["records"] = []
     for batch in args.batch_sizes:
-        record["records"].append(measure(ours, hf, batch, args))
+        record["records"].append(measure(ours, hf, batch, args, compiled))
         print(json.dumps(record["records"][-1]), flush=True)
     record["load_average_1_5_15"]["end"] = [round(x, 2) for x in os.getloadavg()]
     record["benchmark_seconds"] = round(time.perf_counter() - start, 1)
@@ -208,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batch {r['batch']:>3}: attnlab {r['attnlab_sentences_per_s']:.2f} sent/s, "
               f"transformers {r['transformers_sentences_per_s']:.2f} sent/s, "
               f"ratio {r['ratio']:.2f}x (the matrix products alone: "
-              f"{r['best_possible_ratio']:.2f}x), same tokens: {r['same_tokens']}")
+              f"{r['best_possible_ratio']:.2f}x), same tokens: {r['same_tokens']}"
+              + (f"; compiled {r['compiled_ratio']:.2f}x" if "compiled_ratio" in r else ""))
     text = json.dumps(record, indent=2) + "\n"
     atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))  # never half-written
     print(f"wrote {args.out}")
