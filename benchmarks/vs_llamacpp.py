@@ -7,7 +7,8 @@ downloaded), with 2 threads on each side:
   model written by `attnlab.io.gguf_write` as Q4_1 and as F32;
 - attnlab loading that Q4_1 file with `attnlab.from_pretrained` (its 4-bit blocks kept 4-bit,
   `Int4Linear`), and the float model in fp32, bf16 and int8 weights (`--weights`); the Q4_1
-  and fp32 models again with their blocks compiled (`--compile`, `nn/compile.py`);
+  and fp32 models again with their blocks compiled (`--compile`, `nn/compile.py`), and the Q4_1
+  model with its decoder compiled as one graph (`--compile stack`);
 - transformers fp32 (LlamaForCausalLM with the same weights), the baseline of the other
   benchmarks.
 
@@ -19,7 +20,7 @@ format changes the argmax early (the agreement of llama.cpp Q4_1 with attnlab Q4
 the same 4-bit values, is the meaningful one).
 
     pip install llama-cpp-python        # builds llama.cpp (~10 minutes on 2 cores)
-    python benchmarks/vs_llamacpp.py            # ~5 minutes on 2 cores
+    python benchmarks/vs_llamacpp.py            # ~12 minutes on 2 cores
     python benchmarks/vs_llamacpp.py --quick    # a tiny model, seconds
 
 Run it alone. Writes benchmarks/results/vs_llamacpp.json.
@@ -133,10 +134,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-compile", action="store_true",
-                        help="leave out the compiled attnlab sides (each compiles ~15 s)")
+                        help="leave out the compiled attnlab sides (~4 minutes of compiling)")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    torch._dynamo.config.recompile_limit = 64  # several compiled models share block code
     values = QUICK if args.quick else SMOLLM_135M
     ours, hf = build_pair("llama", values)
     ours.eval(), hf.eval()
@@ -157,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
             models["attnlab Q4_1 file (int4), compiled"] = compile_blocks(
                 attnlab.from_pretrained(files["Q4_1"]), dynamic=True)
             models["attnlab fp32, compiled"] = compile_blocks(copy.deepcopy(ours), dynamic=True)
+            models["attnlab Q4_1 file (int4), compiled stack"] = compile_blocks(
+                attnlab.from_pretrained(files["Q4_1"]), dynamic=True, scope="stack")
         for side, model in models.items():
             runs[side] = torch_side(model, prompt, args.new_tokens)
             bytes_per_step[side] = generation_bytes_per_token(model, 1, context)

@@ -271,6 +271,10 @@ def test_generate_compiled_prints_what_eager_does(gpt2_folder, capsys, monkeypat
     compiled = []
     real = decoding.compile_blocks
     monkeypatch.setattr(decoding, "compile_blocks",
-                        lambda model, dynamic: compiled.append(dynamic) or real(model, dynamic))
+                        lambda model, dynamic, scope: compiled.append((dynamic, scope))
+                        or real(model, dynamic, scope))
     assert main([*argv, "--compile"]) == 0
-    assert capsys.readouterr().out == eager and compiled == [True]
+    assert capsys.readouterr().out == eager and compiled == [(True, "blocks")]
+    with pytest.raises(SystemExit):
+        main([*argv, "--compile", "everything"])
+    assert "invalid choice: 'everything'" in capsys.readouterr().err

@@ -9,6 +9,7 @@ the prompt as its input and prints its output. An encoder-only folder (BERT) is 
     attnlab generate --model T5_DIR --prompt "translate English to German: Hello" --num-beams 4
     attnlab generate --model DIR --prompt "..." --weights int8    # int8 weights: faster on CPU
     attnlab generate --model DIR --prompt "..." --compile         # compiled blocks: faster still
+    attnlab generate --model DIR --prompt "..." --compile stack   # one graph per stack: fastest
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from attnlab.cli.settings import positive_int
 from attnlab.errors import ConfigError, FolderError
 from attnlab.generation.mixin import DECODER_ONLY, GENERATING_KINDS, model_kind
-from attnlab.nn.compile import compile_blocks
+from attnlab.nn.compile import SCOPES, compile_blocks
 from attnlab.nn.quant import WEIGHT_FORMATS, with_weights
 from attnlab.tokenizers import Tokenizer
 
@@ -56,16 +57,18 @@ def add_decoding_flags(parser: argparse.ArgumentParser) -> None:
                              "token), int8 weight-only per channel (a quarter), int4 in groups "
                              "of 32 (an eighth; CPU only); see attnlab.nn.quant. Default: as "
                              "stored (a GGUF file's 4-bit blocks stay 4-bit, the rest fp32)")
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile each Transformer block before decoding (about "
-                             "10-20 s once; pays off over a long output or many inputs on "
-                             "small models, where per-op overhead dominates)")
+    parser.add_argument("--compile", nargs="?", const="blocks", choices=SCOPES, default=None,
+                        help="torch.compile before decoding: 'blocks' (the default when the "
+                             "flag is given alone; each Transformer block, ~10-20 s once) or "
+                             "'stack' (each stack as one graph: faster steps, minutes to "
+                             "compile); pays off on long outputs of small models, where per-op "
+                             "overhead dominates")
 
 
 def ready_for_decoding(model: Any, args: argparse.Namespace) -> Any:
     """The model with the --weights and --compile asked for."""
     with_weights(model, args.weights)
-    return compile_blocks(model, dynamic=True) if args.compile else model
+    return compile_blocks(model, dynamic=True, scope=args.compile) if args.compile else model
 
 
 def require_generating(model: Any, folder: str | Path, command: str) -> str:
