@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vs_transformers import MODELS, QUICK, alternate, build_pair  # noqa: E402
 
-from attnlab.evaluation.machine import record_header  # noqa: E402
+from attnlab.evaluation.machine import record_header, write_record  # noqa: E402
 from attnlab.evaluation.roofline import generation_roofline, read_bandwidth  # noqa: E402
 from attnlab.nn.compile import compile_blocks  # noqa: E402
 from attnlab.nn.quant import native_bf16, with_weights  # noqa: E402
@@ -177,8 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.quick:
         record["quality"] = quality(args)
     record["benchmark_seconds"] = round(time.perf_counter() - start, 1)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(args.out, record)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vs_transformers import alternate, build_pair  # noqa: E402
 
 import attnlab  # noqa: E402
-from attnlab.evaluation.machine import record_header  # noqa: E402
+from attnlab.evaluation.machine import record_header, write_record  # noqa: E402
 from attnlab.evaluation.roofline import generation_bytes_per_token, read_bandwidth  # noqa: E402
 from attnlab.io.gguf_write import write_gguf  # noqa: E402
 from attnlab.nn.compile import compile_blocks  # noqa: E402
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
             "ratio_to_transformers_fp32": round(baseline / seconds, 2),
             "bytes_per_step_mb": round(bytes_per_step[side] / 1e6, 1),
             "roofline_tokens_per_s": round(roofline, 1),
-            "fraction_of_roofline": round(tps / roofline, 3),
+            "fraction_of_roofline": float(f"{tps / roofline:.3g}"),
             "tokens_same_as_attnlab_fp32": round(sum(
                 a == b for a, b in zip(tokens[side], reference, strict=True)) / len(reference),
                 3)})
@@ -207,9 +207,7 @@ def main(argv: list[str] | None = None) -> None:
               "repeats": args.repeats, "threads": args.threads,
               "read_bandwidth_gb_s": round(bandwidth, 1), "records": records}
     if not args.quick or args.out != str(OUT):
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {args.out}")
+        write_record(args.out, result)
 
 
 if __name__ == "__main__":

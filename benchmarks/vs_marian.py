@@ -57,12 +57,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vs_transformers import alternate  # noqa: E402
 
-from attnlab.evaluation.machine import record_header  # noqa: E402
+from attnlab.evaluation.machine import record_header, write_record  # noqa: E402
 from attnlab.evaluation.roofline import cpu_flags  # noqa: E402
 from attnlab.io.hf import marian  # noqa: E402
 from attnlab.models.transformer import Transformer, TransformerConfig  # noqa: E402
 from attnlab.nn.compile import compile_blocks  # noqa: E402
-from attnlab.serialization import atomic_write  # noqa: E402
 
 SCRIPT = "benchmarks/vs_marian.py"
 OUT = Path(__file__).resolve().parent / "results" / "vs_marian.json"
@@ -226,9 +225,7 @@ def main(argv: list[str] | None = None) -> int:
               f"ratio {r['ratio']:.2f}x (the matrix products alone: "
               f"{r['best_possible_ratio']:.2f}x), same tokens: {r['same_tokens']}"
               + (f"; compiled {r['compiled_ratio']:.2f}x" if "compiled_ratio" in r else ""))
-    text = json.dumps(record, indent=2) + "\n"
-    atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))  # never half-written
-    print(f"wrote {args.out}")
+    write_record(args.out, record)
     return 0
 
 

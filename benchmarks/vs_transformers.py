@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from attnlab.evaluation.machine import machine_info
+from attnlab.evaluation.machine import machine_info, write_record
 from attnlab.evaluation.roofline import (
     cpu_flags,
     generation_bytes_per_token,
@@ -41,7 +41,6 @@ from attnlab.evaluation.roofline import (
     training_roofline,
 )
 from attnlab.interop import gpt2, llama
-from attnlab.serialization import atomic_write
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "vs_transformers.json"
 
@@ -217,9 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "records": records,
     }
-    text = json.dumps(result, indent=2) + "\n"
-    atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))  # never half-written
-    print(f"wrote {args.out}")
+    write_record(args.out, result)
     return 0
 
 

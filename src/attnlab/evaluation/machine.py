@@ -44,3 +44,16 @@ def record_header(script: str, argv: list[str]) -> dict[str, Any]:
     return {"command": shlex.join(["python", script, *argv]),
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "machine": machine_info()}
+
+
+def write_record(path: str | Path, record: dict[str, Any]) -> Path:
+    """Write a benchmark record as indented JSON, atomically (never half-written), and say
+    where."""
+    import json
+
+    from attnlab.serialization import atomic_write
+
+    text = json.dumps(record, indent=2) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    print(f"wrote {path}")
+    return Path(path)
