@@ -82,7 +82,7 @@ def speed(name: str, family: str, values: dict, args, bandwidth: float) -> list[
                 "ratio_to_transformers_fp32": round(
                     tps / (batch * args.new_tokens / median["transformers fp32"]), 2),
                 "roofline_tokens_per_s": round(roofline, 1),
-                "fraction_of_roofline": round(tps / roofline, 3),
+                "fraction_of_roofline": float(f"{tps / roofline:.3g}"),
                 "tokens_same_as_fp32": round(float((new == reference).float().mean()), 3)})
             print(json.dumps(records[-1]), flush=True)
     return records
