@@ -209,3 +209,12 @@ def test_bad_arguments_raise(kwargs: dict, name: str) -> None:
     ids, mask = padded_batch(0)
     with pytest.raises(ValueError, match=name):
         beam_search(model, ids, mask, **kwargs)
+
+
+def test_an_unknown_length_penalty_form_is_named():
+    from attnlab.errors import ConfigError
+    from attnlab.generation.beam import check_beam_arguments
+
+    with pytest.raises(ConfigError, match=r"length_penalty_form must be one of \('gnmt', "
+                                          r"'power'\), got 'hf'"):
+        check_beam_arguments(4, 1.0, None, "hf")

@@ -176,3 +176,46 @@ def test_refused_settings_are_named(tmp_path):
     assert "attnlab_version" in json.loads((tmp_path / "native" / "config.json").read_text())
     with pytest.raises(ConfigError, match="'position': 'sinusoidal'"):
         model.save_pretrained(tmp_path / "t", layout="hf")
+
+
+@pytest.mark.parametrize(("eos_bias", "std", "alpha"),
+                         [(3.0, 0.5, 1.0), (2.0, 0.5, 0.6), (0.0, 1.0, 1.0), (4.0, 0.5, 2.0)],
+                         ids=["eos", "alpha-0.6", "full-length", "alpha-2"])
+def test_beam_search_with_hugging_face_rules_matches_transformers(eos_bias, std, alpha,
+                                                                  tmp_path):
+    """With transformers' rules (log P / |Y| ** alpha, EOS forced at the last step, pad never
+    generated) beam 4 gives MarianMTModel.generate's output for any alpha; GNMT's penalty
+    gives another one, so the test can fail."""
+    from attnlab.generation.beam import beam_search
+
+    hf = hf_model(TINY, seed=0, std=std, eos_bias=eos_bias)
+    ours = loaded(hf, tmp_path)
+    ids, mask, _ = batch(TINY)
+    with torch.no_grad():
+        expected = hf.generate(ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
+                               num_beams=4, length_penalty=alpha, forced_eos_token_id=EOS,
+                               bad_words_ids=[[PAD]], early_stopping=False)[:, 1:]
+        got = beam_search(ours, ids, mask, beam_size=4, length_penalty=alpha, max_new_tokens=12,
+                          length_penalty_form="power", force_eos_at_limit=True,
+                          suppress_ids=(PAD,)).sequences
+        gnmt = beam_search(ours, ids, mask, beam_size=4, length_penalty=alpha,
+                           max_new_tokens=12).sequences
+    assert got.tolist() == expected.tolist()
+    assert gnmt.tolist() != expected.tolist()
+
+
+def test_hugging_face_beam_rules_come_from_the_folder(tmp_path):
+    from attnlab.io import hugging_face_beam_rules
+
+    hf = hf_model(TINY)
+    hf.generation_config.forced_eos_token_id = EOS
+    hf.generation_config.bad_words_ids = [[PAD]]
+    hf.generation_config.num_beams, hf.generation_config.length_penalty = 4, 0.8
+    hf.save_pretrained(tmp_path / "hf")
+    assert hugging_face_beam_rules(tmp_path / "hf") == {
+        "length_penalty_form": "power", "length_penalty": 0.8, "force_eos_at_limit": True,
+        "suppress_ids": (PAD,)}
+    from attnlab.models import build_model
+
+    build_model("transformer-tiny").save_pretrained(tmp_path / "ours")
+    assert hugging_face_beam_rules(tmp_path / "ours") == {}  # attnlab's layout ranks by GNMT

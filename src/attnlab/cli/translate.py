@@ -27,7 +27,7 @@ from attnlab.cli.settings import positive_int
 from attnlab.errors import DataError
 from attnlab.generation.beam import MAX_LEN_OFFSET, check_beam_arguments
 from attnlab.generation.mixin import ENCODER_DECODER
-from attnlab.io import load_generation_config, load_tokenizer
+from attnlab.io import hugging_face_beam_rules, load_generation_config, load_tokenizer
 from attnlab.models.auto import from_pretrained
 from attnlab.tasks.translation import translate
 from attnlab.tokenizers import Tokenizer
@@ -43,8 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam-size", type=positive_int, default=None,
                         help="beam width (default: the folder's generation_config.json, else 4)")
     parser.add_argument("--length-penalty", type=float, default=None,
-                        help="GNMT length penalty alpha (default: the folder's "
-                             "generation_config.json, else 0.6)")
+                        help="length penalty alpha: hypotheses rank by log P / "
+                             "((5 + |Y|) / 6) ** alpha (GNMT) for folders attnlab wrote, by "
+                             "log P / |Y| ** alpha for folders transformers wrote, as "
+                             "transformers does (with its forced EOS and bad words). Default: "
+                             "the folder's generation_config.json, else 0.6 (GNMT) or 1.0")
     add_decoding_flags(parser)
 
 
@@ -86,10 +89,14 @@ def run(args: argparse.Namespace) -> int:
     sentences = args.sentences or [line.rstrip("\r\n") for line in sys.stdin]
     tokenizer = load_tokenizer(args.model)
     suggested = load_generation_config(args.model)
-    settings = dict(beam_size=first(args.beam_size, suggested.get("num_beams"), 4),
-                    length_penalty=first(args.length_penalty, suggested.get("length_penalty"),
-                                         0.6))
+    rules = hugging_face_beam_rules(args.model) if kind == ENCODER_DECODER else {}
+    settings: dict[str, Any] = dict(
+        beam_size=first(args.beam_size, suggested.get("num_beams"), 4),
+        length_penalty=first(args.length_penalty, suggested.get("length_penalty"),
+                             rules.pop("length_penalty", None), 0.6))
     check_beam_arguments(settings["beam_size"], settings["length_penalty"], None)
+    if rules:  # a folder transformers wrote: its beams, as transformers would search them
+        settings["beam_rules"] = rules
     # A blank input line gives a blank output line: line i of the output is always the
     # translation of line i of the input (paste/diff-friendly), and errors count every line.
     decode = translate if kind == ENCODER_DECODER else continue_lines

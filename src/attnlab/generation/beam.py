@@ -25,6 +25,12 @@ finished hypothesis; the best `beam` non-EOS continuations stay alive. A sentenc
 it has `beam` finished hypotheses and its best alive beam, scored at its current length, cannot
 beat the worst of them; at its maximum length the alive beams are finished as they are. With
 beam_size=1 this is exactly greedy decoding.
+
+Hugging Face's beam search differs in three settings a Marian (OPUS-MT) folder's
+generation_config.json carries, which `length_penalty_form="power"`, `force_eos_at_limit` and
+`suppress_ids` reproduce: hypotheses are ranked by log P / |Y| ** alpha (alpha 1.0 by
+default), EOS is forced at the last allowed step (its logit set to 0, every other to -inf:
+ForcedEOSTokenLogitsProcessor), and the pad token is never generated (bad_words_ids).
 """
 
 from __future__ import annotations
@@ -51,14 +57,26 @@ class BeamOutput:
     scores: Tensor  # (B,) log P(Y | X) / lp(Y), float32
 
 
+LENGTH_PENALTY_FORMS = ("gnmt", "power")
+
+
 def length_penalty_gnmt(length: int, alpha: float) -> float:
     """GNMT length penalty lp(Y) = ((5 + |Y|) / 6) ** alpha (Wu et al., 2016)."""
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def length_penalty_factor(length: int, alpha: float, form: str = "gnmt") -> float:
+    """lp(Y) of `form`: "gnmt" ((5 + |Y|) / 6) ** alpha, or "power" |Y| ** alpha (Hugging
+    Face's, |Y| counting EOS)."""
+    return length_penalty_gnmt(length, alpha) if form == "gnmt" else float(length) ** alpha
+
+
 def check_beam_arguments(beam_size: int, length_penalty: float,
-                         max_new_tokens: int | None) -> None:
+                         max_new_tokens: int | None, length_penalty_form: str = "gnmt") -> None:
     """Raise a ConfigError naming the first beam search argument out of range."""
+    if length_penalty_form not in LENGTH_PENALTY_FORMS:
+        raise ConfigError(f"length_penalty_form must be one of {LENGTH_PENALTY_FORMS}, got "
+                          f"{length_penalty_form!r}")
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size <= 0:
         raise ConfigError(f"beam_size must be a positive int, got {beam_size!r}")
     if not isinstance(length_penalty, int | float) or not 0.0 <= length_penalty < math.inf:
@@ -82,6 +100,9 @@ def beam_search(
     use_cache: bool = True,
     processor: LogitsProcessor | None = None,
     eos_token_id: int | None = None,
+    length_penalty_form: str = "gnmt",
+    force_eos_at_limit: bool = False,
+    suppress_ids: tuple[int, ...] = (),
 ) -> BeamOutput:
     """Return the best hypothesis per input row of an encoder-decoder under
     log P(Y | X) / lp(Y); sequences start after the start token.
@@ -91,9 +112,10 @@ def beam_search(
     position). The model must offer `encode`, `decode`, `lm_head`, `new_cache` and a config
     with `decoder_start_token_id`, `eos_token_id`, `pad_token_id`, `max_seq_len`.
     `processor` is applied to the logits before the log_softmax; `eos_token_id` defaults to
-    the config's.
+    the config's. `length_penalty_form`, `force_eos_at_limit` and `suppress_ids` give Hugging
+    Face's ranking, forced EOS and bad words (module docstring).
     """
-    check_beam_arguments(beam_size, length_penalty, max_new_tokens)
+    check_beam_arguments(beam_size, length_penalty, max_new_tokens, length_penalty_form)
     config = model.config
     B, S = input_ids.shape
     device = input_ids.device
@@ -110,7 +132,9 @@ def beam_search(
                                 use_cache=use_cache, max_new_tokens=int(max_len.max()))
     eos = config.eos_token_id if eos_token_id is None else eos_token_id
     return search(state, max_len, beam_size=beam_size, length_penalty=length_penalty,
-                  eos_id=eos, pad_id=config.pad_token_id, processor=processor)
+                  eos_id=eos, pad_id=config.pad_token_id, processor=processor,
+                  length_penalty_form=length_penalty_form,
+                  force_eos_at_limit=force_eos_at_limit, suppress_ids=suppress_ids)
 
 
 def search(
@@ -122,6 +146,9 @@ def search(
     eos_id: int,
     pad_id: int,
     processor: LogitsProcessor | None = None,
+    length_penalty_form: str = "gnmt",
+    force_eos_at_limit: bool = False,
+    suppress_ids: tuple[int, ...] = (),
 ) -> BeamOutput:
     """Beam search from a decoding state holding B * beam_size rows (each sentence's beams
     consecutive); `max_len` (B,) is each sentence's maximum number of new tokens. Returns the
@@ -143,6 +170,14 @@ def search(
 
     for t in range(1, L + 1):  # t: hypothesis length once this step's token is appended
         logits = processor(state.next_logits(), state.sequences)  # (B*k, V)
+        if suppress_ids:
+            never = torch.tensor(suppress_ids, device=logits.device)  # (n,)
+            logits = logits.index_fill(1, never, -math.inf)  # (B*k, V)
+        if force_eos_at_limit and bool((max_len == t).any()):
+            last = (max_len == t).repeat_interleave(k)  # (B*k,) rows at their last step
+            forced = torch.full_like(logits[0], -math.inf)  # (V,)
+            forced[eos_id] = 0.0
+            logits = torch.where(last[:, None], forced, logits)  # (B*k, V)
         logp = F.log_softmax(logits, dim=-1)  # (B*k, V)
         # A sentence's best 2k continuations are among each beam's best 2k tokens (a beam adds
         # the same log P to all of its tokens), so only those are added and ranked.
@@ -163,7 +198,7 @@ def search(
             prefix = prefix.gather(1, beam[..., None].expand(-1, -1, t - 1))  # (B, 2k, t-1)
             new_seqs = torch.cat([prefix, token[..., None]], dim=2)  # (B, 2k, t)
             new_seqs = F.pad(new_seqs, (0, L - t), value=pad_id)  # (B, 2k, L)
-            new_scores = top_logp / length_penalty_gnmt(t, length_penalty)  # (B, 2k)
+            new_scores = top_logp / length_penalty_factor(t, length_penalty, length_penalty_form)
             new_scores = new_scores.masked_fill(~finish, -math.inf)  # (B, 2k)
             all_scores = torch.cat([fin_scores, new_scores], dim=1)  # (B, 3k)
             fin_scores, keep = all_scores.topk(k, dim=1)  # (B, k)
@@ -183,7 +218,8 @@ def search(
 
         # Done: k finished hypotheses the best alive beam cannot beat (scored at its current
         # length, as in Hugging Face's default stopping rule), or the maximum length reached.
-        best_alive = alive_logp.max(dim=1).values / length_penalty_gnmt(t, length_penalty)
+        best_alive = alive_logp.max(dim=1).values / length_penalty_factor(
+            t, length_penalty, length_penalty_form)  # (B,)
         worst_finished = fin_scores[:, -1]  # (B,) finite only when k hypotheses are finished
         done |= worst_finished.isfinite() & (best_alive <= worst_finished)
         done |= max_len <= t

@@ -28,11 +28,12 @@ from attnlab.io.folder import (
 )
 from attnlab.io.generation_config import (
     GENERATION_CONFIG_NAME,
+    hugging_face_beam_rules,
     load_generation_config,
     save_generation_config,
 )
 
 __all__ = ["CONFIG_NAME", "GENERATION_CONFIG_NAME", "HF_LAYOUTS", "TOKENIZER_NAME",
-           "config_from_dict", "config_to_dict", "load_folder", "load_generation_config",
-           "load_tokenizer", "read_config", "read_weights", "save_folder",
-           "save_generation_config", "write_json"]
+           "config_from_dict", "config_to_dict", "hugging_face_beam_rules", "load_folder",
+           "load_generation_config", "load_tokenizer", "read_config", "read_weights",
+           "save_folder", "save_generation_config", "write_json"]

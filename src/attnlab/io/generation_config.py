@@ -55,3 +55,29 @@ def load_generation_config(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     return _checked(read_json(path, "JSON object of generation settings"), path)
+
+
+def hugging_face_beam_rules(directory: str | Path) -> dict[str, Any]:
+    """How Hugging Face's `generate` runs beam search for a folder transformers wrote (its
+    config.json has no `attnlab_version`), as `beam_search` keywords: ranking by
+    log P / |Y| ** alpha with alpha 1.0 unless the folder says otherwise, EOS forced at the last
+    step when `forced_eos_token_id` is the EOS id, single-token `bad_words_ids` (Marian's pad)
+    never generated. Read from generation_config.json, else from config.json (older folders
+    kept them there). {} for a folder attnlab wrote, whose beams rank by GNMT's penalty."""
+    directory = Path(directory)
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        return {}
+    config = read_json(config_path, "JSON object of model settings")
+    if "attnlab_version" in config:
+        return {}
+    path = directory / GENERATION_CONFIG_NAME
+    values = read_json(path, "JSON object of generation settings") if path.is_file() else config
+    eos = values.get("eos_token_id", config.get("eos_token_id"))
+    bad = values.get("bad_words_ids") or []
+    if not isinstance(bad, list) or not all(isinstance(w, list) for w in bad):
+        raise FolderError(f"{path}: bad_words_ids must be a list of lists of ids, got {bad!r}")
+    return {"length_penalty_form": "power",
+            "length_penalty": values.get("length_penalty", 1.0),
+            "force_eos_at_limit": eos is not None and values.get("forced_eos_token_id") == eos,
+            "suppress_ids": tuple(w[0] for w in bad if len(w) == 1)}

@@ -4,6 +4,7 @@ length, and sacreBLEU BLEU / chrF overall, by source length and on named test su
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -23,9 +24,12 @@ from attnlab.training.run import model_device
 def translate(
     model: nn.Module, tokenizer: Tokenizer, sentences: list[str], *, beam_size: int = 4,
     length_penalty: float = 0.6, max_tokens: int = 6000, progress: bool = False,
+    beam_rules: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Translate sentences (batched by length, `max_tokens` padded tokens a batch, returned in
     input order; a blank sentence translates to "", so output i always belongs to input i).
+    `beam_rules`: further `beam_search` keywords (Hugging Face's ranking, forced EOS and bad
+    words for a folder transformers wrote: `io.hugging_face_beam_rules`).
     `progress`: a bar of sentences done on stderr (test-set beam search takes minutes on a
     CPU); off by default so library calls and per-validation decoding stay quiet."""
     outputs: list[str] = [""] * len(sentences)
@@ -56,7 +60,8 @@ def translate(
                                     max_new_tokens=min(limit - 1, longest + 50))
             else:
                 ids = beam_search(model, batch["input_ids"], batch["attention_mask"],
-                                  beam_size=beam_size, length_penalty=length_penalty).sequences
+                                  beam_size=beam_size, length_penalty=length_penalty,
+                                  **(beam_rules or {})).sequences
         for row, index in enumerate(indices):
             outputs[real[index]] = tokenizer.decode(ids[row].tolist())
         bar.update(len(indices))
