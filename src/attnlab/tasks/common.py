@@ -11,6 +11,7 @@ from torch import nn
 
 from attnlab.data.parallel import read_lines
 from attnlab.errors import DataError
+from attnlab.training.optim import adam
 from attnlab.training.run import Task
 from attnlab.training.schedule import cosine_warmup
 from attnlab.training.settings import load_config  # noqa: F401  (re-exported)
@@ -35,9 +36,8 @@ class FamilyTask(Task):
         s = self.settings
         decay = [p for p in model.parameters() if p.dim() >= 2]
         no_decay = [p for p in model.parameters() if p.dim() < 2]
-        return torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
-                                  {"params": no_decay, "weight_decay": 0.0}],
-                                 lr=0.0, betas=self.betas)
+        return adam([{"params": decay, "weight_decay": s.weight_decay},
+                     {"params": no_decay, "weight_decay": 0.0}], lr=0.0, betas=self.betas)
 
     def lr(self, step: int) -> float:
         s = self.settings

@@ -58,6 +58,7 @@ from attnlab.tasks.translation_decode import (  # noqa: F401  (public names kept
 )
 from attnlab.training.checkpoint import average_last  # noqa: F401  (alias: it moved there)
 from attnlab.training.device import resolve_device  # noqa: F401  (alias: it moved there)
+from attnlab.training.optim import adam
 from attnlab.training.run import RunOutcome, Task, model_device, run_task, write_json
 from attnlab.training.schedule import inverse_sqrt_warmup, warmup_linear_decay
 from attnlab.training.settings import (
@@ -399,7 +400,8 @@ class TranslationTask(Task):
         post_norm = not getattr(model.config, "norm_first", True)
         self.peak_per_inverse_sqrt_d = (POST_NORM_PEAK_LR_PER_INVERSE_SQRT_D if post_norm
                                         else PEAK_LR_PER_INVERSE_SQRT_D)
-        return torch.optim.Adam(model.parameters(), lr=0.0, betas=(0.9, 0.98), eps=1e-9)
+        return adam(model.parameters(), decoupled_weight_decay=False, lr=0.0,
+                    betas=(0.9, 0.98), eps=1e-9)
 
     def lr(self, step: int) -> float:
         s = self.settings

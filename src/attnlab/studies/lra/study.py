@@ -36,6 +36,7 @@ from attnlab.studies.lra.data import Split, TaskData
 from attnlab.studies.lra.listops import make_listops
 from attnlab.studies.lra.pixels import make_pixels
 from attnlab.studies.lra.retrieval import make_retrieval
+from attnlab.training.optim import adam
 from attnlab.training.schedule import cosine_warmup
 from attnlab.training.trainer import Trainer, TrainerConfig
 
@@ -258,7 +259,7 @@ def train_one(data: TaskData, name: str, seed: int, s: LRASettings) -> dict[str,
     budget, device = s.budgets[data.name], torch.device(s.device)
     torch.manual_seed(seed)
     model = build_classifier(name, data, s).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=s.weight_decay)
+    optimizer = adam(model.parameters(), lr=budget.lr, weight_decay=s.weight_decay)
     schedule = partial(cosine_warmup, peak_lr=budget.lr, warmup_steps=budget.warmup_steps,
                        total_steps=budget.steps)
     trainer = Trainer(model, optimizer, schedule,
