@@ -278,3 +278,22 @@ def test_generate_compiled_prints_what_eager_does(gpt2_folder, capsys, monkeypat
     with pytest.raises(SystemExit):
         main([*argv, "--compile", "everything"])
     assert "invalid choice: 'everything'" in capsys.readouterr().err
+
+
+def test_device_flag_names_what_is_wrong(gpt2_folder, capsys, monkeypatch):
+    """--device cuda without a GPU is a one-line error; a model with int4 weights asked onto a
+    GPU is refused naming the flag, while --device auto keeps it on the CPU."""
+    import attnlab.training.device as devices
+
+    argv = ["generate", "--model", str(gpt2_folder), "--prompt", "the big dog",
+            "--max-new-tokens", "3"]
+    if not torch.cuda.is_available():
+        assert main([*argv, "--device", "cuda"]) == 2
+        assert "torch sees no CUDA GPU" in capsys.readouterr().err
+    real = devices.resolve_device
+    monkeypatch.setattr(devices, "resolve_device",
+                        lambda device: torch.device("cuda") if device != "cpu" else real(device))
+    assert main([*argv, "--weights", "int4", "--device", "cuda"]) == 2
+    assert "--device cuda: int4 weights run on the CPU only" in capsys.readouterr().err
+    assert main([*argv, "--weights", "int4"]) == 0  # auto: stays on the CPU
+    assert capsys.readouterr().out.startswith("the big dog")

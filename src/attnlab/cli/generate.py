@@ -24,7 +24,7 @@ from attnlab.cli.settings import positive_int
 from attnlab.errors import ConfigError, FolderError
 from attnlab.generation.mixin import DECODER_ONLY, GENERATING_KINDS, model_kind
 from attnlab.nn.compile import SCOPES, compile_blocks
-from attnlab.nn.quant import WEIGHT_FORMATS, with_weights
+from attnlab.nn.quant import WEIGHT_FORMATS, stored_format, with_weights
 from attnlab.tokenizers import Tokenizer
 
 # What an encoder-only folder is good for instead (each takes --model DIR).
@@ -51,12 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_decoding_flags(parser: argparse.ArgumentParser) -> None:
-    """--weights and --compile, shared by the decoding commands (generate, translate)."""
+    """--weights, --device and --compile, shared by the decoding commands (generate,
+    translate)."""
     parser.add_argument("--weights", choices=WEIGHT_FORMATS, default=None,
                         help="weights for decoding: fp32, bf16 (half the bytes to read per "
                              "token), int8 weight-only per channel (a quarter), int4 in groups "
                              "of 32 (an eighth; CPU only); see attnlab.nn.quant. Default: as "
                              "stored (a GGUF file's 4-bit blocks stay 4-bit, the rest fp32)")
+    parser.add_argument("--device", default="auto",
+                        help="cpu, cuda or cuda:N; auto (default) = cuda when a GPU is visible "
+                             "(a model with int4 weights stays on the CPU)")
     parser.add_argument("--compile", nargs="?", const="blocks", choices=SCOPES, default=None,
                         help="torch.compile before decoding: 'blocks' (the default when the "
                              "flag is given alone; each Transformer block, ~10-20 s once) or "
@@ -66,8 +70,19 @@ def add_decoding_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def ready_for_decoding(model: Any, args: argparse.Namespace) -> Any:
-    """The model with the --weights and --compile asked for."""
+    """The model with the --weights, --device and --compile asked for. 4-bit weights run on the
+    CPU only: with --device auto they stay there, with cuda it is a ConfigError."""
+    from attnlab.training.device import resolve_device
+
     with_weights(model, args.weights)
+    device = resolve_device(args.device)
+    if device.type != "cpu" and stored_format(model) == "int4":
+        if args.device != "auto":
+            raise ConfigError(f"--device {args.device}: int4 weights run on the CPU only "
+                              f"(torch's CPU int4 kernel); use --weights bf16, int8 or fp32 "
+                              f"on a GPU, or --device cpu")
+        device = resolve_device("cpu")
+    model.to(device)
     return compile_blocks(model, dynamic=True, scope=args.compile) if args.compile else model
 
 

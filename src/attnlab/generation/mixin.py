@@ -113,6 +113,10 @@ class GenerationMixin:
         pad = eos if pad is None else pad
         processor = logits_processor(do_sample=do_sample, temperature=temperature, top_k=top_k,
                                      top_p=top_p, repetition_penalty=repetition_penalty)
+        device = next(self.parameters()).device  # type: ignore[attr-defined]
+        input_ids = input_ids.to(device)  # ids made on the CPU follow the model
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(device)
         training = self.training  # type: ignore[attr-defined]
         self.eval()  # type: ignore[attr-defined]  # no dropout while generating
         try:

@@ -80,7 +80,8 @@ def stream_text(model: nn.Module, tokenizer: Tokenizer, prompt: str,
     """Yield the continuation of `prompt` as text, piece by piece, never splitting a multi-byte
     character (a piece is held back while its decoding ends in U+FFFD). The prompt is framed by
     the tokenizer's own post-processor (LLaMA's <s>); stops at EOS."""
-    ids = torch.tensor([tokenizer.encoding(prompt).ids])
+    device = next(model.parameters()).device
+    ids = torch.tensor([tokenizer.encoding(prompt).ids], device=device)  # (1, T)
     eos = settings.get("eos_token_id")
     if eos is None:  # absent or None: the model's, as in generate_steps
         eos = model.config.eos_token_id
