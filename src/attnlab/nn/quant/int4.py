@@ -102,7 +102,9 @@ class Int4Linear(nn.Module):
         return out if self.bias is None else out + self.bias.to(x.dtype)
 
     def dequantized(self) -> Tensor:
-        """The float32 weight the 4-bit one stands for (N, K), computed through the kernel."""
+        """The float32 weight the 4-bit one stands for (N, K), computed through the kernel (the
+        packed layout is the kernel's own), so in the compute dtype: exact with float32
+        compute, rounded to bfloat16 with bfloat16 compute."""
         eye = torch.eye(self.in_features, dtype=self.compute_dtype)  # (K, K)
         bias, self.bias = self.bias, None
         try:
