@@ -14,6 +14,7 @@ A collective that waits longer than the timeout (a rank died or hangs) raises
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -141,6 +142,15 @@ def process_group(device: torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) ->
                   int(os.environ.get("LOCAL_RANK", "0")), timeout_s)
     try:
         yield ranks
+        if owned:  # every rank done with every collective before any leaves the group
+            try:
+                dist.barrier()
+            except RuntimeError as error:  # a peer already gone (a timed-out collective)
+                log.debug("closing barrier: %s; leaving the group anyway", error)
     finally:
         if owned and dist.is_initialized():
+            # Collect what still holds gloo work or tensors now, while the interpreter is
+            # whole: freed at its finalisation they abort the process (SIGABRT, "terminate
+            # called without an active exception"; pytorch/pytorch#179291 describes the cause).
+            gc.collect()
             dist.destroy_process_group()
