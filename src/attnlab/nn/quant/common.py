@@ -53,9 +53,10 @@ def float_linear(weight: Tensor, bias: Tensor | None) -> nn.Linear:
 
 def dequantize_linears(model: nn.Module) -> nn.Module:
     """Replace every quantized linear layer of `model` (in place; any module with a
-    `to_linear()`) by the float32 nn.Linear its weight stands for; returns the model."""
+    `dequantized()` weight and a `bias`) by the float32 nn.Linear its weight stands for; returns
+    the model."""
     swaps = [(parent, name, child) for parent in model.modules()
-             for name, child in parent.named_children() if hasattr(child, "to_linear")]
+             for name, child in parent.named_children() if hasattr(child, "dequantized")]
     for parent, name, child in swaps:
-        setattr(parent, name, child.to_linear())
+        setattr(parent, name, float_linear(child.dequantized(), child.bias))
     return model

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attnlab.nn.quant.common import float_linear, replace_linears, resolve_compute_dtype
+from attnlab.nn.quant.common import replace_linears, resolve_compute_dtype
 
 GROUP_SIZES = (32, 64, 128, 256)
 N_BLOCK = 16  # the output width the CPU kernel handles in blocks of
@@ -111,10 +111,6 @@ class Int4Linear(nn.Module):
             return self.forward(eye).float().T.contiguous()  # (N, K)
         finally:
             self.bias = bias
-
-    def to_linear(self) -> nn.Linear:
-        """The float32 nn.Linear this layer's weight stands for."""
-        return float_linear(self.dequantized(), self.bias)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

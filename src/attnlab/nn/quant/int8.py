@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attnlab.nn.quant.common import float_linear, replace_linears, resolve_compute_dtype
+from attnlab.nn.quant.common import replace_linears, resolve_compute_dtype
 
 K_BLOCK = 16  # the input width the fused kernel handles in blocks of
 
@@ -61,10 +61,6 @@ class Int8Linear(nn.Module):
     def dequantized(self) -> Tensor:
         """The float32 weight the int8 one stands for (N, K)."""
         return self.weight[:, :self.in_features].float() * self.scales.float()[:, None]
-
-    def to_linear(self) -> nn.Linear:
-        """The float32 nn.Linear this layer's weight stands for."""
-        return float_linear(self.dequantized(), self.bias)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
