@@ -20,6 +20,7 @@ from attnlab.models.llama import Llama
 from attnlab.models.rnn import RNNSeq2Seq
 from attnlab.models.t5 import T5
 from attnlab.models.transformer import Transformer
+from attnlab.models.vit import ViT
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,45 @@ PRESETS: dict[str, Preset] = {
                  num_buckets=16, max_distance=64, max_seq_len=256),
         "attnlab test size",
     ),
+    # Dosovitskiy et al. 2021, Table 1 (ViT-Base, ViT-Large) at 16 x 16 patches, 224 x 224
+    # images; the ImageNet-1k heads of the released fine-tuned checkpoints.
+    "vit-base-patch16-224": Preset(
+        ViT, dict(num_labels=1000),
+        "Dosovitskiy et al. 2021, Table 1 (ViT-B/16): 12 layers, d=768, MLP 3072, 12 heads, 86M",
+    ),
+    "vit-large-patch16-224": Preset(
+        ViT, dict(d_model=1024, n_heads=16, n_layers=24, d_ff=4096, num_labels=1000),
+        "Dosovitskiy et al. 2021, Table 1 (ViT-L/16): 24 layers, d=1024, MLP 4096, 16 heads, "
+        "304M",
+    ),
+    # Touvron et al. 2021, Table 1: the smaller widths DeiT introduced (ViT-S = DeiT-S,
+    # ViT-Ti = DeiT-Ti), and DeiT-S with its distillation token (Table 5).
+    "vit-small-patch16-224": Preset(
+        ViT, dict(d_model=384, n_heads=6, n_layers=12, d_ff=1536, num_labels=1000),
+        "Touvron et al. 2021, Table 1 (DeiT-S = ViT-S/16): 12 layers, d=384, 6 heads, 22M",
+    ),
+    "vit-tiny-patch16-224": Preset(
+        ViT, dict(d_model=192, n_heads=3, n_layers=12, d_ff=768, num_labels=1000),
+        "Touvron et al. 2021, Table 1 (DeiT-Ti = ViT-Ti/16): 12 layers, d=192, 3 heads, 5M",
+    ),
+    "deit-small-distilled-patch16-224": Preset(
+        ViT, dict(d_model=384, n_heads=6, n_layers=12, d_ff=1536, num_labels=1000,
+                  distillation=True),
+        "Touvron et al. 2021 (DeiT-S with the distillation token and head): 12 layers, d=384, "
+        "6 heads, 22M",
+    ),
+    "vit-tiny": Preset(
+        ViT, dict(image_size=32, patch_size=8, d_model=64, n_heads=4, n_layers=2, d_ff=128,
+                  num_labels=10),
+        "attnlab test size (< 0.1M params): 32 x 32 images, 8 x 8 patches",
+    ),
+    # Placeholder for the CPU training size of `attnlab train image` on Fashion-MNIST (tuned
+    # by the lead): 28 x 28 grey images in 7 x 7 = 49 patches of 4 x 4.
+    "vit-fashion": Preset(
+        ViT, dict(image_size=28, patch_size=4, num_channels=1, d_model=128, n_heads=4,
+                  n_layers=4, d_ff=256, num_labels=10),
+        "attnlab CPU size (placeholder): 28 x 28 x 1 images, 4 x 4 patches, 4 layers, d=128",
+    ),
 }
 
 # Baselines of issue 6 keep their presets beside their code: name -> (values, source).
@@ -142,4 +182,4 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
 
 
 __all__ = ["GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "Preset", "RNNSeq2Seq", "T5",
-           "Transformer", "build_model", "get_config", "list_models"]
+           "Transformer", "ViT", "build_model", "get_config", "list_models"]
