@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from attnlab.models import conv, rnn
+from attnlab.models.ast import AST
 from attnlab.models.bert import Bert
 from attnlab.models.conv import ConvS2S
 from attnlab.models.gpt import GPT
@@ -119,7 +120,7 @@ PRESETS: dict[str, Preset] = {
         "304M",
     ),
     # Touvron et al. 2021, Table 1: the smaller widths DeiT introduced (ViT-S = DeiT-S,
-    # ViT-Ti = DeiT-Ti), and DeiT-S with its distillation token (Table 5).
+    # ViT-Ti = DeiT-Ti), and DeiT-S with its distillation token (sec. 4).
     "vit-small-patch16-224": Preset(
         ViT, dict(d_model=384, n_heads=6, n_layers=12, d_ff=1536, num_labels=1000),
         "Touvron et al. 2021, Table 1 (DeiT-S = ViT-S/16): 12 layers, d=384, 6 heads, 22M",
@@ -145,6 +146,26 @@ PRESETS: dict[str, Preset] = {
         ViT, dict(image_size=28, patch_size=4, num_channels=1, d_model=128, n_heads=4,
                   n_layers=4, d_ff=256, num_labels=10),
         "attnlab CPU size (placeholder): 28 x 28 x 1 images, 4 x 4 patches, 4 layers, d=128",
+    ),
+    # Gong et al. 2021, sec. 2.1-2.2 and 3.1: DeiT-B's size (12 layers, d=768, 12 heads) over
+    # 128 mel bins x 1024 frames (10.24 s) in 12 x 101 overlapping 16 x 16 patches (stride 10);
+    # AudioSet's 527 classes (transformers' MIT/ast-finetuned-audioset-10-10-0.4593).
+    "ast-base": Preset(
+        AST, dict(),
+        "Gong et al. 2021 (AudioSet, fstride = tstride = 10): 12 layers, d=768, 12 heads, "
+        "1,212 patches, 527 classes, 87M",
+    ),
+    "ast-tiny": Preset(
+        AST, dict(num_mel_bins=32, max_length=64, d_model=64, n_heads=4, n_layers=2, d_ff=128,
+                  num_labels=5),
+        "attnlab test size (< 0.1M params): 32 mel bins x 64 frames in 2 x 5 patches",
+    ),
+    # Placeholder for the CPU training size of `attnlab train audio` on the spoken words (tuned
+    # by the lead): 64 mel bins x 100 frames (1 s) in 5 x 9 patches of 16 x 16, stride 10.
+    "ast-words": Preset(
+        AST, dict(num_mel_bins=64, max_length=100, d_model=128, n_heads=4, n_layers=4, d_ff=256,
+                  num_labels=20),
+        "attnlab CPU size (placeholder): 64 mel bins x 100 frames, 4 layers, d=128",
     ),
 }
 
@@ -181,5 +202,5 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     return PRESETS[name].model_class(config)
 
 
-__all__ = ["GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "Preset", "RNNSeq2Seq", "T5",
+__all__ = ["AST", "GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "Preset", "RNNSeq2Seq", "T5",
            "Transformer", "ViT", "build_model", "get_config", "list_models"]

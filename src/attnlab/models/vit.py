@@ -69,7 +69,7 @@ class ViTConfig:
 
     def __post_init__(self) -> None:
         check_encoder_config(self)
-        check_positive_ints(self, ("image_size", "patch_size", "num_channels"))
+        positive_ints(self, ("image_size", "patch_size", "num_channels"))
         for name, bound in (("image_size", IMAGE_SIZE_LIMIT), ("num_channels", CHANNELS_LIMIT)):
             if getattr(self, name) > bound:
                 raise ConfigError(f"{name}={getattr(self, name)} is outside the sane range "
@@ -83,12 +83,17 @@ class ViTConfig:
         check_labels(self)
 
 
-def check_encoder_config(c: Any) -> None:
-    """The checks of the encoder fields ViT and AST share (ConfigError naming the field)."""
+def positive_ints(c: Any, names: tuple[str, ...]) -> None:
+    """`check_positive_ints` (positive and within `attnlab.io.limits`) as a ConfigError."""
     try:
-        check_positive_ints(c, ("d_model", "n_heads", "n_layers", "d_ff"))
+        check_positive_ints(c, names)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def check_encoder_config(c: Any) -> None:
+    """The checks of the encoder fields ViT and AST share (ConfigError naming the field)."""
+    positive_ints(c, ("d_model", "n_heads", "n_layers", "d_ff"))
     if c.d_model % c.n_heads:
         raise ConfigError(f"d_model ({c.d_model}) must be divisible by n_heads ({c.n_heads})")
     for name in ("dropout", "attention_dropout"):
@@ -306,4 +311,5 @@ class ViT(PretrainedModel):
 
 
 __all__ = ["ImageClassifierOutput", "PatchEmbedding", "ViT", "ViTConfig", "check_encoder_config",
-           "check_labels", "encoder", "encoder_layer", "init_weights", "layer_norm"]
+           "check_labels", "encoder", "encoder_layer", "init_weights", "layer_norm",
+           "positive_ints"]
