@@ -18,6 +18,7 @@ from attnlab.models.bert import Bert
 from attnlab.models.conv import ConvS2S
 from attnlab.models.gpt import GPT
 from attnlab.models.llama import Llama
+from attnlab.models.resnet import ResNet
 from attnlab.models.rnn import RNNSeq2Seq
 from attnlab.models.t5 import T5
 from attnlab.models.transformer import Transformer
@@ -146,6 +147,19 @@ PRESETS: dict[str, Preset] = {
         ViT, dict(image_size=28, patch_size=4, num_channels=1, d_model=128, n_heads=4,
                   n_layers=4, d_ff=256, num_labels=10),
         "attnlab CPU size (placeholder): 28 x 28 x 1 images, 4 x 4 patches, 4 layers, d=128",
+    ),
+    # He et al. 2016, sec. 4.2: the CIFAR-style ResNet (3x3 stem, stages of basic blocks, global
+    # pooling); the convolutional baseline of `attnlab compare --family vision`.
+    "resnet-tiny": Preset(
+        ResNet, dict(image_size=32, num_channels=3, width=8, depths=(1, 1), num_labels=10),
+        "attnlab test size (< 0.01M params): two stages of one basic block, width 8",
+    ),
+    # vit-fashion's parameter count (within 5%; tests/models/test_resnet.py checks it, and the
+    # vision comparison recomputes the width with resnet.width_matching at run time).
+    "resnet-fashion": Preset(
+        ResNet, dict(image_size=28, num_channels=1, width=28, depths=(2, 2, 2), num_labels=10),
+        "attnlab CPU size: ResNet-14 (3 stages of 2 basic blocks, width 28) at vit-fashion's "
+        "parameter count, 28 x 28 x 1 images",
     ),
     # Gong et al. 2021, sec. 2.1-2.2 and 3.1: DeiT-B's size (12 layers, d=768, 12 heads) over
     # 128 mel bins x 1024 frames (10.24 s) in 12 x 101 overlapping 16 x 16 patches (stride 10);
