@@ -118,7 +118,7 @@ PRESETS: dict[str, Preset] = {
     "vit-large-patch16-224": Preset(
         ViT, dict(d_model=1024, n_heads=16, n_layers=24, d_ff=4096, num_labels=1000),
         "Dosovitskiy et al. 2021, Table 1 (ViT-L/16): 24 layers, d=1024, MLP 4096, 16 heads, "
-        "304M",
+        "307M in the table, 304M with a 1000-class head",
     ),
     # Touvron et al. 2021, Table 1: the smaller widths DeiT introduced (ViT-S = DeiT-S,
     # ViT-Ti = DeiT-Ti), and DeiT-S with its distillation token (sec. 4).

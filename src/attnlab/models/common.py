@@ -94,8 +94,8 @@ class PretrainedModel(nn.Module):
 
         layout "hf" writes Hugging Face names, so `transformers` loads the folder with its own
         `from_pretrained`; "attnlab" writes our names; "auto" picks "hf" for the families
-        transformers has (GPT-2, LLaMA, BERT, T5, and a Transformer whose config Marian's
-        layout holds) and "attnlab" for the others.
+        transformers has (GPT-2, LLaMA, BERT, T5, ViT / DeiT, and a Transformer whose config
+        Marian's layout holds) and "attnlab" for the others.
         """
         return save_folder(self, directory, layout=layout, tokenizer=tokenizer,
                            generation=generation)
