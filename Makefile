@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY         := $(VENV)/bin/python
 PIP        := $(PY) -m pip
 
-.PHONY: demo test install install-dev lint bench clean data
+.PHONY: demo test install install-dev lint bench clean data packages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,25 +27,19 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(VENV)/bin/attnlab demo --overwrite  # a second `make demo` replaces runs/demo
 
-test: $(VENV)/.installed-dev
+# The Debian packages of the real data sets and the browser tests, where missing and apt-get can
+# run (root or password-less sudo; else a warning and those tests skip): scripts/debian-packages.sh
+# says why each is needed.
+packages:
+	scripts/debian-packages.sh
+
+test: $(VENV)/.installed-dev packages
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # The real development corpora (docs/data.md): Debian's public-domain Bible modules, installed
-# with apt-get where missing when run as root (else a warning naming them), then both corpora.
-SWORD_PACKAGES := sword-text-web sword-text-kjv sword-text-sparv
-SWORD_CONFS    := $(addprefix /usr/share/sword/mods.d/,engWEB2015eb.conf engKJV2006eb.conf \
-                  spaRV1909eb.conf)
+# where missing (scripts/debian-packages.sh), then both corpora.
 data: $(VENV)/.installed
-	@if ls $(SWORD_CONFS) >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "apt-get install $(SWORD_PACKAGES)"; \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		  apt-get install -y -qq $(SWORD_PACKAGES); } >/dev/null \
-		|| echo "warning: apt-get install $(SWORD_PACKAGES) failed"; \
-	else \
-		echo "warning: not root (or no apt-get); install the modules with:" \
-		     "sudo apt-get install $(SWORD_PACKAGES)"; \
-	fi
+	scripts/debian-packages.sh sword-text-web sword-text-kjv sword-text-sparv
 	$(VENV)/bin/attnlab data bible --pair es-en --out data/bible-es-en --overwrite
 	$(VENV)/bin/attnlab data bible --pair kjv-web --out data/bible-kjv-web --overwrite
 
