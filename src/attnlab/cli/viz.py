@@ -1,9 +1,17 @@
-"""Attention maps of a model folder on one text: per-layer per-head heatmaps, a grid of all
-heads, attention rollout (Abnar & Zuidema 2020), the cross-attention alignment of a translation
-model, maps.json (the weights with their tokens) and a one-file HTML viewer.
+"""Attention maps of a model folder on one text, image or sound: per-layer per-head
+heatmaps, a grid of all heads, attention rollout (Abnar & Zuidema 2020), the cross-attention
+alignment of a translation model, maps.json (the weights with their tokens) and a one-file HTML
+viewer.
 
     attnlab viz --model runs/translate --text "the old farmer sells red apples ." --out viz/
     attnlab viz --model DIR --text "..." --target "..." --out viz/ --layers 1 2 --heads 1
+    attnlab viz --model runs/image --image boot.png --out viz/
+    attnlab viz --model runs/audio --audio yes.wav --out viz/ --layers 3 4
+
+A ViT / DeiT (--image) or AST (--audio) folder gets rollout.png, the rollout from [CLS] to
+every patch over the image or the log-mel spectrogram (frequency up, time right), and
+cls_heads_L<n>.png, each head's [CLS] attention over the patches for the --layers (default: the
+last); the viewer shows the patches: hover or click one to see what it attends to.
 
 Encoder-decoders are teacher-forced on --target (default: the model's own greedy output).
 Layers and heads are numbered from 1, in --layers / --heads, titles and file names:
@@ -27,13 +35,21 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model folder with tokenizer.json")
-    parser.add_argument("--text", required=True, help="the text (the source of a translator)")
+    parser.add_argument("--model", required=True,
+                        help="model folder: a text model with tokenizer.json, or a ViT / DeiT / "
+                             "AST with preprocessor_config.json")
+    given = parser.add_mutually_exclusive_group(required=True)
+    given.add_argument("--text", help="the text (the source of a translator)")
+    given.add_argument("--image", metavar="FILE",
+                       help="an image file, for a ViT or DeiT model folder")
+    given.add_argument("--audio", metavar="FILE",
+                       help="a sound file, for an Audio Spectrogram Transformer folder")
     parser.add_argument("--target", default=None,
                         help="encoder-decoders only: target to teacher-force (default: greedy)")
     parser.add_argument("--out", required=True, help="folder for the PNGs, maps.json, index.html")
     parser.add_argument("--layers", type=positive_int, nargs="+", default=None, metavar="L",
-                        help="per-head heatmaps for these layers only (1-based; default all)")
+                        help="per-head heatmaps for these layers only (1-based; default all; "
+                             "--image / --audio: the last)")
     parser.add_argument("--heads", type=positive_int, nargs="+", default=None, metavar="H",
                         help="per-head heatmaps for these heads only (1-based; default all)")
     parser.add_argument("--no-html", action="store_true", help="skip the HTML viewer")
@@ -73,11 +89,15 @@ def write_html(maps: AttentionMaps, path: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.text is None:
+        return run_patches(args)
     from attnlab.serialization import atomic_write
     from attnlab.viz.extract import maps_from_folder
     from attnlab.viz.maps import AttentionMaps
+    from attnlab.viz.patches import refuse_picture_model
     from attnlab.viz.rollout import rollout_view
 
+    refuse_picture_model(args.model)
     maps = maps_from_folder(args.model, args.text, args.target)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,3 +119,68 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     print(f"wrote {len(per_head)} per-head heatmaps in {out / 'heads'}")
     return 0
+
+
+def run_patches(args: argparse.Namespace) -> int:
+    """--image / --audio: rollout.png, cls_heads_L<n>.png, maps.json, index.html."""
+    from attnlab.errors import ConfigError
+    from attnlab.serialization import atomic_write
+    from attnlab.viz import grid
+    from attnlab.viz.patches import patch_attention_from_folder, plot_cls_heads, plot_rollout
+
+    flag = "--image" if args.image is not None else "--audio"
+    if args.target is not None:
+        raise ConfigError(f"--target is for encoder-decoder models on --text; {flag} takes none")
+    pa = patch_attention_from_folder(args.model, flag, args.image or args.audio)
+    chosen_layers = ([pa.n_layers - 1] if args.layers is None else  # default: the last
+                     grid.check_indices([n - 1 for n in args.layers], pa.n_layers, "layers"))
+    chosen_heads = grid.check_indices(None if args.heads is None else
+                                      [n - 1 for n in args.heads], pa.n_heads, "heads")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [plot_rollout(pa, out / "rollout.png")]
+    written += [plot_cls_heads(pa, layer, chosen_heads, out / f"cls_heads_L{layer + 1}.png")
+                for layer in chosen_layers]
+    layers, heads = embedded(pa.n_layers, pa.n_heads, len(pa.tokens), chosen_layers,
+                             chosen_heads)
+    maps = pa.to_maps(layers, heads)
+    text = json.dumps(maps.to_json()) + "\n"
+    written.append(atomic_write(out / "maps.json", lambda t: Path(t).write_text(text)))
+    if not args.no_html:
+        written.append(write_html(maps, out / "index.html"))
+    g = pa.grid
+    print(f"{pa.family}: {pa.n_layers} layers x {pa.n_heads} heads over {g.grid[0]} x "
+          f"{g.grid[1]} patches of {g.patch[0]}x{g.patch[1]} at stride {g.stride[0]}x"
+          f"{g.stride[1]} (+ {', '.join(g.prefix)})")
+    if layers is not None or heads is not None:
+        what = [f"layers {[i + 1 for i in layers]}" if layers is not None else "",
+                f"heads {[h + 1 for h in heads]}" if heads is not None else ""]
+        print(f"maps.json and the viewer hold {' and '.join(w for w in what if w)} only (all "
+              f"would pass {MAX_EMBEDDED:,} weights); choose others with --layers / --heads")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+MAX_EMBEDDED = 4_000_000  # attention weights in maps.json / the viewer: about 30 MB of JSON
+
+
+def embedded(n_layers: int, n_heads: int, tokens: int, layers: list[int], heads: list[int]
+             ) -> tuple[list[int] | None, list[int] | None]:
+    """The layers and heads (0-based; None: all) maps.json and the viewer hold: all of them
+    when they fit MAX_EMBEDDED weights (with the rollout's one map per layer), else the ones
+    --layers / --heads chose (default: the last layer, every head); too many even then is a
+    ConfigError naming both flags."""
+    from attnlab.errors import ConfigError
+
+    def size(n_l: int, n_h: int) -> int:
+        return n_l * (n_h + 1) * tokens * tokens
+
+    if size(n_layers, n_heads) <= MAX_EMBEDDED:
+        return None, None
+    if size(len(layers), len(heads)) > MAX_EMBEDDED:
+        raise ConfigError(
+            f"--layers / --heads: {len(layers)} layers x {len(heads)} heads over {tokens} tokens "
+            f"are {size(len(layers), len(heads)):,} weights, more than the viewer's "
+            f"{MAX_EMBEDDED:,}; choose fewer (e.g. --layers {layers[-1] + 1} --heads 1 2)")
+    return layers, (None if len(heads) == n_heads else heads)

@@ -6,12 +6,16 @@
   var DATA = JSON.parse(document.getElementById("attn-data").textContent);
   var $ = function (id) { return document.getElementById(id); };
   var SVGNS = document.getElementById("lines").namespaceURI;  // the <svg> markup sets it
-  var state = { view: 0, layer: 0, head: "mean", scale: "max", hover: null, cell: null };
+  var state = { view: 0, layer: 0, head: "mean", scale: "max", hover: null, cell: null,
+    query: 0, peek: null };  // query / peek: the chosen and the hovered token (patch maps)
 
   function fail(message) { var e = $("error"); e.textContent = message; e.hidden = false; }
   function view() { return DATA.views[state.view]; }
   function nLayers(v) { return v.weights.length; }
   function nHeads(v) { return v.weights.length ? v.weights[0].length : 0; }
+  // layers and heads are counted from 1; a view holding a selection lists their numbers
+  function layerName(v, l) { return "layer " + (v.layers ? v.layers[l] : l + 1); }
+  function headName(v, h) { return "head " + (v.heads ? v.heads[h] : h + 1); }
 
   var meanCache = {};
   function matrix() {  // (T, S) for the chosen layer and head, or the mean of heads
@@ -57,8 +61,8 @@
     if (state.layer >= L) { state.layer = L - 1; }
     if (state.head !== "mean" && state.head >= H) { state.head = "mean"; }
     // layers and heads are counted from 1, as `attnlab viz` and `attnlab heads` name them
-    for (var l = 0; l < L; l++) { layers.push([l, "layer " + (l + 1)]); }
-    for (var h = 0; h < H; h++) { heads.push([h, "head " + (h + 1)]); }
+    for (var l = 0; l < L; l++) { layers.push([l, layerName(v, l)]); }
+    for (var h = 0; h < H; h++) { heads.push([h, headName(v, h)]); }
     fillSelect($("layer-select"), layers, state.layer);
     fillSelect($("head-select"), heads, state.head);
     $("view-select").value = String(state.view);
@@ -207,21 +211,165 @@
     $("legend-min").textContent = "0";
     $("legend-max").textContent = top.toFixed(3);
     $("legend-label").textContent =
-      state.head === "mean" ? "(mean of heads)" : "(head " + (state.head + 1) + ")";
+      state.head === "mean" ? "(mean of heads)" : "(" + headName(view(), state.head) + ")";
+  }
+
+  // ---- patches (ViT, DeiT, AST): the picture cut into its patches ----
+  // Token prefix + i * grid[1] + j is patch (i, j): picture rows [i * stride[0], + patch[0])
+  // and columns [j * stride[1], + patch[1]) in the model's order; a spectrogram is drawn
+  // frequency up (flip_rows). A pixel under overlapping windows shows their mean weight.
+  var P = DATA.patches || null, picture = null, patchGeometry = null, RGB = null;
+  var HEAT_ALPHA = 0.55;
+  function nPrefix() { return P.prefix.length; }
+  function tokenName(k) { return view().key_tokens[k]; }
+  function patchWindow(k) {  // token k (a patch) -> [top, left, rows, cols] as drawn
+    var n = k - nPrefix(), i = Math.floor(n / P.grid[1]), j = n % P.grid[1];
+    var top = i * P.stride[0];
+    if (P.flip_rows) { top = P.size[0] - top - P.patch[0]; }
+    return [top, j * P.stride[1], P.patch[0], P.patch[1]];
+  }
+  function patchHeat(row) {  // one query's weights over all tokens -> per pixel, NaN: no patch
+    var R = P.size[0], C = P.size[1], sum = new Float64Array(R * C), count = new Uint8Array(R * C);
+    for (var k = nPrefix(); k < row.length; k++) {
+      var w = patchWindow(k);
+      for (var r = w[0]; r < w[0] + w[2]; r++) {
+        for (var c = w[1]; c < w[1] + w[3]; c++) { sum[r * C + c] += row[k]; count[r * C + c]++; }
+      }
+    }
+    var heat = new Float64Array(R * C);
+    for (var p = 0; p < R * C; p++) { heat[p] = count[p] ? sum[p] / count[p] : NaN; }
+    return heat;
+  }
+  function patchAt(x, y) {  // a point on the canvas (CSS px) -> the patch token nearest to it
+    var g = patchGeometry, R = P.size[0], C = P.size[1];
+    if (!g || x < 0 || y < 0 || x >= g.width || y >= g.height) { return null; }
+    var col = Math.min(C - 1, Math.floor(x / g.sx)), row = Math.min(R - 1, Math.floor(y / g.sy));
+    if (P.flip_rows) { row = R - 1 - row; }
+    var nearest = function (pixel, axis) {  // the window whose centre is closest
+      var i = Math.round((pixel - (P.patch[axis] - 1) / 2) / P.stride[axis]);
+      return Math.min(P.grid[axis] - 1, Math.max(0, i));
+    };
+    return nPrefix() + nearest(row, 0) * P.grid[1] + nearest(col, 1);
+  }
+  function patchCentre(k) {  // canvas point (CSS px) at the middle of patch token k
+    var w = patchWindow(k), g = patchGeometry;
+    return [(w[1] + w[3] / 2) * g.sx, (w[0] + w[2] / 2) * g.sy];
+  }
+  function shownQuery() { return state.peek !== null ? state.peek : state.query; }
+  function buildPatches() {
+    $("tokens-panel").hidden = true;
+    $("patches-panel").hidden = false;
+    RGB = DATA.colormap.map(function (c) {
+      return [1, 3, 5].map(function (i) { return parseInt(c.slice(i, i + 2), 16); });
+    });
+    var box = $("prefix-list");
+    P.prefix.forEach(function (name, k) {
+      var el = document.createElement("span");
+      el.className = "cell"; el.tabIndex = 0; el.dataset.index = String(k);
+      el.addEventListener("mouseenter", function () { state.peek = k; render(); });
+      el.addEventListener("mouseleave", function () { state.peek = null; render(); });
+      el.addEventListener("click", function () { state.query = k; render(); });
+      el.addEventListener("focus", function () { state.query = k; render(); });
+      box.appendChild(el);
+    });
+    var canvas = $("patch-canvas");
+    var point = function (e) {
+      var r = canvas.getBoundingClientRect();
+      return patchAt(e.clientX - r.left, e.clientY - r.top);
+    };
+    canvas.addEventListener("mousemove", function (e) {
+      var k = point(e);
+      if (k !== state.peek) { state.peek = k; render(); }
+    });
+    canvas.addEventListener("mouseleave", function () { state.peek = null; render(); });
+    canvas.addEventListener("click", function (e) {
+      var k = point(e);
+      if (k !== null) { state.query = k; render(); }
+    });
+    canvas.addEventListener("keydown", function (e) {
+      var moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+      if (!moves[e.key]) { return; }
+      e.preventDefault();
+      var n = Math.max(0, state.query - nPrefix()), d = moves[e.key];
+      var i = Math.floor(n / P.grid[1]) + (P.flip_rows ? -d[0] : d[0]), j = n % P.grid[1] + d[1];
+      i = Math.min(P.grid[0] - 1, Math.max(0, i)); j = Math.min(P.grid[1] - 1, Math.max(0, j));
+      state.query = nPrefix() + i * P.grid[1] + j; state.peek = null; render();
+    });
+    var bytes = atob(P.png), data = new Uint8Array(bytes.length);
+    for (var i = 0; i < bytes.length; i++) { data[i] = bytes.charCodeAt(i); }
+    createImageBitmap(new Blob([data], { type: "image/png" })).then(function (bitmap) {
+      picture = bitmap; window.attnViewer.ready = true; render();
+    }, function (err) { fail("the picture could not be decoded: " + err); });
+  }
+  function drawPatches(m) {
+    var q = shownQuery(), row = m[q], R = P.size[0], C = P.size[1];
+    var sx = Math.min(16, 560 / C), sy = Math.min(16, Math.max(sx, 200 / R));
+    var width = Math.round(C * sx), height = Math.round(R * sy);
+    var canvas = $("patch-canvas"), ctx = canvas.getContext("2d"), ratio = window.devicePixelRatio || 1;
+    canvas.width = Math.round(width * ratio); canvas.height = Math.round(height * ratio);
+    canvas.style.width = width + "px"; canvas.style.height = height + "px";
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.fillStyle = "#888"; ctx.fillRect(0, 0, width, height);
+    if (picture) { ctx.drawImage(picture, 0, 0, width, height); }
+    var keys = row.slice(nPrefix()), top = 0, best = nPrefix();
+    keys.forEach(function (w, i) { if (w > top) { top = w; best = nPrefix() + i; } });
+    top = state.scale === "one" || top <= 0 ? 1 : top;
+    var heat = patchHeat(row), layer = document.createElement("canvas");
+    layer.width = C; layer.height = R;
+    var lctx = layer.getContext("2d"), img = lctx.createImageData(C, R);
+    for (var p = 0; p < R * C; p++) {
+      if (isNaN(heat[p])) { continue; }  // no patch covers it: the picture shows as it is
+      var rgb = RGB[Math.round(Math.min(1, Math.max(0, heat[p] / top)) * (RGB.length - 1))];
+      img.data[4 * p] = rgb[0]; img.data[4 * p + 1] = rgb[1]; img.data[4 * p + 2] = rgb[2];
+      img.data[4 * p + 3] = Math.round(255 * HEAT_ALPHA);
+    }
+    lctx.putImageData(img, 0, 0);
+    ctx.drawImage(layer, 0, 0, width, height);
+    ctx.strokeStyle = "rgba(255, 255, 255, 0.35)"; ctx.lineWidth = 1; ctx.beginPath();
+    for (var i = 0; i <= P.grid[0]; i++) {  // the grid the strides cut
+      var y = (P.flip_rows ? R - i * P.stride[0] : i * P.stride[0]) * sy;
+      ctx.moveTo(0, y); ctx.lineTo(width, y);
+    }
+    for (var j = 0; j <= P.grid[1]; j++) {
+      ctx.moveTo(j * P.stride[1] * sx, 0); ctx.lineTo(j * P.stride[1] * sx, height);
+    }
+    ctx.stroke();
+    patchGeometry = { sx: sx, sy: sy, width: width, height: height, query: q, top: top,
+      best: best };
+    var outline = function (k, colour, dash) {
+      var w = patchWindow(k);
+      ctx.strokeStyle = colour; ctx.lineWidth = 2; ctx.setLineDash(dash);
+      ctx.strokeRect(w[1] * sx + 1, w[0] * sy + 1, w[3] * sx - 2, w[2] * sy - 2);
+      ctx.setLineDash([]);
+    };
+    outline(best, "#fff", [4, 3]);
+    if (q >= nPrefix()) { outline(q, "#e07000", []); }
+    Array.prototype.forEach.call($("prefix-list").children, function (el, k) {
+      el.textContent = P.prefix[k] + " " + row[k].toFixed(3);
+      el.dataset.weight = row[k].toFixed(4);
+      el.style.backgroundColor = "rgba(224, 112, 0, " + Math.min(1, row[k]).toFixed(3) + ")";
+      el.classList.toggle("active", k === q);
+    });
+    var prefix = P.prefix.map(function (name, k) { return name + " " + row[k].toFixed(4); });
+    $("patch-info").textContent = "query " + tokenName(q) + (state.peek !== null ? " (hover)" : "") +
+      ": strongest patch " + tokenName(best) + " " + row[best].toFixed(4) + " \u00b7 " +
+      prefix.join(", ") + " \u00b7 colour 0 to " + top.toFixed(3);
   }
 
   function render() {
     var v = view(), m = matrix(), top = scaleMax(m);
-    $("subtitle").textContent = v.name + " \u00b7 layer " + (state.layer + 1) + " \u00b7 " +
-      (state.head !== "mean" ? "head " + (state.head + 1)
+    $("subtitle").textContent = v.name + " \u00b7 " + layerName(v, state.layer) + " \u00b7 " +
+      (state.head !== "mean" ? headName(v, state.head)
         : nHeads(v) === 1 ? "1 head" : "mean of " + nHeads(v) + " heads") +
       " \u00b7 " + v.query_tokens.length + " queries \u00d7 " + v.key_tokens.length + " keys";
-    drawHeatmap(m, top); showCell(m); drawTokens(m, top); drawLegend(top);
+    drawHeatmap(m, top); showCell(m); drawLegend(top);
+    if (P) { drawPatches(m); } else { drawTokens(m, top); }
   }
   function setHover(h) { state.hover = h; render(); }
   function setView(i) {
     state.view = i; state.hover = null; state.cell = null;
-    syncControls(); buildTokens(); render();
+    syncControls(); if (!P) { buildTokens(); } render();
   }
   function setHead(h) { state.head = h; syncControls(); render(); }
   function setLayer(l) { state.layer = l; syncControls(); render(); }
@@ -276,11 +424,14 @@
       if (keys[e.key]) { step(keys[e.key][0], keys[e.key][1]); }
     });
     window.addEventListener("resize", render);
-    setView(0);
-    // read-only hook for tests and the console: the matrix drawn now
+    // read-only hook for tests and the console: the matrix drawn now; with patches, `ready`
+    // turns true once the picture is decoded
     window.attnViewer = {
-      state: state, matrix: matrix, geometry: function () { return geometry; },
+      state: state, matrix: matrix, geometry: function () { return geometry; }, ready: !P,
+      patchGeometry: function () { return patchGeometry; }, patchCentre: patchCentre,
     };
+    if (P) { buildPatches(); }
+    setView(0);
   }
   try { start(); } catch (err) { fail("viewer failed: " + err.message); throw err; }
 })();
