@@ -22,6 +22,7 @@ from attnlab import __version__
 from attnlab.cli import (
     average,
     bench,
+    classify,
     compare,
     data,
     demo,
@@ -50,7 +51,10 @@ from attnlab.training.distributed import CollectiveTimeout, rank_prefix
 COMMANDS = {
     "list": (listing, "list registered attentions, positions, kernels and model presets"),
     "demo": (demo, "train a translator on the built-in corpus: BLEU, samples, attention map"),
-    "train": (train, "train a model: translate, lm (decoder-only), mlm or classify (encoder)"),
+    "train": (train, "train a model: translate, lm (decoder-only), mlm or classify (encoder), "
+                     "image (ViT), audio (AST)"),
+    "classify": (classify, "top-k classes of image or audio files with a ViT / DeiT / AST "
+                           "model folder"),
     "translate": (translate, "translate sentences with a trained model (beam search)"),
     "evaluate": (evaluate, "BLEU / chrF of a trained model with sacreBLEU, by length bucket"),
     "average": (average, "average the last N checkpoints of a run"),
@@ -68,8 +72,8 @@ COMMANDS = {
 
 # Commands whose work is long enough for torch's thread count to matter: they take --threads
 # after the command name too, and warn when the machine's load suggests oversubscription.
-COMPUTING = frozenset({"demo", "train", "prepare", "translate", "evaluate", "generate", "bench",
-                       "viz", "heads", "embed-compare", "compare"})
+COMPUTING = frozenset({"demo", "train", "classify", "prepare", "translate", "evaluate",
+                       "generate", "bench", "viz", "heads", "embed-compare", "compare"})
 
 
 class Parser(argparse.ArgumentParser):

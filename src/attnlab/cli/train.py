@@ -1,5 +1,5 @@
-"""Train a model: `attnlab train translate | lm | mlm | classify`. See `attnlab train TASK
---help`.
+"""Train a model: `attnlab train translate | lm | mlm | classify | image | audio`. See
+`attnlab train TASK --help`.
 
 Every task runs on the one run routine and takes the same run flags, generated from its
 settings: --config FILE, --set FIELD=VALUE, --out, --max-steps, --time-budget, --seed,
@@ -29,7 +29,9 @@ from attnlab.cli.settings import (  # noqa: F401  (positive_int / positive_float
     positive_int,
 )
 from attnlab.cli.settings import settings_from_args as settings_of
+from attnlab.tasks.audio_classification import AudioClassificationTask, AudioSettings
 from attnlab.tasks.classification import ClassificationTask, ClassifySettings
+from attnlab.tasks.image_classification import ImageClassificationTask, ImageSettings
 from attnlab.tasks.language_model import LanguageModelTask, LMSettings
 from attnlab.tasks.masked_lm import MaskedLMTask, MLMSettings
 from attnlab.tasks.translation import RECIPES, TranslationSettings, TranslationTask
@@ -91,6 +93,18 @@ def mlm_summary(m: dict[str, Any], s: MLMSettings) -> list[str]:
             f"model in {s.out}"]
 
 
+def perception_summary(m: dict[str, Any], s: ImageSettings | AudioSettings) -> list[str]:
+    kind = "image" if isinstance(s, ImageSettings) else "audio"
+    held_out = (f" ({m['speakers']['test']} held-out voices)"
+                if m.get("speakers") else "")
+    return [f"test accuracy {m['test_accuracy']:.2%}{held_out}, validation accuracy "
+            f"{m['valid_accuracy']:.2%} over {len(m['classes'])} classes",
+            f"{m['steps']:,} steps ({m['stopped_by']}) in {m['train_seconds']:.0f}s, "
+            f"{m['train_examples_per_second']:,.0f} examples/s; {m['params']:,} parameters",
+            f"model in {s.out} (confusion_matrix.png, metrics.json); try `attnlab classify "
+            f"--model {s.out} FILE` or `attnlab viz --model {s.out} --{kind} FILE`"]
+
+
 COMMANDS: dict[str, TrainCommand] = {
     "translate": TrainCommand(
         TranslationSettings, TranslationTask,
@@ -146,6 +160,38 @@ COMMANDS: dict[str, TrainCommand] = {
                "  # or a transformers BERT saved locally: model.save_pretrained(DIR) and\n"
                "  # tokenizer.save_pretrained(DIR), then --init DIR",
         summary=classify_summary),
+    "image": TrainCommand(
+        ImageSettings, ImageClassificationTask,
+        help="image classification with a Vision Transformer (ViT / DeiT)",
+        description="A Vision Transformer (Dosovitskiy et al. 2021) on the built-in "
+                    "Fashion-MNIST (Debian's dataset-fashion-mnist: 60,000 training and 10,000 "
+                    "test images) or 8x8 digits, or on a folder of class folders "
+                    "(DIR/train/<class>/*.png|jpg, DIR/test/<class>/...). Random crops and "
+                    "flips, label smoothing, AdamW with warmup and cosine decay; writes "
+                    "metrics.json, confusion_matrix.png and a folder transformers loads as "
+                    "ViTForImageClassification.",
+        epilog="examples:\n"
+               "  attnlab train image --config fashion-mnist              # the recipe\n"
+               "  attnlab train image --config fashion-mnist --time-budget 600\n"
+               "  attnlab train image --data builtin:digits --no-flip --set patch_size=2\n"
+               "  attnlab train image --data photos --image-size 64 --set patch_size=8\n"
+               "  attnlab classify --model runs/image shirt.png",
+        summary=perception_summary, recipes=RECIPES / "image"),
+    "audio": TrainCommand(
+        AudioSettings, AudioClassificationTask,
+        help="audio classification with an Audio Spectrogram Transformer (AST)",
+        description="An Audio Spectrogram Transformer (Gong et al. 2021) on the built-in "
+                    "spoken words (synthesised with Debian's espeak-ng in many voices, speeds "
+                    "and pitches; test voices never occur in training) or on a folder of class "
+                    "folders of WAV / FLAC files (DIR/train/<class>/*.wav, DIR/test/<class>/...;"
+                    " resampled to 16 kHz). Kaldi log-mel filterbanks, SpecAugment, label "
+                    "smoothing; writes metrics.json, confusion_matrix.png and a folder "
+                    "transformers loads as ASTForAudioClassification.",
+        epilog="examples:\n"
+               "  attnlab train audio --config spoken-words               # the recipe\n"
+               "  attnlab train audio --data sounds --out runs/sounds\n"
+               "  attnlab classify --model runs/audio yes.wav",
+        summary=perception_summary, recipes=RECIPES / "audio"),
 }
 
 

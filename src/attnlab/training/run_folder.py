@@ -184,6 +184,9 @@ def _file_print(path: Path) -> dict[str, Any]:
     return {"size": path.stat().st_size, "sha256_first_mb": hashlib.sha256(head).hexdigest()}
 
 
+BUILTIN = "builtin:"  # the prefix of a data setting naming a built-in set
+
+
 def describe(path: Path) -> dict[str, Any]:
     """Size and first-MB hash of a file, or of each file directly in a folder."""
     if path.is_file():
@@ -195,9 +198,10 @@ def describe(path: Path) -> dict[str, Any]:
 
 
 def fingerprint(settings: RunSettings) -> dict[str, Any]:
-    """{field: description} of each data field that names a path."""
-    return {name: describe(Path(getattr(settings, name))) for name in data_fields(type(settings))
-            if getattr(settings, name)}
+    """{field: description} of each data field that names a path (a built-in set,
+    "builtin:NAME", is the same data wherever it runs: it is recorded by its name)."""
+    return {name: describe(Path(value)) for name in data_fields(type(settings))
+            if (value := getattr(settings, name)) and not str(value).startswith(BUILTIN)}
 
 
 def _change(where: str, before: dict[str, Any], now: dict[str, Any]) -> str | None:
