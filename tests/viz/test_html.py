@@ -30,7 +30,7 @@ import torch
 
 from attnlab.viz import html as viewer_html
 from attnlab.viz.html import ASSETS, embed_json, read_asset, render_viewer, write_viewer
-from attnlab.viz.maps import AttentionMaps, AttentionView
+from attnlab.viz.maps import AttentionMaps, AttentionView, PatchGrid
 
 torch.set_num_threads(1)
 
@@ -493,6 +493,174 @@ def test_long_input_stays_light(page: Page, tmp_path: Path) -> None:
     page.hover("#key-list .tok[data-index='63']")
     assert page.js("document.querySelectorAll('#lines line').length") <= 64
     assert page.js("document.querySelectorAll('#query-list .tok[data-weight]').length") == 64
+    assert page.errors() == []
+
+
+# ---- patch maps (ViT, DeiT, AST): the picture cut into patches ----
+
+def _grey_png(rows: int, cols: int, level: int = 128) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (cols, rows), (level, level, level)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _patch_maps(kind: str = "image", layer_numbers: tuple[int, ...] = ()) -> AttentionMaps:
+    """A flat grey picture. image: 3 x 3 patches of 4 x 4 (12 x 12), [CLS]; audio: 2 x 3
+    patches of 4 x 4 at stride 3 over 8 mel bins x 10 frames (bin 7 uncovered), [CLS] +
+    [DIST], drawn frequency up. Head 0: each patch attends to the next patch, [CLS] to
+    patch 4 (image: the centre) or patch 0 (audio: lowest frequency, earliest), the other
+    tokens to themselves. Head 1: uniform."""
+    if kind == "image":
+        grid = PatchGrid("image", (3, 3), (4, 4), (4, 4), (12, 12), ("[CLS]",), False,
+                         _grey_png(12, 12))
+        cls_target = 4
+    else:
+        grid = PatchGrid("audio", (2, 3), (4, 4), (3, 3), (8, 10), ("[CLS]", "[DIST]"), True,
+                         _grey_png(8, 10))
+        cls_target = 0
+    prefix, n = len(grid.prefix), grid.n_patches
+    T = prefix + n
+    w = torch.zeros(2, 2, T, T)
+    w[:, 1] = 1.0 / T
+    for t in range(T):
+        w[:, 0, t, t] = 1.0
+    w[:, 0, 0] = 0.0
+    w[:, 0, 0, prefix + cls_target] = 1.0
+    for k in range(n):
+        w[:, 0, prefix + k] = 0.0
+        w[:, 0, prefix + k, prefix + (k + 1) % n] = 1.0
+    a, b = ("r", "c") if kind == "image" else ("f", "t")
+    tokens = (*grid.prefix, *(f"{a}{i + 1}{b}{j + 1}" for i in range(grid.grid[0])
+                              for j in range(grid.grid[1])))
+    view = AttentionView("self-attention", "self", tokens, tokens, w,
+                         layer_numbers=layer_numbers)
+    rollout = AttentionView("self-attention rollout", "self", tokens, tokens, w.mean(1, True),
+                            layer_numbers=layer_numbers)
+    return AttentionMaps("hand-built", "vit", (view, rollout), patches=grid)
+
+
+def test_patch_maps_json_and_page() -> None:
+    maps = _patch_maps("audio", layer_numbers=(3, 4))
+    data = _embedded(render_viewer(maps))
+    assert data["patches"]["grid"] == [2, 3] and data["patches"]["flip_rows"] is True
+    assert data["patches"]["prefix"] == ["[CLS]", "[DIST]"]
+    assert base64.b64decode(data["patches"]["png"]).startswith(b"\x89PNG")
+    assert data["views"][0]["layers"] == [3, 4] and "heads" not in data["views"][0]
+    text = _embedded(render_viewer(_maps(("a", "b"))))  # text maps: as before
+    assert "patches" not in text and "layers" not in text["views"][0]
+    page = render_viewer(maps)
+    assert not re.search(r"https?:|ftp:|//[\w.-]+\.[a-z]{2,}", page)
+    assert not re.search(r"\b(src|href)\s*=|url\(|fetch\(|XMLHttpRequest", page)
+    with pytest.raises(ValueError, match="patch maps need self-attention over 8 tokens"):
+        AttentionMaps("m", "vit", _maps(("a", "b")).views, patches=maps.patches)
+
+
+def _wait_ready(page: Page) -> None:
+    deadline = time.monotonic() + 10
+    while not page.js("window.attnViewer.ready"):
+        assert time.monotonic() < deadline, "the picture was never decoded"
+        time.sleep(0.05)
+
+
+def _canvas_pixel(page: Page, x: float, y: float) -> list[int]:
+    return page.js(
+        "Array.from(document.getElementById('patch-canvas').getContext('2d')"
+        f".getImageData({x}, {y}, 1, 1).data.slice(0, 3))")
+
+
+def _patch_pixel(page: Page, token: int) -> list[int]:
+    x, y = page.js(f"window.attnViewer.patchCentre({token})")
+    return _canvas_pixel(page, x, y)
+
+
+def _mouse(page: Page, token: int, click: bool = True) -> None:
+    x, y = page.js(
+        "(() => { const c = document.getElementById('patch-canvas'); c.scrollIntoView();"
+        f" const r = c.getBoundingClientRect(), p = window.attnViewer.patchCentre({token});"
+        " return [r.left + p[0], r.top + p[1]]; })()")
+    page.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
+    if click:
+        for kind in ("mousePressed", "mouseReleased"):
+            page.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y,
+                                                   "button": "left", "clickCount": 1})
+
+
+def _blend(colour: str, grey: int = 128, alpha: float = 140 / 255) -> list[int]:
+    """The heat colour over the grey picture at the viewer's opacity (0.55 of 255 = 140)."""
+    return [round(alpha * c + (1 - alpha) * grey) for c in _hex(colour)]
+
+
+def _close(got: list[int], want: list[int], tolerance: int = 3) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(got, want, strict=True))
+
+
+def test_patch_view_draws_the_grid_and_follows_a_click(page: Page, tmp_path: Path) -> None:
+    maps = _patch_maps("image")
+    _load(page, tmp_path, maps)
+    _wait_ready(page)
+    assert page.js("document.getElementById('tokens-panel').hidden") is True
+    assert page.js("document.getElementById('patches-panel').hidden") is False
+    assert page.js("Array.from(document.querySelectorAll('#prefix-list .cell'),"
+                   " e => e.dataset.index)") == ["0"]
+    g = page.js("window.attnViewer.patchGeometry()")
+    assert (g["width"], g["height"]) == (round(12 * g["sx"]), round(12 * g["sy"]))
+    assert page.js("document.getElementById('patch-canvas').style.width") == f"{g['width']}px"
+    page.js("(() => { const s = document.getElementById('head-select');"
+            " s.value = '0'; s.dispatchEvent(new Event('change')); })()")
+    colours = json.loads(re.search(r'"colormap":(\[.*?\])', render_viewer(maps)).group(1))
+    top, bottom = _blend(colours[-1]), _blend(colours[0])
+    # [CLS] (the query at first) looks at the centre patch (token 5) only
+    assert page.js("window.attnViewer.patchGeometry().best") == 5
+    assert _close(_patch_pixel(page, 5), top) and _close(_patch_pixel(page, 1), bottom)
+    _mouse(page, 3)  # click r1c3: it attends to the next patch, r2c1 (token 4)
+    assert page.js("window.attnViewer.state.query") == 3
+    assert page.js("window.attnViewer.patchGeometry().best") == 4
+    assert _close(_patch_pixel(page, 4), top) and _close(_patch_pixel(page, 5), bottom)
+    assert page.js("document.querySelector('#prefix-list .cell').dataset.weight") == "0.0000"
+    _mouse(page, 8, click=False)  # hovering shows r3c2 without choosing it
+    assert page.js("window.attnViewer.state.peek") == 8
+    assert "query r3c2 (hover)" in page.js("document.getElementById('patch-info').textContent")
+    assert _close(_patch_pixel(page, 9), top)
+    page.hover("h1")
+    assert page.js("window.attnViewer.state.peek") is None
+    assert page.js("window.attnViewer.patchGeometry().query") == 3
+    page.js("document.getElementById('patch-canvas').focus()")
+    page.send("Input.dispatchKeyEvent", {"type": "keyDown", "key": "ArrowDown",
+                                         "code": "ArrowDown", "windowsVirtualKeyCode": 40})
+    assert page.js("window.attnViewer.state.query") == 6  # r1c3 -> r2c3
+    page.js("document.querySelector('#prefix-list .cell').click()")
+    assert page.js("window.attnViewer.state.query") == 0
+    assert page.errors() == []
+
+
+def test_spectrogram_patches_are_drawn_frequency_up(page: Page, tmp_path: Path) -> None:
+    _load(page, tmp_path, _patch_maps("audio", layer_numbers=(3, 4)))
+    _wait_ready(page)
+    assert page.js("Array.from(document.querySelectorAll('#layer-select option'),"
+                   " e => e.textContent)") == ["layer 3", "layer 4"]
+    assert page.js("document.querySelectorAll('#prefix-list .cell').length") == 2
+    page.js("(() => { const s = document.getElementById('head-select');"
+            " s.value = '0'; s.dispatchEvent(new Event('change')); })()")
+    g = page.js("window.attnViewer.patchGeometry()")
+    # [CLS] looks at patch (0, 0): the lowest mel bins, drawn at the bottom left (bin 1,
+    # frame 1: no other window); mel bin 7, the top row, no window covers: only the picture
+    low = _canvas_pixel(page, 1.5 * g["sx"], g["height"] - 1.5 * g["sy"])
+    high = _canvas_pixel(page, 1.5 * g["sx"], 0.5 * g["sy"])
+    assert _close(low, _blend(json.loads(re.search(
+        r'"colormap":(\[.*?\])', render_viewer(_patch_maps("audio"))).group(1))[-1]))
+    assert _close(high, [128, 128, 128])
+    _mouse(page, 2)  # f1t1, the bottom-left patch: the click finds it
+    assert page.js("window.attnViewer.state.query") == 2
+    _mouse(page, 7)  # f2t3, the top-right patch
+    assert page.js("window.attnViewer.state.query") == 7
+    page.js("(() => { const s = document.getElementById('view-select'); s.value = '1';"
+            " s.dispatchEvent(new Event('change')); })()")  # the rollout view
+    assert "self-attention rollout" in page.js("document.getElementById('subtitle').textContent")
+    assert page.js("window.attnViewer.patchGeometry().query") == 7
     assert page.errors() == []
 
 

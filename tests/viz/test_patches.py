@@ -206,13 +206,15 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     ImageProcessor(size=32).save(vit)
     deit = build_model("vit-tiny", distillation=True).save_pretrained(root / "deit-tiny")
     ImageProcessor(size=32).save(deit)
+    cnn = build_model("resnet-tiny").save_pretrained(root / "resnet-tiny")
     text = build_model("gpt2-tiny").save_pretrained(root / "gpt2-tiny")
     Tokenizer.train_byte_level(["the apple was red"] * 4, 300, ["<eos>"]).save(
         str(text / "tokenizer.json"))
     picture = root / "shirt.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
                     ).save(picture)
-    return {"vit-tiny": vit, "deit-tiny": deit, "gpt2-tiny": text, "image": picture}
+    return {"vit-tiny": vit, "deit-tiny": deit, "gpt2-tiny": text, "resnet-tiny": cnn,
+            "image": picture}
 
 
 def test_image_writes_rollout_cls_heads_maps_and_viewer(folders, tmp_path, capsys) -> None:
@@ -269,6 +271,10 @@ def test_large_maps_keep_the_chosen_layers(folders, tmp_path, monkeypatch, capsy
      "--audio needs an Audio Spectrogram Transformer (AST) model folder"),
     (lambda f: ["--model", f["vit-tiny"], "--text", "a shirt"],
      "--text needs a text model; --model"),
+    (lambda f: ["--model", f["resnet-tiny"], "--image", f["image"]],
+     "'resnet' model: a CNN (ResNet) has no attention to show"),
+    (lambda f: ["--model", f["resnet-tiny"], "--text", "a shirt"],
+     "--text needs a text model"),
     (lambda f: ["--model", f["vit-tiny"], "--image", f["image"].parent / "none.png"],
      "--image: "),
     (lambda f: ["--model", f["vit-tiny"], "--image", f["image"], "--layers", "3"],

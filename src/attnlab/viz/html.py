@@ -7,6 +7,13 @@ Transformer Model" (bertviz). Hovering or focusing a token shows what it attends
 attends to it. Nothing is fetched at view time: no CDN, and a Content-Security-Policy that
 allows only the page's own script (by hash) keeps it so; it works opened from file://.
 
+Maps of a ViT / DeiT / AST (`AttentionMaps.patches`, see viz/patches.py) show the picture
+instead of token lists: the image or spectrogram cut into its patch grid, with the chosen
+patch's (or [CLS]'s) attention over every patch as a heat overlay; hovering a patch shows its
+row, clicking keeps it, the prefix tokens ([CLS], [DIST]) are cells beside it. The picture
+travels as base64 PNG inside the JSON and is decoded with `createImageBitmap`, so the page
+still loads nothing.
+
 Safety: the maps travel as JSON in a `<script type="application/json">` block with `<`, `>`,
 `&` and the JS line separators written as \\u escapes, so a token such as `</script>` cannot end
 the block; the script shows token text with `textContent` only, never as markup.

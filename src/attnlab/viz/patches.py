@@ -36,6 +36,7 @@ from attnlab.viz.rollout import attention_rollout  # noqa: E402
 IMAGE_TYPES = ("vit", "deit")  # config model_type: ours, and Hugging Face's for DeiT folders
 AUDIO_TYPES = ("audio-spectrogram-transformer",)
 MODEL_TYPES = {"--image": IMAGE_TYPES, "--audio": AUDIO_TYPES}
+NO_ATTENTION = {"resnet": "a CNN (ResNet) has no attention to show"}  # they see, not attend
 ALPHA = 0.55  # opacity of the heat map over the picture
 COLORMAP = "viridis"  # as the attention heatmaps and the viewer
 NAN = float("nan")  # heat of pixels no patch covers: left transparent over the picture
@@ -168,7 +169,8 @@ def check_model_type(model_type: Any, flag: str, directory: str | Path) -> None:
     if model_type in MODEL_TYPES[flag]:
         return
     other = next((f for f, types in MODEL_TYPES.items() if model_type in types), None)
-    hint = f"pass the file with {other}" if other else "give it --text"
+    hint = (f"pass the file with {other}" if other else
+            NO_ATTENTION.get(model_type, "give it --text"))
     needs = "a ViT or DeiT" if flag == "--image" else "an Audio Spectrogram Transformer (AST)"
     raise ConfigError(f"{flag} needs {needs} model folder; --model {directory} holds a "
                       f"{model_type!r} model: {hint}")
@@ -184,9 +186,10 @@ def refuse_picture_model(directory: str | Path) -> None:
     except MissingFileError:
         return
     flag = next((f for f, types in MODEL_TYPES.items() if model_type in types), None)
-    if flag is not None:
+    if flag is not None or model_type in NO_ATTENTION:
+        hint = f"pass the file with {flag}" if flag else NO_ATTENTION[model_type]
         raise ConfigError(f"--text needs a text model; --model {directory} holds a "
-                          f"{model_type!r} model: pass the file with {flag}")
+                          f"{model_type!r} model: {hint}")
 
 
 @torch.no_grad()
