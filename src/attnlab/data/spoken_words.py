@@ -14,7 +14,7 @@ combinations; the combination, speed and pitch are new).
 
 The corpus is written once to `${ATTNLAB_CACHE:-~/.cache/attnlab}/spoken-words-v1/KEY.npz`
 (int16 waveforms, atomic write), KEY hashing every setting, so a changed setting regenerates
-and later runs load it in about a second.
+and later runs load it in a few seconds.
 """
 
 from __future__ import annotations
