@@ -664,6 +664,24 @@ def test_spectrogram_patches_are_drawn_frequency_up(page: Page, tmp_path: Path) 
     assert page.errors() == []
 
 
+def test_many_patches_leave_out_the_matrix(page: Page, tmp_path: Path) -> None:
+    """17 x 17 patches of 2 x 2 (290 tokens): no T x T heatmap, the patch view alone."""
+    grid = PatchGrid("image", (17, 17), (2, 2), (2, 2), (34, 34), ("[CLS]",), False,
+                     _grey_png(34, 34))
+    tokens = ("[CLS]", *(f"r{i}c{j}" for i in range(1, 18) for j in range(1, 18)))
+    weights = torch.rand(1, 1, 290, 290, generator=torch.Generator().manual_seed(0)).softmax(-1)
+    weights[0, 0, 100] = 0.0
+    weights[0, 0, 100, 200] = 1.0  # token 100 (patch r6c15) looks at token 200 alone
+    view = AttentionView("self-attention", "self", tokens, tokens, weights)
+    _load(page, tmp_path, AttentionMaps("big", "vit", (view,), patches=grid))
+    _wait_ready(page)
+    assert page.js("document.getElementById('heatmap-panel').hidden") is True
+    _mouse(page, 100)
+    assert page.js("window.attnViewer.state.query") == 100
+    assert page.js("window.attnViewer.patchGeometry().best") == 200
+    assert page.errors() == []
+
+
 def _screenshot(model: str, text: str, target: str | None, out: Path) -> None:
     """docs/viewer.png: the viewer of a real model's maps, as headless Chromium draws it."""
     from attnlab.viz.extract import maps_from_folder  # the maps `attnlab viz` writes

@@ -260,8 +260,14 @@ def test_large_maps_keep_the_chosen_layers(folders, tmp_path, monkeypatch, capsy
     assert view["layers"] == [2] and "heads" not in view and len(view["weights"]) == 1
     assert "hold layers [2] only" in capsys.readouterr().out
     assert viz("--model", folders["vit-tiny"], "--image", folders["image"], "--out", out,
-               "--layers", "1", "2") == 2
+               "--layers", "1", "2", "--heads", "1", "2", "3", "4") == 2
     assert "--layers / --heads: 2 layers x 4 heads" in capsys.readouterr().err
+    monkeypatch.setattr(viz_cli, "MAX_EMBEDDED", 3 * 17 * 17)  # 2 heads + rollout of 1 layer
+    assert viz("--model", folders["vit-tiny"], "--image", folders["image"], "--out", out,
+               "--layers", "1") == 0
+    view = json.loads((out / "maps.json").read_text())["views"][0]
+    assert view["layers"] == [1] and view["heads"] == [1, 2]
+    assert "hold layers [1] and heads [1, 2] only" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("make_args", "message"), [

@@ -142,7 +142,7 @@ def run_patches(args: argparse.Namespace) -> int:
     written += [plot_cls_heads(pa, layer, chosen_heads, out / f"cls_heads_L{layer + 1}.png")
                 for layer in chosen_layers]
     layers, heads = embedded(pa.n_layers, pa.n_heads, len(pa.tokens), chosen_layers,
-                             chosen_heads)
+                             chosen_heads, heads_given=args.heads is not None)
     maps = pa.to_maps(layers, heads)
     text = json.dumps(maps.to_json()) + "\n"
     written.append(atomic_write(out / "maps.json", lambda t: Path(t).write_text(text)))
@@ -165,12 +165,12 @@ def run_patches(args: argparse.Namespace) -> int:
 MAX_EMBEDDED = 4_000_000  # attention weights in maps.json / the viewer: about 30 MB of JSON
 
 
-def embedded(n_layers: int, n_heads: int, tokens: int, layers: list[int], heads: list[int]
-             ) -> tuple[list[int] | None, list[int] | None]:
+def embedded(n_layers: int, n_heads: int, tokens: int, layers: list[int], heads: list[int],
+             *, heads_given: bool = False) -> tuple[list[int] | None, list[int] | None]:
     """The layers and heads (0-based; None: all) maps.json and the viewer hold: all of them
     when they fit MAX_EMBEDDED weights (with the rollout's one map per layer), else the ones
-    --layers / --heads chose (default: the last layer, every head); too many even then is a
-    ConfigError naming both flags."""
+    --layers / --heads chose (default: the last layer, and as many heads from the first as
+    fit); too many even then is a ConfigError naming both flags."""
     from attnlab.errors import ConfigError
 
     def size(n_l: int, n_h: int) -> int:
@@ -178,6 +178,9 @@ def embedded(n_layers: int, n_heads: int, tokens: int, layers: list[int], heads:
 
     if size(n_layers, n_heads) <= MAX_EMBEDDED:
         return None, None
+    if not heads_given and size(len(layers), len(heads)) > MAX_EMBEDDED:
+        fit = MAX_EMBEDDED // (len(layers) * tokens * tokens) - 1  # - 1: the rollout
+        heads = heads[:max(fit, 1)]
     if size(len(layers), len(heads)) > MAX_EMBEDDED:
         raise ConfigError(
             f"--layers / --heads: {len(layers)} layers x {len(heads)} heads over {tokens} tokens "

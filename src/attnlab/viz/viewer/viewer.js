@@ -219,7 +219,7 @@
   // and columns [j * stride[1], + patch[1]) in the model's order; a spectrogram is drawn
   // frequency up (flip_rows). A pixel under overlapping windows shows their mean weight.
   var P = DATA.patches || null, picture = null, patchGeometry = null, RGB = null;
-  var HEAT_ALPHA = 0.55;
+  var HEAT_ALPHA = 0.55, HEATMAP_LIMIT = 256;  // tokens beyond which the matrix is not drawn
   function nPrefix() { return P.prefix.length; }
   function tokenName(k) { return view().key_tokens[k]; }
   function patchWindow(k) {  // token k (a patch) -> [top, left, rows, cols] as drawn
@@ -259,6 +259,8 @@
   function buildPatches() {
     $("tokens-panel").hidden = true;
     $("patches-panel").hidden = false;
+    // an AST of 1,214 tokens: 1.5M cells per hover; the patch view says it all
+    $("heatmap-panel").hidden = DATA.views[0].key_tokens.length > HEATMAP_LIMIT;
     RGB = DATA.colormap.map(function (c) {
       return [1, 3, 5].map(function (i) { return parseInt(c.slice(i, i + 2), 16); });
     });
@@ -363,7 +365,7 @@
       (state.head !== "mean" ? headName(v, state.head)
         : nHeads(v) === 1 ? "1 head" : "mean of " + nHeads(v) + " heads") +
       " \u00b7 " + v.query_tokens.length + " queries \u00d7 " + v.key_tokens.length + " keys";
-    drawHeatmap(m, top); showCell(m); drawLegend(top);
+    if (!$("heatmap-panel").hidden) { drawHeatmap(m, top); showCell(m); drawLegend(top); }
     if (P) { drawPatches(m); } else { drawTokens(m, top); }
   }
   function setHover(h) { state.hover = h; render(); }
