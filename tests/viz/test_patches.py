@@ -123,6 +123,18 @@ def test_vit_rollout_over_patches(distillation: bool) -> None:
     torch.testing.assert_close(pa.weights[1], out.attentions[1][0])
 
 
+def test_maps_label_the_layers_and_heads_they_hold() -> None:
+    torch.manual_seed(0)
+    pixels = image()
+    pa = extract_patch_attention(build_model("vit-tiny"), pixels.float() / 255, pixels)
+    raw, rollout = pa.to_maps([1, 0], [2]).views
+    assert raw.layer_numbers == rollout.layer_numbers == (2, 1) and raw.head_numbers == (3,)
+    torch.testing.assert_close(raw.weights[0, 0], pa.weights[1, 2])
+    full = pa.to_maps()
+    assert full.views[0].layer_numbers == () and full.views[0].weights.shape == (2, 4, 17, 17)
+    torch.testing.assert_close(full.views[1].weights[-1, 0, 0, 1:], pa.rollout())
+
+
 def zero_queries_and_keys(model: torch.nn.Module) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():

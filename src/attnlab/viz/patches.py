@@ -83,16 +83,14 @@ class PatchAttention:
         when None) of the self-attention and of its rollout, with the patch grid."""
         rows = list(range(self.n_layers)) if layers is None else list(layers)
         cols = list(range(self.n_heads)) if heads is None else list(heads)
-        numbers: dict[str, Any] = {}
-        if len(rows) < self.n_layers:
-            numbers["layer_numbers"] = tuple(i + 1 for i in rows)
+        # a selection (or another order) is labelled with its 1-based numbers
+        layer_numbers = () if rows == list(range(self.n_layers)) else tuple(i + 1 for i in rows)
+        head_numbers = () if cols == list(range(self.n_heads)) else tuple(h + 1 for h in cols)
         raw = AttentionView("self-attention", "self", self.tokens, self.tokens,
-                            self.weights[rows][:, cols], **numbers,
-                            head_numbers=tuple(h + 1 for h in cols)
-                            if len(cols) < self.n_heads else ())
+                            self.weights[rows][:, cols], layer_numbers, head_numbers)
         rolled = attention_rollout(self.weights)[rows][:, None]  # (L', 1, T, T)
         rollout = AttentionView("self-attention rollout", "self", self.tokens, self.tokens,
-                                rolled, **numbers)
+                                rolled, layer_numbers)
         return AttentionMaps(self.model, self.family, (raw, rollout), patches=self.grid)
 
 
