@@ -19,8 +19,8 @@ matched at run time) trained on 1%, 10% and 100% of Fashion-MNIST for the same t
 several seeds: test accuracy against the data fraction, inference and training throughput,
 parameter and activation memory.
 
-    attnlab compare --family vision --quick              # 1 seed, 75 s runs: <= 15 min, 2 CPUs
-    attnlab compare --family vision                      # 3 seeds, 300 s runs: about 1.8 h
+    attnlab compare --family vision --quick              # 1 seed, 70 s runs: <= 15 min, 2 CPUs
+    attnlab compare --family vision                      # 3 seeds, 300 s runs: about 2 hours
     attnlab compare --family vision --fractions 0.05 1 --seconds 120 --seeds 2
 
 Writes results.json (after every run: an interrupted study keeps what finished, and the same
@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     vision = parser.add_argument_group("vision comparison only (--family vision)")
     vision.add_argument("--seconds", type=positive_float, default=None,
                         help="training seconds per run, the same for every architecture and "
-                             "fraction (default 300; quick 75)")
+                             "fraction (default 300; quick 70)")
     vision.add_argument("--fractions", type=fraction, nargs="+", default=None,
                         help="shares of the training images (default 0.01 0.1 1)")
     vision.add_argument("--data", default=None,

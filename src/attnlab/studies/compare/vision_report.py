@@ -289,7 +289,8 @@ def plot_throughput(results: dict[str, Any], path: Path) -> Path | None:
     mem.set_ylabel(f"MiB at batch {batch}")
     mem.set_title("Training memory")
     for ax in (speed, mem):
-        ax.legend()
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.25)  # room for the legend above the bars
+        ax.legend(loc="upper right", ncols=2)
         ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
