@@ -184,8 +184,31 @@ def test_presets_have_the_papers_sizes():
         assert PRESETS[name].source
     assert size("vit-tiny") < 1e6
     fashion = get_config("vit-fashion")
-    assert (fashion.image_size, fashion.num_channels, fashion.patch_size) == (28, 1, 4)
-    assert set(list_models("vit")) >= {"vit-tiny", "vit-fashion", *expected}
+    assert (fashion.image_size, fashion.num_channels, fashion.patch_size) == (28, 1, 7)
+    assert get_config("vit-hybrid-fashion").stem_channels == 32
+    assert set(list_models("vit")) >= {"vit-tiny", "vit-fashion", "vit-hybrid-fashion",
+                                       *expected}
+
+
+def test_the_hybrid_reads_patches_of_a_conv_stem(tmp_path):
+    """stem_channels > 0: the patch projection reads the stem's feature map (same grid), the
+    folder is written in attnlab's layout (transformers has no such ViT) and loads back."""
+    hybrid = model(stem_channels=8, num_labels=3).eval()
+    assert hybrid.embeddings.projection.in_channels == 8
+    x = pixels()  # (2, 3, 16, 16): 4 x 4 patches of 4 x 4
+    out = hybrid(x, output_attentions=True)
+    assert out.logits.shape == (2, 3) and out.attentions[0].shape[-1] == 1 + 4 * 4
+    pure = model(num_labels=3).eval()
+    pure.load_state_dict({k: v for k, v in hybrid.state_dict().items()
+                          if not k.startswith("stem.") and "projection" not in k},
+                         strict=False)
+    assert not torch.allclose(pure(x).logits, out.logits)  # the stem is on the path
+    hybrid.save_pretrained(tmp_path)
+    assert "stem_channels" in (tmp_path / "config.json").read_text()  # attnlab's layout
+    again = attnlab.from_pretrained(tmp_path)
+    torch.testing.assert_close(again(x).logits, out.logits)
+    with pytest.raises(ConfigError, match="stem_channels"):
+        ViTConfig(stem_channels=-1)
 
 
 def test_configs_hf_cannot_hold_are_saved_in_attnlab_layout(tmp_path):

@@ -133,3 +133,14 @@ def test_bad_settings_name_the_flag(tmp_path):
         ImageSettings(channels=2)
     assert main(["train", "image", "--data", str(tmp_path / "missing"), "--out",
                  str(tmp_path / "r"), "--preset", "vit-tiny"]) == 2
+
+
+def test_the_shipped_recipes_are_valid_settings():
+    from attnlab.tasks.audio_classification import AudioSettings
+    from attnlab.tasks.translation import RECIPES
+    from attnlab.training.settings import load_config
+
+    image = ImageSettings(**load_config("fashion-mnist", ImageSettings, RECIPES / "image"))
+    assert image.data == "builtin:fashion-mnist" and image.preset == "vit-fashion"
+    audio = AudioSettings(**load_config("spoken-words", AudioSettings, RECIPES / "audio"))
+    assert audio.data == "builtin:spoken-words" and audio.preset == "ast-words"

@@ -60,11 +60,13 @@ COMMANDS = {
     "average": (average, "average the last N checkpoints of a run"),
     "generate": (generate, "continue a prompt with a GPT-2 / LLaMA style model folder"),
     "bench": (bench, "efficient attention variants: speed, memory, error; LRA-style accuracy"),
-    "viz": (viz, "attention maps of a model on a text: PNG heatmaps, rollout, HTML viewer"),
+    "viz": (viz, "attention maps of a model on a text, an image or a sound: PNG heatmaps, "
+                 "rollout, HTML viewer"),
     "heads": (heads, "score every head for known behaviours (previous token, induction, ...)"),
     "embed-compare": (embed_compare, "how one word's representation moves with its context"),
     "positions": (positions, "plots of positional encodings: sinusoidal, RoPE, ALiBi"),
-    "compare": (compare, "Transformer vs RNN vs CNN: cost, Table 1, BLEU, long-range probes"),
+    "compare": (compare, "measured comparisons: Transformer vs RNN vs CNN on text; "
+                         "--family vision: ViT vs a ResNet against the amount of data"),
     "data": (data, "build a real corpus from texts that install offline (Bible: es-en, kjv-web)"),
     "prepare": (prepare, "tokenize a corpus once into memory-mapped shards (data larger than "
                          "memory)"),

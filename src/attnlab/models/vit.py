@@ -33,6 +33,7 @@ from attnlab.generation.mixin import ENCODER_ONLY
 from attnlab.models.common import PretrainedModel, check_positive_ints
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import EncoderLayer
+from attnlab.nn.conv_stem import ConvStem
 from attnlab.nn.feedforward import FEEDFORWARD
 from attnlab.nn.norm import NORM
 from attnlab.nn.position.grid import GRID_MODES, resize_grid_positions
@@ -66,6 +67,9 @@ class ViTConfig:
     distillation: bool = False  # DeiT's distillation token + second head
     position_interpolation: str = "bicubic"  # how learned positions resize to another grid
     pooler: bool = False  # HF ViTModel's tanh pooler (only for parity with ViTModel)
+    # > 0: the paper's hybrid (sec. 3.1): patches of a conv stem's feature map with this many
+    # channels (nn/conv_stem.py) instead of pixels; attnlab layout only
+    stem_channels: int = 0
 
     def __post_init__(self) -> None:
         check_encoder_config(self)
@@ -77,6 +81,10 @@ class ViTConfig:
         if self.patch_size > self.image_size:
             raise ConfigError(f"patch_size ({self.patch_size}) must be <= image_size "
                               f"({self.image_size})")
+        if isinstance(self.stem_channels, bool) or not isinstance(self.stem_channels, int) or \
+                not 0 <= self.stem_channels <= CHANNELS_LIMIT:
+            raise ConfigError(f"stem_channels must be an integer in [0, {CHANNELS_LIMIT}], "
+                              f"got {self.stem_channels!r}")
         if self.position_interpolation not in GRID_MODES:
             raise ConfigError(f"position_interpolation must be one of {list(GRID_MODES)}, "
                               f"got {self.position_interpolation!r}")
@@ -228,7 +236,9 @@ class ViT(PretrainedModel):
         super().__init__()
         self.config = c = config
         p = c.patch_size
-        self.embeddings = PatchEmbedding(c.d_model, c.num_channels, (p, p), (p, p),
+        self.stem = ConvStem(c.num_channels, c.stem_channels) if c.stem_channels else None
+        self.embeddings = PatchEmbedding(c.d_model, c.stem_channels or c.num_channels, (p, p),
+                                         (p, p),
                                          self.patch_grid(c.image_size, c.image_size),
                                          prefix_tokens=self.num_prefix_tokens, dropout=c.dropout)
         self.encoder = encoder(c)
@@ -289,8 +299,10 @@ class ViT(PretrainedModel):
         self.check_pixels(pixel_values, interpolate_pos_encoding)
         if labels is not None:
             self.check_labels(labels, pixel_values.size(0))
-        x = self.embeddings(pixel_values.to(self.embeddings.projection.weight.dtype),
-                            interpolate=interpolate_pos_encoding,
+        x = pixel_values.to(self.embeddings.projection.weight.dtype)  # (B, C, H, W)
+        if self.stem is not None:
+            x = self.stem(x)  # (B, stem_channels, H, W)
+        x = self.embeddings(x, interpolate=interpolate_pos_encoding,
                             mode=self.config.position_interpolation)  # (B, T, D)
         enc = self.encoder(x, output_attentions=output_attentions)
         hidden = enc.last_hidden_state  # (B, T, D)

@@ -59,8 +59,8 @@ class ImageSettings(TensorClassifySettings):
                                                  "DIR/test/<class>/... (optional DIR/valid; "
                                                  "else 10% of train)", data=True)
     out: str = setting("runs/image", "output folder (model, checkpoints, metrics)")
-    preset: str = setting("vit-fashion", "model size (a ViT or DeiT preset; image size, "
-                                         "channels and classes come from the data)",
+    preset: str = setting("vit-fashion", "model (a ViT, DeiT or ResNet preset; image "
+                                         "size, channels and classes come from the data)",
                           choices=image_presets)
     image_size: int = setting(0, "square side images are resized to (0: the data's own size)")
     channels: int = setting(0, "1 (grayscale) or 3 (RGB); 0: 1 when every training image is "
@@ -132,8 +132,8 @@ class ImageClassificationTask(TensorClassificationTask):
         images = self.splits["train"].inputs  # (N, C, H, W) uint8
         C, H, W = images.shape[1:]
         if H != W:
-            raise SettingError("image_size", f"images are {H}x{W}; a ViT here takes square "
-                                             "images: give --image-size N")
+            raise SettingError("image_size", f"images are {H}x{W}; the image models here "
+                                             "take square images: give --image-size N")
         model = build_model(s.preset, **{"image_size": H, "num_channels": C,
                                          "num_labels": len(self.classes),
                                          "labels": tuple(self.classes), **s.model_overrides})

@@ -88,6 +88,8 @@ def unsupported(c: Any) -> str | None:
         return "transformers' image classifiers have no pooler"
     if c.position_interpolation != "bicubic":
         return "transformers interpolates positions bicubically only"
+    if getattr(c, "stem_channels", 0):
+        return "transformers' ViT has no convolutional stem (the hybrid)"
     return None
 
 
