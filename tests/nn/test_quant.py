@@ -88,5 +88,6 @@ def test_with_weights_formats():
     assert next(with_weights(copy.deepcopy(model), "bf16").parameters()).dtype == torch.bfloat16
     assert isinstance(with_weights(copy.deepcopy(model), "int8").lm_head, Int8Linear)
     assert isinstance(with_weights(copy.deepcopy(model), "int4").lm_head, Int4Linear)
-    with pytest.raises(ValueError, match=r"weights must be one of \('fp32', 'bf16', 'int8', 'int4'\)"):
+    with pytest.raises(ValueError,
+                       match=r"weights must be one of \('fp32', 'bf16', 'int8', 'int4'\)"):
         with_weights(model, "int2")
