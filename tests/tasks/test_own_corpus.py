@@ -13,7 +13,7 @@ from attnlab.tasks.translation import TranslationSettings, train_translation
 MODULES = ("spaRV1909eb", "engWEB2015eb")
 pytestmark = pytest.mark.skipif(
     not all(is_installed(module) for module in MODULES),
-    reason="needs Debian's sword-text-sparv and sword-text-web (.ci/run and `make data` "
+    reason="needs Debian's sword-text-sparv and sword-text-web (`make test` and `make data` "
            "install them)")
 
 
