@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +31,7 @@ from attnlab.tasks.perception import (
 )
 from attnlab.tokenizers.audio_features import AudioFeatures, fbank
 from attnlab.training.settings import SettingError, check_non_negative_ints, setting
+from attnlab.training.trainer import TrainResult
 
 
 def audio_presets() -> list[str]:
@@ -132,7 +134,7 @@ class AudioClassificationTask(TensorClassificationTask):
                             time_masks=s.time_masks, time_width=s.time_mask_width,
                             generator=generator)  # masked: the mean (0 once normalised)
 
-    def metrics(self, model, result, precision):  # type: ignore[no-untyped-def]
+    def metrics(self, model: nn.Module, result: TrainResult, precision: str) -> dict[str, Any]:
         metrics = super().metrics(model, result, precision)
         metrics["speakers"] = {name: len(v) for name, v in self.speakers.items()}
         metrics["test_speakers_in_train"] = sorted(set(self.speakers["test"])
