@@ -141,6 +141,6 @@ def test_the_shipped_recipes_are_valid_settings():
     from attnlab.training.settings import load_config
 
     image = ImageSettings(**load_config("fashion-mnist", ImageSettings, RECIPES / "image"))
-    assert image.data == "builtin:fashion-mnist" and image.preset == "vit-fashion"
+    assert image.data == "builtin:fashion-mnist" and image.preset == "vit-hybrid-fashion"
     audio = AudioSettings(**load_config("spoken-words", AudioSettings, RECIPES / "audio"))
     assert audio.data == "builtin:spoken-words" and audio.preset == "ast-words"

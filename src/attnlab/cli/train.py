@@ -169,7 +169,9 @@ COMMANDS: dict[str, TrainCommand] = {
                     "(DIR/train/<class>/*.png|jpg, DIR/test/<class>/...). Random crops and "
                     "flips, label smoothing, AdamW with warmup and cosine decay; writes "
                     "metrics.json, confusion_matrix.png and a folder transformers loads as "
-                    "ViTForImageClassification.",
+                    "ViTForImageClassification (except the hybrid's, in attnlab's layout). The "
+                    "fashion-mnist recipe trains the paper's hybrid ViT (vit-hybrid-fashion); "
+                    "--preset vit-fashion is the pure one.",
         epilog="examples:\n"
                "  attnlab train image --config fashion-mnist              # the recipe\n"
                "  attnlab train image --config fashion-mnist --time-budget 600\n"

@@ -8,7 +8,8 @@ horizontal flip, seeded per batch -> per-channel normalisation fitted on the tra
 (`ImageProcessor`, saved as preprocessor_config.json) -> ViT / DeiT -> label-smoothed
 cross-entropy on the run routine (AdamW, warmup + cosine, clipping, checkpoints, exact resume)
 -> test accuracy, per-class accuracy and confusion_matrix.png. The folder loads in transformers
-as ViTForImageClassification with its ViTImageProcessor, and in `attnlab classify`.
+as ViTForImageClassification with its ViTImageProcessor (a hybrid ViT's, with
+its convolutional stem, only here), and in `attnlab classify`.
 """
 
 from __future__ import annotations
