@@ -20,13 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.errors import ConfigError, DataError
 from attnlab.generation.mixin import ENCODER_ONLY
-from attnlab.models.common import PretrainedModel
+from attnlab.models.common import PretrainedModel, check_class_labels
 from attnlab.models.vit import (
     ImageClassifierOutput,
     PatchEmbedding,
@@ -132,23 +131,12 @@ class AST(PretrainedModel):
             raise DataError(f"{name}: expected exactly {c.max_length} frames (config.max_length;"
                             f" AudioFeatures pads or cuts to it), got {frames}, {more}")
 
-    def check_labels(self, labels: Tensor, batch: int) -> None:
-        if not self.config.num_labels:
-            raise DataError("labels given, but the model has no classification head "
-                            "(num_labels=0)")
-        if labels.is_floating_point() or labels.dtype == torch.bool or labels.shape != (batch,):
-            raise DataError(f"labels must be integer classes of shape ({batch},), got "
-                            f"{labels.dtype} {tuple(labels.shape)}")
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= self.config.num_labels:
-            raise DataError(f"labels must be in [0, num_labels={self.config.num_labels}), got "
-                            f"values in [{low}, {high}]")
 
     def forward(self, input_values: Tensor, labels: Tensor | None = None, *,
                 output_attentions: bool = False) -> ImageClassifierOutput:
         self.check_input(input_values)
         if labels is not None:
-            self.check_labels(labels, input_values.size(0))
+            check_class_labels(labels, input_values.size(0), self.config.num_labels)
         weight = self.embeddings.projection.weight
         image = input_values.to(weight.dtype).unsqueeze(1).transpose(2, 3)  # (B, 1, F, T)
         x = self.embeddings(image)  # (B, 2 + gf * gt, D)

@@ -38,6 +38,23 @@ def check_input_ids(ids: Tensor, config: Any, name: str = "input_ids", offset: i
         )
 
 
+def check_class_labels(labels: Tensor, batch: int, num_labels: int) -> None:
+    """Raise DataError unless `labels` are (batch,) integer classes in [0, num_labels) of a
+    model with a classification head (the image and audio classifiers)."""
+    from attnlab.errors import DataError
+
+    if not num_labels:
+        raise DataError("labels given, but the model has no classification head "
+                        "(num_labels=0)")
+    if labels.is_floating_point() or labels.dtype == torch.bool or labels.shape != (batch,):
+        raise DataError(f"labels must be integer classes of shape ({batch},), got "
+                        f"{labels.dtype} {tuple(labels.shape)}")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_labels:
+        raise DataError(f"labels must be in [0, num_labels={num_labels}), got values in "
+                        f"[{low}, {high}]")
+
+
 def key_padding_mask(mask: Tensor | None, batch: int, length: int | None,
                      name: str = "attention_mask") -> Tensor | None:
     """A Hugging Face style (B, S) mask (1 = real token), checked to be exactly (batch,
@@ -104,5 +121,5 @@ class PretrainedModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-__all__ = ["PretrainedModel", "check_attention_mask", "check_input_ids", "check_positive_ints",
-           "init_normal_", "key_padding_mask", "shift_right"]
+__all__ = ["PretrainedModel", "check_attention_mask", "check_class_labels", "check_input_ids",
+           "check_positive_ints", "init_normal_", "key_padding_mask", "shift_right"]

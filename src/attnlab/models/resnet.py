@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from attnlab.errors import ConfigError, DataError
 from attnlab.generation.mixin import ENCODER_ONLY
-from attnlab.models.common import PretrainedModel, check_positive_ints
+from attnlab.models.common import PretrainedModel, check_class_labels, check_positive_ints
 from attnlab.models.vit import ImageClassifierOutput, check_labels
 
 IMAGE_SIZE_LIMIT = 2**16  # pixels per side, as ViT
@@ -158,24 +158,12 @@ class ResNet(PretrainedModel):
         if pixel_values.numel() == 0:
             raise DataError(f"{name} is empty: shape {tuple(pixel_values.shape)}")
 
-    def check_labels(self, labels: Tensor, batch: int) -> None:
-        n = self.config.num_labels
-        if not n:
-            raise DataError("labels given, but the model has no classification head "
-                            "(num_labels=0)")
-        if labels.is_floating_point() or labels.dtype == torch.bool or labels.shape != (batch,):
-            raise DataError(f"labels must be integer classes of shape ({batch},), got "
-                            f"{labels.dtype} {tuple(labels.shape)}")
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= n:
-            raise DataError(f"labels must be in [0, num_labels={n}), got values in "
-                            f"[{low}, {high}]")
 
     def forward(self, pixel_values: Tensor, labels: Tensor | None = None, *,
                 output_attentions: bool = False) -> ImageClassifierOutput:
         self.check_pixels(pixel_values)
         if labels is not None:
-            self.check_labels(labels, pixel_values.size(0))
+            check_class_labels(labels, pixel_values.size(0), self.config.num_labels)
         x = pixel_values.to(self.stem[0].weight.dtype)
         features = self.blocks(F.relu(self.stem(x)))  # (B, C_last, h, w)
         pooled = features.mean(dim=(2, 3))  # (B, C_last)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from attnlab.errors import ConfigError, DataError
 from attnlab.generation.mixin import ENCODER_ONLY
-from attnlab.models.common import PretrainedModel, check_positive_ints
+from attnlab.models.common import PretrainedModel, check_class_labels, check_positive_ints
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import EncoderLayer
 from attnlab.nn.conv_stem import ConvStem
@@ -281,24 +281,13 @@ class ViT(PretrainedModel):
                             f"{c.image_size}x{c.image_size} (config.image_size); pass "
                             "interpolate_pos_encoding=True to resize the learned positions")
 
-    def check_labels(self, labels: Tensor, batch: int) -> None:
-        if not self.config.num_labels:
-            raise DataError("labels given, but the model has no classification head "
-                            "(num_labels=0)")
-        if labels.is_floating_point() or labels.dtype == torch.bool or labels.shape != (batch,):
-            raise DataError(f"labels must be integer classes of shape ({batch},), got "
-                            f"{labels.dtype} {tuple(labels.shape)}")
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= self.config.num_labels:
-            raise DataError(f"labels must be in [0, num_labels={self.config.num_labels}), got "
-                            f"values in [{low}, {high}]")
 
     def forward(self, pixel_values: Tensor, labels: Tensor | None = None, *,
                 output_attentions: bool = False,
                 interpolate_pos_encoding: bool = False) -> ImageClassifierOutput:
         self.check_pixels(pixel_values, interpolate_pos_encoding)
         if labels is not None:
-            self.check_labels(labels, pixel_values.size(0))
+            check_class_labels(labels, pixel_values.size(0), self.config.num_labels)
         x = pixel_values.to(self.embeddings.projection.weight.dtype)  # (B, C, H, W)
         if self.stem is not None:
             x = self.stem(x)  # (B, stem_channels, H, W)
