@@ -12,6 +12,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from attnlab.io.hf import renamed_from_hf, renamed_to_hf
+from attnlab.io.hf.vit import encoder_layer_pairs
 
 MODEL_TYPE = "audio-spectrogram-transformer"  # our family has the same name as transformers'
 PREFIX = "audio_spectrogram_transformer."
@@ -92,19 +93,7 @@ def _pairs(c: Any, bare: bool = False) -> list[tuple[str, str]]:
         pairs += [(f"{a}.{w}", f"classifier.{b}.{w}") for a, b in
                   (("head_norm", "layernorm"), ("classifier", "dense"))
                   for w in ("weight", "bias")]
-    for i in range(c.n_layers):
-        ours, hf = f"encoder.layers.{i}.", f"{p}encoder.layer.{i}."
-        names = [("self_attn.q_proj", "attention.attention.query", c.qkv_bias),
-                 ("self_attn.k_proj", "attention.attention.key", c.qkv_bias),
-                 ("self_attn.v_proj", "attention.attention.value", c.qkv_bias),
-                 ("self_attn.out_proj", "attention.output.dense", True),
-                 ("self_attn_norm", "layernorm_before", True),
-                 ("feed_forward.up_proj", "intermediate.dense", True),
-                 ("feed_forward.down_proj", "output.dense", True),
-                 ("ffn_norm", "layernorm_after", True)]
-        pairs += [(f"{ours}{a}.{w}", f"{hf}{b}.{w}") for a, b, bias in names
-                  for w in (("weight", "bias") if bias else ("weight",))]
-    return pairs
+    return pairs + encoder_layer_pairs(c, p)
 
 
 def _folder_name(name: str) -> str:

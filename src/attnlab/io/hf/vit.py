@@ -141,8 +141,15 @@ def _pairs(c: Any, bare: bool = False) -> list[tuple[str, str]]:
         if c.distillation:
             pairs += [("distillation_classifier.weight", "distillation_classifier.weight"),
                       ("distillation_classifier.bias", "distillation_classifier.bias")]
+    return pairs + encoder_layer_pairs(c, p)
+
+
+def encoder_layer_pairs(c: Any, prefix: str) -> list[tuple[str, str]]:
+    """(our name, transformers' name) of every encoder layer's weights, the same in ViT, DeiT
+    and AST folders (`prefix`: "vit.", "deit.", "audio_spectrogram_transformer." or "")."""
+    pairs = []
     for i in range(c.n_layers):
-        ours, hf = f"encoder.layers.{i}.", f"{p}encoder.layer.{i}."
+        ours, hf = f"encoder.layers.{i}.", f"{prefix}encoder.layer.{i}."
         names = [("self_attn.q_proj", "attention.attention.query", c.qkv_bias),
                  ("self_attn.k_proj", "attention.attention.key", c.qkv_bias),
                  ("self_attn.v_proj", "attention.attention.value", c.qkv_bias),
