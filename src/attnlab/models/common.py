@@ -38,6 +38,25 @@ def check_input_ids(ids: Tensor, config: Any, name: str = "input_ids", offset: i
         )
 
 
+def check_pixel_batch(pixel_values: Tensor, num_channels: int,
+                      name: str = "pixel_values") -> None:
+    """Raise unless `pixel_values` is a non-empty float (B, num_channels, H, W) tensor: a
+    TypeError for a non-tensor or integer pixels, a DataError naming the shape otherwise (the
+    image classifiers' input check)."""
+    from attnlab.errors import DataError
+
+    if not isinstance(pixel_values, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(pixel_values).__name__}")
+    if not pixel_values.is_floating_point():
+        raise TypeError(f"{name} must be a float tensor (normalised pixels), got dtype "
+                        f"{pixel_values.dtype}")
+    if pixel_values.dim() != 4 or pixel_values.size(1) != num_channels:
+        raise DataError(f"{name} must have shape (batch, {num_channels}, height, width), "
+                        f"got {tuple(pixel_values.shape)}")
+    if pixel_values.numel() == 0:
+        raise DataError(f"{name} is empty: shape {tuple(pixel_values.shape)}")
+
+
 def check_class_labels(labels: Tensor, batch: int, num_labels: int) -> None:
     """Raise DataError unless `labels` are (batch,) integer classes in [0, num_labels) of a
     model with a classification head (the image and audio classifiers)."""
@@ -122,4 +141,5 @@ class PretrainedModel(nn.Module):
 
 
 __all__ = ["PretrainedModel", "check_attention_mask", "check_class_labels", "check_input_ids",
-           "check_positive_ints", "init_normal_", "key_padding_mask", "shift_right"]
+           "check_pixel_batch", "check_positive_ints", "init_normal_", "key_padding_mask",
+           "shift_right"]

@@ -28,9 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.errors import ConfigError, DataError
+from attnlab.errors import ConfigError
 from attnlab.generation.mixin import ENCODER_ONLY
-from attnlab.models.common import PretrainedModel, check_class_labels, check_positive_ints
+from attnlab.models.common import (
+    PretrainedModel,
+    check_class_labels,
+    check_pixel_batch,
+    check_positive_ints,
+)
 from attnlab.models.vit import ImageClassifierOutput, check_labels
 
 IMAGE_SIZE_LIMIT = 2**16  # pixels per side, as ViT
@@ -145,23 +150,9 @@ class ResNet(PretrainedModel):
             elif isinstance(module, nn.Linear):
                 module.reset_parameters()
 
-    def check_pixels(self, pixel_values: Tensor) -> None:
-        c, name = self.config, "pixel_values"
-        if not isinstance(pixel_values, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(pixel_values).__name__}")
-        if not pixel_values.is_floating_point():
-            raise TypeError(f"{name} must be a float tensor (normalised pixels), got dtype "
-                            f"{pixel_values.dtype}")
-        if pixel_values.dim() != 4 or pixel_values.size(1) != c.num_channels:
-            raise DataError(f"{name} must have shape (batch, {c.num_channels}, height, width), "
-                            f"got {tuple(pixel_values.shape)}")
-        if pixel_values.numel() == 0:
-            raise DataError(f"{name} is empty: shape {tuple(pixel_values.shape)}")
-
-
     def forward(self, pixel_values: Tensor, labels: Tensor | None = None, *,
                 output_attentions: bool = False) -> ImageClassifierOutput:
-        self.check_pixels(pixel_values)
+        check_pixel_batch(pixel_values, self.config.num_channels)
         if labels is not None:
             check_class_labels(labels, pixel_values.size(0), self.config.num_labels)
         x = pixel_values.to(self.stem[0].weight.dtype)

@@ -30,7 +30,12 @@ from torch import Tensor, nn
 
 from attnlab.errors import ConfigError, DataError
 from attnlab.generation.mixin import ENCODER_ONLY
-from attnlab.models.common import PretrainedModel, check_class_labels, check_positive_ints
+from attnlab.models.common import (
+    PretrainedModel,
+    check_class_labels,
+    check_pixel_batch,
+    check_positive_ints,
+)
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import EncoderLayer
 from attnlab.nn.conv_stem import ConvStem
@@ -262,17 +267,8 @@ class ViT(PretrainedModel):
 
     def check_pixels(self, pixel_values: Tensor, interpolate: bool) -> None:
         c, name = self.config, "pixel_values"
-        if not isinstance(pixel_values, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(pixel_values).__name__}")
-        if not pixel_values.is_floating_point():
-            raise TypeError(f"{name} must be a float tensor (normalised pixels), got dtype "
-                            f"{pixel_values.dtype}")
-        if pixel_values.dim() != 4 or pixel_values.size(1) != c.num_channels:
-            raise DataError(f"{name} must have shape (batch, {c.num_channels}, height, width), "
-                            f"got {tuple(pixel_values.shape)}")
+        check_pixel_batch(pixel_values, c.num_channels, name)
         H, W = pixel_values.shape[-2:]
-        if pixel_values.size(0) == 0:
-            raise DataError(f"{name} is empty: shape {tuple(pixel_values.shape)}")
         if interpolate and min(H, W) < c.patch_size:
             raise DataError(f"{name}: an image of {H}x{W} is smaller than one "
                             f"{c.patch_size}x{c.patch_size} patch")
