@@ -24,7 +24,7 @@ from attnlab.tokenizers.chars import train_char_tokenizer
 # BERT, RoBERTa, SentencePiece): the first one the tokenizer has wins, its special tokens first.
 ROLE_NAMES = {
     "pad": ("<pad>", "[PAD]"),
-    "bos": ("<s>", "[CLS]", "<bos>", "<|endoftext|>"),
+    "bos": ("<s>", "[CLS]", "<bos>", "<|startoftext|>", "<|endoftext|>"),
     "eos": ("</s>", "[SEP]", "<eos>", "<|endoftext|>"),
     "unk": ("<unk>", "[UNK]"),
     "cls": ("[CLS]", "<s>", "<cls>"),
