@@ -1,7 +1,9 @@
 """Position-wise feed-forward networks.
 
-"relu" / "gelu" / "gelu_tanh" / "silu": FFN(x) = act(x W_1 + b_1) W_2 + b_2 (Vaswani et al.,
-2017, sec. 3.3); SiLU as in Marian's OPUS-MT models.
+"relu" / "gelu" / "gelu_tanh" / "silu" / "quick_gelu": FFN(x) = act(x W_1 + b_1) W_2 + b_2
+(Vaswani et al., 2017, sec. 3.3); SiLU as in Marian's OPUS-MT models; quick GELU,
+x * sigmoid(1.702 x), as in CLIP (Radford et al., 2021; Hendrycks & Gimpel's sigmoid
+approximation of GELU).
 "swiglu" / "geglu": gated linear units, (act(x W) * x V) W_2 (Shazeer, 2020, "GLU Variants
 Improve Transformer"), as in LLaMA (SiLU) and T5 v1.1 (GELU).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -22,6 +25,7 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "gelu": F.gelu,
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
     "silu": F.silu,
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
 }
 
 
@@ -90,6 +94,14 @@ def gelu_tanh_ffn(
 def silu_ffn(d_model: int, d_ff: int, *, dropout: float = 0.0, bias: bool = True) -> FeedForward:
     """SiLU / swish (Ramachandran et al., 2017), as Marian's OPUS-MT models use (HF "swish")."""
     return FeedForward(d_model, d_ff, activation="silu", dropout=dropout, bias=bias)
+
+
+@FEEDFORWARD.register("quick_gelu")
+def quick_gelu_ffn(
+    d_model: int, d_ff: int, *, dropout: float = 0.0, bias: bool = True
+) -> FeedForward:
+    """x * sigmoid(1.702 x), CLIP's activation (HF "quick_gelu")."""
+    return FeedForward(d_model, d_ff, activation="quick_gelu", dropout=dropout, bias=bias)
 
 
 @FEEDFORWARD.register("swiglu")
