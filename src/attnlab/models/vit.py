@@ -148,14 +148,16 @@ def layer_norm(c: Any) -> nn.Module:
 
 
 def encoder_layer(c: Any) -> EncoderLayer:
-    """One pre-norm layer: x + attn(LN(x)), then x + MLP(LN(x)) with exact GELU; q, k, v
-    carry biases when `c.qkv_bias` (the output projection always does)."""
+    """One pre-norm layer: x + attn(LN(x)), then x + MLP(LN(x)) with exact GELU (or the
+    feed-forward named by `c.activation` where the config has one: CLIP's "quick_gelu"); q, k,
+    v carry biases when `c.qkv_bias` (the output projection always does)."""
     attention = ATTENTION.build("multi_head", d_model=c.d_model, n_heads=c.n_heads,
                                 dropout=c.attention_dropout, kernel=c.kernel)
     if not c.qkv_bias:
         for name in ("q_proj", "k_proj", "v_proj"):
             setattr(attention, name, nn.Linear(c.d_model, c.d_model, bias=False))
-    feed_forward = FEEDFORWARD.build("gelu", d_model=c.d_model, d_ff=c.d_ff)
+    feed_forward = FEEDFORWARD.build(getattr(c, "activation", "gelu"), d_model=c.d_model,
+                                     d_ff=c.d_ff)
     return EncoderLayer(attention, feed_forward, layer_norm(c), layer_norm(c),
                         dropout=c.dropout, norm_first=True)
 
@@ -185,17 +187,19 @@ def init_weights(model: nn.Module, std: float) -> None:
 class PatchEmbedding(nn.Module):
     """Patches of a (B, C, H, W) input -> (B, prefix + gh * gw, D) tokens: a Conv2d (kernel
     `patch_size`, `stride`) per patch, the [CLS] (and distillation) token in front, the learned
-    positions `position_embeddings` (1, prefix + gh * gw, D) of the training `grid` added."""
+    positions `position_embeddings` (1, prefix + gh * gw, D) of the training `grid` added.
+    `bias=False`: a convolution without bias (CLIP's)."""
 
     def __init__(self, d_model: int, in_channels: int, patch_size: tuple[int, int],
                  stride: tuple[int, int], grid: tuple[int, int], prefix_tokens: int = 1,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, bias: bool = True) -> None:
         super().__init__()
         if prefix_tokens not in (1, 2):
             raise ValueError(f"prefix_tokens must be 1 or 2, got {prefix_tokens}")
         self.grid = tuple(grid)
         self.prefix_tokens = prefix_tokens
-        self.projection = nn.Conv2d(in_channels, d_model, kernel_size=patch_size, stride=stride)
+        self.projection = nn.Conv2d(in_channels, d_model, kernel_size=patch_size, stride=stride,
+                                    bias=bias)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d_model))
         self.distillation_token = (nn.Parameter(torch.zeros(1, 1, d_model))
                                    if prefix_tokens == 2 else None)
