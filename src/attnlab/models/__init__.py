@@ -23,6 +23,7 @@ from attnlab.models.rnn import RNNSeq2Seq
 from attnlab.models.t5 import T5
 from attnlab.models.transformer import Transformer
 from attnlab.models.vit import ViT
+from attnlab.models.vqvae import VQVAE
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,23 @@ PRESETS: dict[str, Preset] = {
                   num_labels=20),
         "attnlab CPU size (placeholder): 64 mel bins x 100 frames, 4 layers, d=128",
     ),
+    # van den Oord et al. 2017 (sec. 4.2's encoder / decoder at small scale) with the EMA codebook
+    # of Razavi et al. 2019: the image tokenizer of text-to-image (`attnlab train vqvae`).
+    "vqvae-tiny": Preset(
+        VQVAE, dict(image_size=16, num_channels=3, hidden_channels=16, downsample=4,
+                    res_blocks=1, codebook_size=32, code_dim=8),
+        "attnlab test size (< 0.02M params): 16 x 16 RGB images to 4 x 4 codes of 32",
+    ),
+    "vqvae-scenes": Preset(
+        VQVAE, dict(image_size=32, num_channels=1, hidden_channels=64, downsample=4,
+                    res_blocks=2, codebook_size=128, code_dim=32),
+        "attnlab CPU size: 32 x 32 grey digit scenes to 8 x 8 codes of 128",
+    ),
+    "vqvae-emoji": Preset(
+        VQVAE, dict(image_size=32, num_channels=3, hidden_channels=96, downsample=4,
+                    res_blocks=2, codebook_size=256, code_dim=64),
+        "attnlab CPU size: 32 x 32 RGB emoji to 8 x 8 codes of 256",
+    ),
 }
 
 # Baselines of issue 6 keep their presets beside their code: name -> (values, source).
@@ -226,4 +244,4 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
 
 
 __all__ = ["AST", "GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "Preset", "RNNSeq2Seq", "T5",
-           "Transformer", "ViT", "build_model", "get_config", "list_models"]
+           "Transformer", "VQVAE", "ViT", "build_model", "get_config", "list_models"]
