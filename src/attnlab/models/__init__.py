@@ -15,6 +15,7 @@ from torch import nn
 from attnlab.models import conv, rnn
 from attnlab.models.ast import AST
 from attnlab.models.bert import Bert
+from attnlab.models.clip import CLIP
 from attnlab.models.conv import ConvS2S
 from attnlab.models.gpt import GPT
 from attnlab.models.llama import Llama
@@ -191,6 +192,38 @@ PRESETS: dict[str, Preset] = {
                   num_labels=20),
         "attnlab CPU size (placeholder): 64 mel bins x 100 frames, 4 layers, d=128",
     ),
+    # Radford et al. 2021, Table 20 (ViT-B/32; HF openai/clip-vit-base-patch32's config): a
+    # 12-layer d=512 text Transformer over 77 tokens, ViT-B/32 at 224 x 224, 512-d embeddings.
+    "clip-vit-base-patch32": Preset(
+        CLIP, dict(),
+        "Radford et al. 2021, Table 20 (ViT-B/32): text 12 layers d=512, vision 12 layers "
+        "d=768, 151M",
+    ),
+    # The caption tokenizer's specials (attnlab.tokenizers.captions): bos 0, eos 1, pad 2;
+    # tasks set vocab_size (and text_max_len) from the tokenizer they train.
+    "clip-tiny": Preset(
+        CLIP, dict(vocab_size=1000, text_max_len=16, text_d_model=64, text_n_heads=4,
+                   text_n_layers=2, text_d_ff=128, image_size=32, patch_size=8,
+                   vision_d_model=64, vision_n_heads=4, vision_n_layers=2, vision_d_ff=128,
+                   projection_dim=32, bos_token_id=0, eos_token_id=1, pad_token_id=2),
+        "attnlab test size (< 0.3M params): 32 x 32 RGB images in 8 x 8 patches, 16 tokens",
+    ),
+    "clip-digits": Preset(
+        CLIP, dict(vocab_size=1000, text_max_len=24, text_d_model=128, text_n_heads=4,
+                   text_n_layers=3, text_d_ff=512, image_size=32, patch_size=4, num_channels=1,
+                   vision_d_model=128, vision_n_heads=4, vision_n_layers=4, vision_d_ff=512,
+                   projection_dim=128, bos_token_id=0, eos_token_id=1, pad_token_id=2),
+        "attnlab CPU size: 32 x 32 grey digit scenes in 64 patches of 4 x 4, 24 caption "
+        "tokens; text 3 layers, vision 4 layers, d=128 (1.6M params)",
+    ),
+    "clip-emoji": Preset(
+        CLIP, dict(vocab_size=1000, text_max_len=24, text_d_model=128, text_n_heads=4,
+                   text_n_layers=3, text_d_ff=512, image_size=32, patch_size=4, num_channels=3,
+                   vision_d_model=128, vision_n_heads=4, vision_n_layers=4, vision_d_ff=512,
+                   projection_dim=128, bos_token_id=0, eos_token_id=1, pad_token_id=2),
+        "attnlab CPU size: 32 x 32 RGB emoji in 64 patches of 4 x 4, 24 caption tokens; text "
+        "3 layers, vision 4 layers, d=128 (1.6M params)",
+    ),
     # van den Oord et al. 2017 (sec. 4.2's encoder / decoder at small scale) with the EMA codebook
     # of Razavi et al. 2019: the image tokenizer of text-to-image (`attnlab train vqvae`).
     "vqvae-tiny": Preset(
@@ -243,5 +276,5 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     return PRESETS[name].model_class(config)
 
 
-__all__ = ["AST", "GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "Preset", "RNNSeq2Seq", "T5",
-           "Transformer", "VQVAE", "ViT", "build_model", "get_config", "list_models"]
+__all__ = ["AST", "CLIP", "GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "Preset", "RNNSeq2Seq",
+           "T5", "Transformer", "VQVAE", "ViT", "build_model", "get_config", "list_models"]
