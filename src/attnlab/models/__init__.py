@@ -22,6 +22,7 @@ from attnlab.models.llama import Llama
 from attnlab.models.resnet import ResNet
 from attnlab.models.rnn import RNNSeq2Seq
 from attnlab.models.t5 import T5
+from attnlab.models.text2image import TextToImage
 from attnlab.models.transformer import Transformer
 from attnlab.models.vit import ViT
 from attnlab.models.vqvae import VQVAE
@@ -241,6 +242,27 @@ PRESETS: dict[str, Preset] = {
                     res_blocks=2, codebook_size=256, code_dim=64),
         "attnlab CPU size: 32 x 32 RGB emoji to 8 x 8 codes of 256",
     ),
+    # Ramesh et al. 2021 (DALL-E's decoder over [text ; image codes]) at CPU scale; the task sets
+    # text_vocab_size / text_len from its caption tokenizer and image_vocab_size / grid from the
+    # VQ-VAE. "dalle" = the paper's row / column masks by layer, convolutional in the last one.
+    "text2image-tiny": Preset(
+        TextToImage, dict(text_vocab_size=64, text_len=4, image_vocab_size=32, grid=5,
+                          d_model=64, n_heads=4, n_layers=3, d_ff=128,
+                          attention_layout="dalle"),
+        "attnlab test size (< 0.2M params): 4 text tokens, 5 x 5 codes of 32, row / column / "
+        "conv masks",
+    ),
+    "text2image-scenes": Preset(
+        TextToImage, dict(text_vocab_size=1000, text_len=16, image_vocab_size=128, grid=8,
+                          d_model=192, n_heads=6, n_layers=4, d_ff=768, dropout=0.0),
+        "attnlab CPU size: captions of digit scenes to 8 x 8 codes, 4 layers, d=192 (1.9M "
+        "params with a 300-token caption vocabulary)",
+    ),
+    "text2image-emoji": Preset(
+        TextToImage, dict(text_vocab_size=1000, text_len=16, image_vocab_size=256, grid=8,
+                          d_model=192, n_heads=6, n_layers=4, d_ff=768, dropout=0.1),
+        "attnlab CPU size: emoji names to 8 x 8 codes of 256, 4 layers, d=192",
+    ),
 }
 
 # Baselines of issue 6 keep their presets beside their code: name -> (values, source).
@@ -277,4 +299,5 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
 
 
 __all__ = ["AST", "CLIP", "GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "Preset", "RNNSeq2Seq",
-           "T5", "Transformer", "VQVAE", "ViT", "build_model", "get_config", "list_models"]
+           "T5", "TextToImage", "Transformer", "VQVAE", "ViT", "build_model", "get_config",
+           "list_models"]
