@@ -291,13 +291,12 @@ class CLIP(PretrainedModel):
             raise DataError("CLIP needs input_ids, pixel_values or both; got neither")
         if input_ids is None and attention_mask is not None:
             raise DataError("attention_mask given without input_ids")
-        if return_loss and (input_ids is None or pixel_values is None or
-                            input_ids.size(0) != pixel_values.size(0)):
-            raise DataError("return_loss needs matched pairs: input_ids and pixel_values with "
-                            "one batch size, got " + ", ".join(
-                                f"{name} {tuple(t.shape) if t is not None else None}"
-                                for name, t in (("input_ids", input_ids),
-                                                ("pixel_values", pixel_values))))
+        shapes = [None if t is None else tuple(getattr(t, "shape", ()))
+                  for t in (input_ids, pixel_values)]
+        if return_loss and (None in shapes or shapes[0][:1] != shapes[1][:1]):
+            raise DataError(f"return_loss needs matched pairs (input_ids and pixel_values of "
+                            f"one batch size), got input_ids {shapes[0]}, pixel_values "
+                            f"{shapes[1]}")
         out = CLIPOutput(None, None, None, None)
         if input_ids is not None:
             pooled, out.text_attentions = self.encode_text(
