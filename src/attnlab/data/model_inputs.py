@@ -1,6 +1,7 @@
 """Files to the input of an image or audio model folder, the way the folder says: its
 preprocessor_config.json (ours or transformers') decides the image size and normalisation, or
-the filterbank settings. `attnlab classify` and `attnlab viz` both read files through here.
+the filterbank settings. `attnlab classify`, `attnlab embed` and `attnlab viz` read files
+through here; a CLIP folder's image side reads images like a ViT.
 
     batch = model_inputs("runs/image", model.config, ["shirt.png", "boot.jpg"])
     model(batch.values).logits
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from attnlab.errors import DataError
 
-IMAGE_TYPES = ("vit", "deit", "resnet")
+IMAGE_TYPES = ("vit", "deit", "resnet", "clip")
 AUDIO_TYPES = ("audio-spectrogram-transformer",)
 
 
@@ -31,7 +32,8 @@ class ModelInputs:
 
 
 def input_kind(config: Any) -> str:
-    """"image" or "audio" for a ViT / DeiT / AST config; DataError for any other family."""
+    """"image" or "audio" for a ViT / DeiT / ResNet / CLIP / AST config; DataError for any
+    other family."""
     model_type = type(config).model_type
     if model_type in IMAGE_TYPES:
         return "image"
