@@ -1,4 +1,4 @@
-"""Train a model: `attnlab train translate | lm | mlm | classify | image | audio`. See
+"""Train a model: `attnlab train translate | lm | mlm | classify | image | audio | clip`. See
 `attnlab train TASK --help`.
 
 Every task runs on the one run routine and takes the same run flags, generated from its
@@ -31,6 +31,7 @@ from attnlab.cli.settings import (  # noqa: F401  (positive_int / positive_float
 from attnlab.cli.settings import settings_from_args as settings_of
 from attnlab.tasks.audio_classification import AudioClassificationTask, AudioSettings
 from attnlab.tasks.classification import ClassificationTask, ClassifySettings
+from attnlab.tasks.clip import CLIPSettings, CLIPTask
 from attnlab.tasks.image_classification import ImageClassificationTask, ImageSettings
 from attnlab.tasks.language_model import LanguageModelTask, LMSettings
 from attnlab.tasks.masked_lm import MaskedLMTask, MLMSettings
@@ -103,6 +104,20 @@ def perception_summary(m: dict[str, Any], s: ImageSettings | AudioSettings) -> l
             f"{m['train_examples_per_second']:,.0f} examples/s; {m['params']:,} parameters",
             f"model in {s.out} (confusion_matrix.png, metrics.json); try `attnlab classify "
             f"--model {s.out} FILE` or `attnlab viz --model {s.out} --{kind} FILE`"]
+
+
+def clip_summary(m: dict[str, Any], s: CLIPSettings) -> list[str]:
+    zero_shot = m["zero_shot"]
+    probe = (f"zero-shot accuracy {zero_shot['accuracy']:.1%} on {zero_shot['images']}"
+             if "accuracy" in zero_shot else f"zero-shot: {zero_shot['skipped']}")
+    return [f"test recall@1 / @5: image->text {m['test_image_to_text_recall@1']:.1%} / "
+            f"{m['test_image_to_text_recall@5']:.1%}, text->image "
+            f"{m['test_text_to_image_recall@1']:.1%} / {m['test_text_to_image_recall@5']:.1%} "
+            f"over {m['pairs']['test']:,} test pairs",
+            probe,
+            f"{m['steps']:,} steps ({m['stopped_by']}) in {m['train_seconds']:.0f}s; "
+            f"{m['params']:,} parameters; model in {s.out}; try `attnlab embed --model {s.out} "
+            f"--text ... --image FILE` or `attnlab classify --model {s.out} FILE --labels ...`"]
 
 
 COMMANDS: dict[str, TrainCommand] = {
@@ -194,6 +209,25 @@ COMMANDS: dict[str, TrainCommand] = {
                "  attnlab train audio --data sounds --out runs/sounds\n"
                "  attnlab classify --model runs/audio yes.wav",
         summary=perception_summary, recipes=RECIPES / "audio"),
+    "clip": TrainCommand(
+        CLIPSettings, CLIPTask,
+        help="CLIP: a text and an image encoder trained contrastively on captioned images",
+        description="CLIP (Radford et al. 2021) on the built-in digit scenes (\"a large three "
+                    "to the left of a small seven\", 20,000 training scenes of scikit-learn "
+                    "digits) or emoji (Debian's Noto Color Emoji named in English; test emoji "
+                    "unseen), or on a folder of images with DIR/captions.tsv "
+                    "(file<TAB>caption). Writes metrics.json (test recall@1/5 both ways, "
+                    "zero-shot accuracy on real digits or Fashion-MNIST), "
+                    "zero_shot_confusion.png and a folder for `attnlab embed` and "
+                    "`attnlab classify --labels`.",
+        epilog="examples:\n"
+               "  attnlab train clip --config digit-scenes                  # the recipe\n"
+               "  attnlab train clip --config emoji\n"
+               "  attnlab train clip --data photos --image-size 32 --out runs/photos\n"
+               "  attnlab embed --model runs/clip-digits --text \"a large three\" --image x.png\n"
+               "  attnlab classify --model runs/clip-digits x.png --labels zero one two three "
+               "four five six seven eight nine --template \"a large {}\"",
+        summary=clip_summary, recipes=RECIPES / "clip"),
 }
 
 
