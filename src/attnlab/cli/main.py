@@ -26,6 +26,7 @@ from attnlab.cli import (
     compare,
     data,
     demo,
+    embed,
     embed_compare,
     evaluate,
     generate,
@@ -52,9 +53,10 @@ COMMANDS = {
     "list": (listing, "list registered attentions, positions, kernels and model presets"),
     "demo": (demo, "train a translator on the built-in corpus: BLEU, samples, attention map"),
     "train": (train, "train a model: translate, lm (decoder-only), mlm or classify (encoder), "
-                     "image (ViT), audio (AST)"),
+                     "image (ViT), audio (AST), clip (text-image CLIP)"),
     "classify": (classify, "top-k classes of image or audio files with a ViT / DeiT / AST "
-                           "model folder"),
+                           "model folder, or zero-shot with CLIP (--labels)"),
+    "embed": (embed, "CLIP embeddings of texts and images, and their cosine similarities"),
     "translate": (translate, "translate sentences with a trained model (beam search)"),
     "evaluate": (evaluate, "BLEU / chrF of a trained model with sacreBLEU, by length bucket"),
     "average": (average, "average the last N checkpoints of a run"),
@@ -74,7 +76,7 @@ COMMANDS = {
 
 # Commands whose work is long enough for torch's thread count to matter: they take --threads
 # after the command name too, and warn when the machine's load suggests oversubscription.
-COMPUTING = frozenset({"demo", "train", "classify", "prepare", "translate", "evaluate",
+COMPUTING = frozenset({"demo", "train", "classify", "embed", "prepare", "translate", "evaluate",
                        "generate", "bench", "viz", "heads", "embed-compare", "compare"})
 
 
