@@ -121,7 +121,8 @@ def test_every_family_config_refuses_an_absurd_size(name):
     if "vocab_size" in fields:  # image and audio families read pixels and filterbanks
         with pytest.raises(ValueError, match=rf"vocab_size={HUGE} is outside the sane range"):
             get_config(name, vocab_size=HUGE)
-    depth = "n_layers" if "n_layers" in fields else "width"  # ResNet: stages, not layers
+    # ResNet: stages, not layers; CLIP: two towers; VQ-VAE: residual blocks
+    depth = next(f for f in ("n_layers", "text_n_layers", "width", "res_blocks") if f in fields)
     with pytest.raises(ValueError, match=rf"{depth}=100000 is outside the sane range"):
         get_config(name, **{depth: 100_000})
 
