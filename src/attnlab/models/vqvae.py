@@ -46,7 +46,7 @@ class VQVAEConfig:
     num_channels: int = 3
     hidden_channels: int = 64  # the residual blocks' inner width is half of it
     downsample: int = 4  # a power of two: the codes' grid is image_size // downsample per side
-    res_blocks: int = 2  # in the encoder, and as many in the decoder
+    res_blocks: int = 2  # in the encoder, and as many in the decoder (0: none)
     codebook_size: int = 256  # K
     code_dim: int = 64  # D
     beta: float = 0.25  # weight of the commitment loss (sec. 3.2: 0.25)
@@ -55,11 +55,11 @@ class VQVAEConfig:
 
     def __post_init__(self) -> None:
         for name, bound in SIZE_BOUNDS.items():
-            value = getattr(self, name)
+            value, low = getattr(self, name), 0 if name == "res_blocks" else 1
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-            if not 1 <= value <= bound:
-                raise ConfigError(f"{name}={value} is outside the sane range [1, {bound:,}]")
+            if not low <= value <= bound:
+                raise ConfigError(f"{name}={value} is outside the sane range [{low}, {bound:,}]")
         if self.downsample & (self.downsample - 1):
             raise ConfigError(f"downsample must be a power of two (1, 2, 4, ...), got "
                               f"{self.downsample}")
@@ -157,6 +157,18 @@ class VQVAE(PretrainedModel):
     @property
     def grid(self) -> tuple[int, int]:
         return self.config.grid
+
+    @torch.no_grad()
+    def start_output_at(self, mean: Tensor) -> None:
+        """Set the decoder's output bias to `mean` (C,) on the [-1, 1] scale, the training
+        images' mean colour: the first steps then learn the pictures, not the background level
+        (a bias moves by about the learning rate per Adam step, so from 0 to a white or black
+        background takes hundreds of steps)."""
+        last = self.decoder[-1]
+        if mean.shape != last.bias.shape:
+            raise DataError(f"mean must have one value per channel, shape "
+                            f"{tuple(last.bias.shape)}, got {tuple(mean.shape)}")
+        last.bias.copy_(mean.to(last.bias))
 
     def check_pixels(self, pixel_values: Tensor) -> None:
         c = self.config

@@ -1,0 +1,263 @@
+"""Train a VQ-VAE (van den Oord et al. 2017; EMA codebook of Razavi et al. 2019) as the image
+tokenizer of text-to-image (Ramesh et al. 2021, stage one): `attnlab train vqvae`.
+
+images of `attnlab.data.captions.load_captioned` (builtin:digit-scenes, builtin:emoji or a
+folder with captions.tsv; the captions are not used here) as uint8 -> [-1, 1] (`to_unit`) ->
+the VQ-VAE's loss (reconstruction MSE + beta * commitment; the codebook follows its EMA) on the
+run routine: seeded shuffled batches (exact resume), AdamW with warmup and cosine decay to the
+planned end, the best weights by validation MSE -> test reconstruction MSE and PSNR (on the
+rounded uint8 pixels: 10 log10(255^2 / MSE) over the whole test set), the share of the
+codebook the test images use and the perplexity of their codes, and reconstructions.png
+(test originals over their reconstructions).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from attnlab.data.batching import ShuffledRows
+from attnlab.data.checks import MIN_VALID_EXAMPLES, warn_small_split
+from attnlab.errors import DataError
+from attnlab.models import build_model, list_models
+from attnlab.models.auto import from_pretrained
+from attnlab.models.vqvae import to_pixels, to_unit
+from attnlab.serialization import atomic_write
+from attnlab.training.optim import adam
+from attnlab.training.run import Task, model_device, run_model_folder
+from attnlab.training.schedule import cosine_warmup
+from attnlab.training.settings import (
+    RunSettings,
+    SettingError,
+    check_non_negative_ints,
+    check_positive_ints,
+    check_positive_numbers,
+    check_range,
+    setting,
+)
+from attnlab.training.trainer import TrainResult
+
+SPLITS = ("train", "valid", "test")
+
+
+def vqvae_presets() -> list[str]:
+    return list_models("vqvae")
+
+
+@dataclass
+class VQVAESettings(RunSettings):
+    """Everything `attnlab train vqvae` takes; saved as `train_settings.json`."""
+
+    data: str = setting("builtin:digit-scenes", "builtin:digit-scenes, builtin:emoji, or a "
+                                                "folder DIR with DIR/captions.tsv (file<TAB>"
+                                                "caption per line; the images are used)",
+                        data=True)
+    out: str = setting("runs/vqvae", "output folder (model, checkpoints, metrics)")
+    preset: str = setting("vqvae-scenes", "model (a VQ-VAE preset; image size and channels "
+                                          "come from the data)", choices=vqvae_presets)
+    image_size: int = setting(0, "square side images are resized to (0: the data's own size)")
+    batch_size: int = setting(128, "images per batch")
+    eval_batch_size: int = setting(512, "images per batch when measuring")
+    lr: float = setting(1e-3, "peak AdamW learning rate")
+    warmup_steps: int = setting(50, "linear warmup steps, then cosine decay to lr/20 at the "
+                                    "planned end of the run")
+    weight_decay: float = setting(0.0, "AdamW weight decay (not on biases)")
+    pictures: int = setting(16, "test images drawn in reconstructions.png")
+    save_every: int = setting(500, "checkpoint every N steps (0: only at the end)")
+    keep_last: int = setting(2, "checkpoints kept")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive_ints(self, ("batch_size", "eval_batch_size", "warmup_steps", "pictures"))
+        check_non_negative_ints(self, ("image_size",))
+        check_positive_numbers(self, ("lr",))
+        check_range(self, "weight_decay", 0.0, 1.0, high_open=False)
+        if self.preset not in vqvae_presets():
+            raise SettingError("preset", f"preset must be a VQ-VAE, one of {vqvae_presets()}, "
+                                         f"got {self.preset!r}")
+        if not self.data:
+            raise SettingError("data", "data must be builtin:digit-scenes, builtin:emoji or a "
+                                       "folder, got ''")
+
+
+def load_splits(data: str, image_size: int | None, seed: int = 0) -> dict[str, Tensor]:
+    """{"train", "valid", "test"} -> uint8 images (N, C, H, W) of a captioned set."""
+    from attnlab.data.captions import load_captioned
+
+    splits = load_captioned(data, image_size=image_size, seed=seed)
+    return {name: split.images for name, split in splits.items()}
+
+
+class ImageBatches(ShuffledRows):
+    """Shuffled batches of the training images as the model reads them; batch i is a pure
+    function of (seed, i), so exact resume keeps one counter."""
+
+    def __init__(self, images: Tensor, batch_size: int, seed: int) -> None:
+        super().__init__(len(images), batch_size, seed)
+        self.images = images
+
+    def next(self) -> dict[str, Tensor]:
+        return {"pixel_values": to_unit(self.images[self.next_rows()])}  # (B, C, H, W)
+
+
+@dataclass
+class Measured:
+    """One pass of a model over a split."""
+
+    mse: float  # on the [-1, 1] scale (the training loss's)
+    pixel_mse: float  # on the rounded uint8 pixels
+    usage: Tensor  # (K,) long: code counts over the split
+    reconstructions: Tensor  # (n, C, H, W) uint8: the first `keep` images' reconstructions
+
+    @property
+    def psnr(self) -> float:
+        return 10 * math.log10(255.0**2 / max(self.pixel_mse, 1e-12))
+
+    @property
+    def codebook_usage(self) -> float:
+        return float((self.usage > 0).float().mean())
+
+    @property
+    def perplexity(self) -> float:
+        share = self.usage.double() / self.usage.sum().clamp(min=1)
+        return float(torch.exp(-(share * share.clamp(min=1e-30).log()).sum()))
+
+
+class VQVAETask(Task):
+    name = "vqvae"
+    best_metric = ("valid_mse", "min")
+    settings: VQVAESettings
+    splits: dict[str, Tensor]
+
+    def load_data(self) -> None:
+        s = self.settings
+        self.splits = load_splits(s.data, s.image_size or None)
+        for split in SPLITS:
+            images = self.splits.get(split)
+            if images is None or len(images) == 0:
+                raise DataError(f"{s.data}: the {split} split holds no images")
+            if images.dtype != torch.uint8 or images.dim() != 4:
+                raise DataError(f"{s.data}: the {split} images must be uint8 (N, C, H, W), got "
+                                f"{images.dtype} {tuple(images.shape)}")
+        warn_small_split(f"{s.data} (valid)", len(self.splits["valid"]), "images",
+                         MIN_VALID_EXAMPLES, "add validation images")
+
+    def new_model(self, out: Path) -> nn.Module:
+        s = self.settings
+        C, H, W = self.splits["train"].shape[1:]
+        if H != W:
+            raise SettingError("image_size", f"images are {H}x{W}; the VQ-VAE takes square "
+                                             "images: give --image-size N")
+        model = build_model(s.preset, **{"image_size": H, "num_channels": C,
+                                         **s.model_overrides})
+        model.start_output_at(to_unit(self.splits["train"]).mean(dim=(0, 2, 3)))  # (C,)
+        return model
+
+    def restore(self, out: Path) -> nn.Module:
+        return from_pretrained(run_model_folder(out))
+
+    def batches(self, model: nn.Module) -> ImageBatches:
+        s = self.settings
+        return ImageBatches(self.splits["train"], s.batch_size, s.seed)
+
+    def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
+        pixels = batch["pixel_values"]
+        return model(pixels).loss, int(pixels.size(0))
+
+    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        return adam([{"params": decay, "weight_decay": self.settings.weight_decay},
+                     {"params": no_decay, "weight_decay": 0.0}], lr=0.0, betas=(0.9, 0.999))
+
+    def lr(self, step: int) -> float:
+        s = self.settings
+        total = max(self.plan.total, s.warmup_steps + 1)
+        return cosine_warmup(step, peak_lr=s.lr, warmup_steps=s.warmup_steps,
+                             total_steps=total, min_lr=s.lr / 20)
+
+    @torch.no_grad()
+    def measure(self, model: nn.Module, images: Tensor, keep: int = 0) -> Measured:
+        """Reconstruction errors and code counts of `images` (uint8) in eval mode."""
+        model.eval()
+        device = model_device(model)
+        squared = pixel_squared = 0.0
+        usage = torch.zeros(model.config.codebook_size, dtype=torch.long)
+        kept = []
+        for start in range(0, len(images), self.settings.eval_batch_size):
+            batch = images[start:start + self.settings.eval_batch_size]  # (b, C, H, W) uint8
+            out = model(to_unit(batch).to(device))
+            squared += float((out.reconstruction.float().cpu() - to_unit(batch)).pow(2).sum())
+            pixels = to_pixels(out.reconstruction.cpu())  # (b, C, H, W) uint8
+            pixel_squared += float((pixels.float() - batch.float()).pow(2).sum())
+            usage += out.usage.cpu()
+            if sum(len(k) for k in kept) < keep:
+                kept.append(pixels)
+        n = images.numel()
+        return Measured(squared / n, pixel_squared / n, usage,
+                        torch.cat(kept)[:keep] if kept else images[:0])
+
+    def evaluate(self, model: nn.Module, step: int) -> dict[str, float]:
+        measured = self.measure(model, self.splits["valid"])
+        return {"valid_mse": round(measured.mse, 6),
+                "valid_codebook_usage": round(measured.codebook_usage, 4)}
+
+    def metrics(self, model: nn.Module, result: TrainResult, precision: str) -> dict[str, Any]:
+        s = self.settings
+        test = self.splits["test"]
+        measured = self.measure(model, test, keep=s.pictures)
+        plot_reconstructions(test[:s.pictures], measured.reconstructions,
+                             Path(s.out) / "reconstructions.png",
+                             title=f"test: originals (top) and reconstructions, PSNR "
+                                   f"{measured.psnr:.1f} dB")
+        config = model.config
+        return {
+            "test_mse": round(measured.mse, 6),
+            "test_psnr": round(measured.psnr, 3),
+            "test_pixel_mse": round(measured.pixel_mse, 3),
+            "codebook_usage": round(measured.codebook_usage, 4),
+            "test_perplexity": round(measured.perplexity, 2),
+            "codebook_size": config.codebook_size,
+            "grid": list(config.grid),
+            "valid_mse": self.kept_evaluation(result)["valid_mse"],
+            "examples": {split: len(self.splits[split]) for split in SPLITS},
+            "steps": result.step, "stopped_by": result.stopped_by,
+            "train_seconds": round(result.train_seconds, 1),
+            "train_examples_per_second": round(result.tokens_per_second, 1),
+            "params": sum(p.numel() for p in model.parameters()),
+            "preset": s.preset, "precision": precision, "evaluations": result.evaluations,
+        }
+
+
+def plot_reconstructions(originals: Tensor, reconstructions: Tensor, path: Path,
+                         title: str = "") -> None:
+    """Two rows of uint8 (n, C, H, W) images, originals over reconstructions, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(originals)
+    figure, axes = plt.subplots(2, n, figsize=(max(1.0 * n, 2.0), 2.4), squeeze=False)
+    for row, images in enumerate((originals, reconstructions)):
+        for i in range(n):
+            axis = axes[row][i]
+            picture = images[i].permute(1, 2, 0).numpy()  # (H, W, C)
+            if picture.shape[2] == 1:
+                axis.imshow(picture[:, :, 0], cmap="gray", vmin=0, vmax=255)
+            else:
+                axis.imshow(picture)
+            axis.axis("off")
+    if title:
+        figure.suptitle(title, fontsize=9)
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100,
+                                                  bbox_inches="tight"))
+    plt.close(figure)
+
+
+__all__ = ["ImageBatches", "VQVAESettings", "VQVAETask", "load_splits", "plot_reconstructions"]

@@ -1,0 +1,102 @@
+"""`attnlab train vqvae`: a tiny VQ-VAE trains on the images of a captioned set (the loader
+replaced by synthetic splits), reports its reconstruction, codebook usage and perplexity, draws
+reconstructions.png, writes a folder that loads, and resumes exactly. (Named test_train_vqvae:
+pytest's default import mode needs a basename unlike tests/models/test_vqvae.py's.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import attnlab
+from attnlab.models.vqvae import VQVAE
+from attnlab.tasks import vqvae as task_module
+from attnlab.tasks.vqvae import VQVAESettings, VQVAETask
+from attnlab.training.run import run_task
+from attnlab.training.settings import SettingError
+
+
+def blobs(count: int, seed: int, size: int = 16) -> torch.Tensor:
+    """(count, 3, size, size) uint8: a coloured square on white, at a random place."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.full((count, 3, size, size), 255, dtype=torch.uint8)
+    for i in range(count):
+        y, x = torch.randint(0, size - 6, (2,), generator=generator).tolist()
+        colour = torch.randint(0, 200, (3, 1, 1), generator=generator, dtype=torch.uint8)
+        images[i, :, y:y + 6, x:x + 6] = colour
+    return images
+
+
+@pytest.fixture
+def fake_data(monkeypatch):
+    splits = {"train": blobs(64, 0), "valid": blobs(16, 1), "test": blobs(12, 2)}
+    calls = []
+
+    def load(data, image_size, seed=0):
+        calls.append((data, image_size))
+        return splits
+
+    monkeypatch.setattr(task_module, "load_splits", load)
+    return calls
+
+
+def settings(out, **values) -> VQVAESettings:
+    base = dict(data="builtin:emoji", out=str(out), preset="vqvae-tiny", batch_size=16,
+                warmup_steps=10, lr=3e-3, save_every=0, pictures=5)
+    return VQVAESettings(**{**base, **values})
+
+
+def test_trains_measures_and_writes_a_loadable_folder(tmp_path, fake_data):
+    out = tmp_path / "run"
+    outcome = run_task(VQVAETask(settings(out, max_steps=60, evaluations=2)))
+    m = json.loads((out / "metrics.json").read_text())
+    assert fake_data == [("builtin:emoji", None)]
+    assert m["examples"] == {"train": 64, "valid": 16, "test": 12} and m["steps"] == 60
+    assert m["grid"] == [4, 4] and m["codebook_size"] == 32
+    assert 0 < m["codebook_usage"] <= 1 and 1 <= m["test_perplexity"] <= 32
+    assert m["params"] == outcome.model.num_parameters()
+    # the reconstruction beats a constant image at the data's mean (white squares dominate)
+    test = task_module.to_unit(blobs(12, 2))
+    assert m["test_mse"] < float((test - test.mean()).pow(2).mean()), m
+    assert m["test_psnr"] == pytest.approx(10 * torch.log10(torch.tensor(255.0**2
+                                                                         / m["test_pixel_mse"]))
+                                           .item(), abs=1e-3)
+    assert len(m["evaluations"]) == 2 and "valid_mse" in m["evaluations"][0]
+    assert (out / "reconstructions.png").stat().st_size > 1000
+    model = attnlab.from_pretrained(out)
+    assert isinstance(model, VQVAE) and model.config.num_channels == 3
+    assert model.config.image_size == 16
+    for name, value in outcome.model.state_dict().items():
+        assert torch.equal(model.state_dict()[name].cpu(), value.cpu()), name
+
+
+def test_resume_equals_uninterrupted(tmp_path, fake_data):
+    # warmup longer than the run: the schedule of steps 1-6 does not depend on max_steps;
+    # restart_after=2 makes restarts (random draws) happen on both sides of the checkpoint
+    extra = dict(warmup_steps=10, save_every=3, model_overrides={"restart_after": 2})
+    whole = run_task(VQVAETask(settings(tmp_path / "a", max_steps=6, **extra)))
+    run_task(VQVAETask(settings(tmp_path / "b", max_steps=3, **extra)))
+    resumed = run_task(VQVAETask(settings(tmp_path / "b", max_steps=6, **extra)), resume=True)
+    for (name, a), b in zip(whole.model.state_dict().items(),
+                            resumed.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_bad_settings_name_the_field():
+    with pytest.raises(SettingError, match="preset must be a VQ-VAE"):
+        VQVAESettings(preset="vit-tiny")
+    with pytest.raises(SettingError, match="pictures"):
+        VQVAESettings(pictures=0)
+
+
+@pytest.mark.parametrize("name, data, preset", [("digit-scenes", "builtin:digit-scenes",
+                                                 "vqvae-scenes"),
+                                                ("emoji", "builtin:emoji", "vqvae-emoji")])
+def test_the_shipped_recipes_are_valid_settings(name, data, preset):
+    from attnlab.tasks.translation import RECIPES
+    from attnlab.training.settings import load_config
+
+    recipe = VQVAESettings(**load_config(name, VQVAESettings, RECIPES / "vqvae"))
+    assert (recipe.data, recipe.preset, recipe.keep) == (data, preset, "best")
