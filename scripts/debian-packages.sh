@@ -15,11 +15,13 @@
 # - dataset-fashion-mnist: the 70,000 Fashion-MNIST images of `--data builtin:fashion-mnist`
 #   (`attnlab train image`; tests/data/test_images.py);
 # - espeak-ng: the speech synthesiser that makes `--data builtin:spoken-words`
-#   (`attnlab train audio`; tests/data/test_spoken_words.py).
+#   (`attnlab train audio`; tests/data/test_spoken_words.py);
+# - fonts-noto-color-emoji: the colour emoji drawn as the images of `--data builtin:emoji`
+#   (`attnlab train clip / vqvae / text2image`; tests/data/test_emoji_images.py).
 set -uo pipefail
 
 ALL=(chromium chromium-driver sword-text-web sword-text-kjv sword-text-sparv
-     dataset-fashion-mnist espeak-ng)
+     dataset-fashion-mnist espeak-ng fonts-noto-color-emoji)
 
 # whether a package's files are already here (by the file attnlab reads, not by dpkg, so a
 # copy installed some other way counts too)
@@ -34,6 +36,7 @@ present() {
         dataset-fashion-mnist)
             [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ;;
         espeak-ng) command -v espeak-ng >/dev/null 2>&1 ;;
+        fonts-noto-color-emoji) [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] ;;
         *) echo "debian-packages.sh: unknown package $1 (known: ${ALL[*]})" >&2; exit 2 ;;
     esac
 }
