@@ -100,3 +100,16 @@ def test_the_shipped_recipes_are_valid_settings(name, data, preset):
 
     recipe = VQVAESettings(**load_config(name, VQVAESettings, RECIPES / "vqvae"))
     assert (recipe.data, recipe.preset, recipe.keep) == (data, preset, "best")
+
+
+def test_the_command_line_trains_and_prints_the_figures(tmp_path, fake_data, capsys):
+    from attnlab.cli.main import main
+
+    out = tmp_path / "cli"
+    assert main(["train", "vqvae", "--config", "digit-scenes", "--preset", "vqvae-tiny",
+                 "--out", str(out), "--max-steps", "4", "--batch-size", "16", "--evaluations",
+                 "0", "--keep", "last", "--save-every", "0", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "test reconstruction: PSNR" in printed and "of 32 codes used on test" in printed
+    assert json.loads((out / "train_settings.json").read_text())["lr"] == 0.002  # the recipe's
+    assert fake_data == [("builtin:digit-scenes", None)]

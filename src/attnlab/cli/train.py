@@ -1,5 +1,5 @@
-"""Train a model: `attnlab train translate | lm | mlm | classify | image | audio | clip`. See
-`attnlab train TASK --help`.
+"""Train a model: `attnlab train translate | lm | mlm | classify | image | audio | clip |
+vqvae`. See `attnlab train TASK --help`.
 
 Every task runs on the one run routine and takes the same run flags, generated from its
 settings: --config FILE, --set FIELD=VALUE, --out, --max-steps, --time-budget, --seed,
@@ -36,6 +36,7 @@ from attnlab.tasks.image_classification import ImageClassificationTask, ImageSet
 from attnlab.tasks.language_model import LanguageModelTask, LMSettings
 from attnlab.tasks.masked_lm import MaskedLMTask, MLMSettings
 from attnlab.tasks.translation import RECIPES, TranslationSettings, TranslationTask
+from attnlab.tasks.vqvae import VQVAESettings, VQVAETask
 from attnlab.training.run import run_task
 
 
@@ -118,6 +119,17 @@ def clip_summary(m: dict[str, Any], s: CLIPSettings) -> list[str]:
             f"{m['steps']:,} steps ({m['stopped_by']}) in {m['train_seconds']:.0f}s; "
             f"{m['params']:,} parameters; model in {s.out}; try `attnlab embed --model {s.out} "
             f"--text ... --image FILE` or `attnlab classify --model {s.out} FILE --labels ...`"]
+
+
+def vqvae_summary(m: dict[str, Any], s: VQVAESettings) -> list[str]:
+    return [f"test reconstruction: PSNR {m['test_psnr']:.1f} dB (MSE {m['test_mse']:.4f} on "
+            f"the [-1, 1] scale) over {m['examples']['test']:,} images",
+            f"codebook: {m['codebook_usage']:.0%} of {m['codebook_size']} codes used on test, "
+            f"perplexity {m['test_perplexity']:.1f}; {m['grid'][0]}x{m['grid'][1]} codes per "
+            f"image",
+            f"{m['steps']:,} steps ({m['stopped_by']}) in {m['train_seconds']:.0f}s; "
+            f"{m['params']:,} parameters; model in {s.out} (reconstructions.png); use it with "
+            f"`attnlab train text2image --image-tokenizer {s.out}`"]
 
 
 COMMANDS: dict[str, TrainCommand] = {
@@ -228,6 +240,21 @@ COMMANDS: dict[str, TrainCommand] = {
                "  attnlab classify --model runs/clip-digits x.png --labels zero one two three "
                "four five six seven eight nine --template \"a large {}\"",
         summary=clip_summary, recipes=RECIPES / "clip"),
+    "vqvae": TrainCommand(
+        VQVAESettings, VQVAETask,
+        help="VQ-VAE: the discrete image tokenizer of text-to-image",
+        description="A VQ-VAE (van den Oord et al. 2017) with an EMA codebook (Razavi et al. "
+                    "2019) and dead codes restarted, on the images of the built-in digit scenes "
+                    "or emoji, or of a folder with DIR/captions.tsv (the captions are not used "
+                    "here). Writes metrics.json (test reconstruction MSE and PSNR, the share of "
+                    "the codebook in use and its perplexity), reconstructions.png and the "
+                    "folder `attnlab train text2image --image-tokenizer` reads.",
+        epilog="examples:\n"
+               "  attnlab train vqvae --config digit-scenes                 # the recipe\n"
+               "  attnlab train vqvae --config emoji\n"
+               "  attnlab train vqvae --data photos --image-size 32 --preset vqvae-emoji "
+               "--out runs/vq-photos",
+        summary=vqvae_summary, recipes=RECIPES / "vqvae"),
 }
 
 
