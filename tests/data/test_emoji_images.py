@@ -111,3 +111,15 @@ def test_missing_font_names_the_debian_package(tmp_path, monkeypatch):
     monkeypatch.setattr(emoji_images, "FONT", tmp_path / "NotoColorEmoji.ttf")
     with pytest.raises(MissingFileError, match=f"apt-get install {FONT_PACKAGE}"):
         emoji_images.emoji_set(32)
+
+
+def test_group_split_is_stable_and_by_group():
+    groups = [f"thing {i // 3}" for i in range(600)]  # 200 groups of three rows
+    rows = emoji_images.group_split(groups, seed=0)
+    assert sorted(sum(rows.values(), [])) == list(range(600))
+    of = {s: {groups[i] for i in r} for s, r in rows.items()}
+    assert not of["train"] & of["test"] and not of["train"] & of["valid"]
+    assert 10 <= len(of["test"]) <= 35 and 10 <= len(of["valid"]) <= 35
+    grown = emoji_images.group_split(groups + ["a newer emoji"], seed=0)
+    assert grown["test"][:len(rows["test"])] == rows["test"]  # nobody else moved
+    assert {groups[i] for i in emoji_images.group_split(groups, seed=5)["test"]} == of["test"]

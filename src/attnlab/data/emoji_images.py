@@ -15,13 +15,15 @@ as several glyphs and is skipped; a skin-tone variant the font draws exactly lik
 emoji of its group is skipped too; both counts are logged.
 
 Splits keep each emoji's skin-tone variants together (the group is the name with its skin-tone
-words removed), so a test caption's emoji was never seen in training in any skin tone: 10% of
-the groups are the test split (fixed: scores from different seeds compare), 10% valid (chosen
-by the seed among the rest), 80% train.
+words removed), so a test caption's emoji was never seen in training in any skin tone: about
+10% of the groups are the test split (fixed: scores from different seeds compare), 10% valid
+(chosen by the seed among the rest), 80% train; a group's split is drawn from its name alone
+(a hash), so a newer `emoji` package adds emoji without moving the others.
 
-The rendered set is written once to `${ATTNLAB_CACHE:-~/.cache/attnlab}/emoji-v1/KEY.npz`
-(atomic write), KEY hashing the format version, the `emoji` package's version, the font file's
-size, Pillow's version and the image size, so any of them changing renders it again.
+The drawn images are written once to `${ATTNLAB_CACHE:-~/.cache/attnlab}/emoji-v1/KEY.npz`
+(atomic write) with the emoji they show, KEY hashing the format version, the `emoji` package's
+version, the font file's size, Pillow's version and the image size, so any of them changing
+draws them again; captions and groups are made from the names at every load.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ TEST_SEED = 0  # the test groups are fixed whatever the run's seed
 _SKIN_TONE = re.compile(r"_(?:(?:medium-)?(?:light|dark)|medium)_skin_tone")
 _REGIONAL = range(0x1F1E6, 0x1F200)  # regional indicator letters: a pair is a flag
 _TAG_FLAG = 0x1F3F4  # black flag + tag letters: England, Scotland, Wales
+_TAGS = range(0xE0020, 0xE0080)
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def caption_of(text: str, name: str) -> str:
     (':Åland_Islands:') -> 'flag of åland islands'."""
     words = " ".join(name.strip(":").replace("_", " ").split()).lower()
     codes = [ord(c) for c in text]
-    if codes[0] in _REGIONAL or codes[0] == _TAG_FLAG and len(codes) > 2:
+    if codes[0] in _REGIONAL or codes[0] == _TAG_FLAG and any(c in _TAGS for c in codes):
         return f"flag of {words}"
     return words
 
@@ -185,27 +188,39 @@ def emoji_set(image_size: int = 32, *, limit: int | None = None) -> EmojiSet:
 
         def write(tmp: str) -> None:
             with open(tmp, "wb") as handle:
-                np.savez(handle, images=drawn.images, texts=np.array(drawn.texts),
-                         captions=np.array(drawn.captions), groups=np.array(drawn.groups))
+                np.savez(handle, images=drawn.images, texts=np.array(drawn.texts))
 
         atomic_write(path, write)
     with np.load(path) as data:
-        return EmojiSet(data["images"], data["texts"].tolist(), data["captions"].tolist(),
-                        data["groups"].tolist(), path)
+        images, texts = data["images"], data["texts"].tolist()
+    named = {text: (caption, group) for text, caption, group in emoji_entries()}
+    # captions and groups follow the naming rules of this version, not the cached file's
+    return EmojiSet(images, texts, [named[t][0] for t in texts], [named[t][1] for t in texts],
+                    path)
+
+
+def _uniform(seed: int, name: str) -> float:
+    """A number in [0, 1) fixed by (seed, name): a group's draw never depends on the others."""
+    digest = hashlib.sha256(f"{seed}\t{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def group_split(groups: list[str], seed: int) -> dict[str, list[int]]:
-    """split -> rows, by group: TEST_FRACTION of the groups (fixed) are test, VALID_FRACTION
-    (chosen by `seed` among the rest) valid, the others train; at least one group each."""
+    """split -> rows, by group: a group is test with probability TEST_FRACTION (drawn by
+    TEST_SEED: fixed), else valid with VALID_FRACTION / (1 - TEST_FRACTION) (drawn by `seed`),
+    else train; each group's draw depends on its name alone, so a newer `emoji` package adds
+    groups without moving the others. At least one group each."""
     names = sorted(set(groups))
     if len(names) < 3:
         raise DataError(f"emoji: {len(names)} group(s); a split by group needs 3")
-    order = np.random.default_rng(TEST_SEED).permutation(len(names))
-    n_test = max(1, round(len(names) * TEST_FRACTION))
-    test = {names[i] for i in order[:n_test]}
-    rest = [names[i] for i in order[n_test:]]
-    n_valid = min(len(rest) - 1, max(1, round(len(names) * VALID_FRACTION)))
-    valid = {rest[i] for i in np.random.default_rng(seed).permutation(len(rest))[:n_valid]}
+    u_test = {name: _uniform(TEST_SEED, f"test\t{name}") for name in names}
+    u_valid = {name: _uniform(seed, f"valid\t{name}") for name in names}
+    test = {name for name in names if u_test[name] < TEST_FRACTION}
+    test = test or {min(names, key=u_test.get)}
+    rest = [name for name in names if name not in test]
+    valid = {name for name in rest if u_valid[name] < VALID_FRACTION / (1 - TEST_FRACTION)}
+    if not valid or len(valid) == len(rest):
+        valid = {min(rest, key=u_valid.get)}
     rows: dict[str, list[int]] = {"train": [], "valid": [], "test": []}
     for i, group in enumerate(groups):
         rows["test" if group in test else "valid" if group in valid else "train"].append(i)
