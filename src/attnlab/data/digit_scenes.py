@@ -9,13 +9,18 @@ binds each word to the right object, size and place, and whether a CLIP-style en
 (Radford et al., 2021) tells "a three left of a seven" from "a seven left of a three".
 
 Scenes: a two-digit scene with "to the left of" / "to the right of" puts one digit in each
-16-pixel half of the canvas (random vertical place, random horizontal place inside its half);
-"above" / "below" likewise in the top and bottom halves; a one-digit scene places its digit
-anywhere. A digit is its 8x8 instance scaled (bilinear) to `SIZES[word]` pixels a side, ink
-bright on black. Digit instances come from the fixed split of `data/images.py`
+16-pixel half of the canvas, `MARGIN` pixels off the middle (so two digits never touch: a
+small one moves inside its half, a large one, 14 pixels, sits at its outer edge), at a random
+height drawn so that the centres are at most half as far apart vertically as horizontally (a
+"left of" never looks like an "above"); "above" / "below" likewise in the top and bottom
+halves; a one-digit scene places its digit anywhere. A digit is its 8x8 instance scaled
+(bilinear) to `SIZES[word]` pixels a side (9 and 14: sizes the independent reader,
+`evaluation/digit_scenes.py`, tells apart even on a blurred sample), ink bright on black.
+Digit instances come from the fixed split of `data/images.py`
 (`load_images("builtin:digits")`): test scenes draw only test-split digits, valid scenes only
 valid-split digits, so a model never sees a test digit's strokes in training. Everything is
-drawn from one seeded generator per split: the same seed gives the same scenes, bit for bit.
+drawn from one seeded generator per split (test's fixed, train's and valid's from the run's
+seed): the same seed gives the same scenes, bit for bit.
 """
 
 from __future__ import annotations
