@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import attnlab
+from attnlab.data.captions import CaptionedImages
 from attnlab.models.vqvae import VQVAE
 from attnlab.tasks import vqvae as task_module
 from attnlab.tasks.vqvae import VQVAESettings, VQVAETask
@@ -29,9 +30,15 @@ def blobs(count: int, seed: int, size: int = 16) -> torch.Tensor:
     return images
 
 
+def captioned(images: torch.Tensor) -> CaptionedImages:
+    names = [f"blob {i}" for i in range(len(images))]
+    return CaptionedImages(images, names, names, names)
+
+
 @pytest.fixture
 def fake_data(monkeypatch):
-    splits = {"train": blobs(64, 0), "valid": blobs(16, 1), "test": blobs(12, 2)}
+    splits = {"train": captioned(blobs(64, 0)), "valid": captioned(blobs(16, 1)),
+              "test": captioned(blobs(12, 2))}
     calls = []
 
     def load(data, image_size, seed=0):
@@ -72,16 +79,33 @@ def test_trains_measures_and_writes_a_loadable_folder(tmp_path, fake_data):
         assert torch.equal(model.state_dict()[name].cpu(), value.cpu()), name
 
 
-def test_resume_equals_uninterrupted(tmp_path, fake_data):
+def write_folder(root, count: int = 40):
+    """A folder the real loader reads: PNGs of blobs and captions.tsv (split by image)."""
+    from PIL import Image
+
+    root.mkdir()
+    lines = []
+    for i, image in enumerate(blobs(count, 5)):
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(root / f"{i}.png")
+        lines.append(f"{i}.png\ta blob number {i}")
+    (root / "captions.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_a_folder_run_resumes_exactly(tmp_path):
+    data = write_folder(tmp_path / "images")
     # warmup longer than the run: the schedule of steps 1-6 does not depend on max_steps;
     # restart_after=2 makes restarts (random draws) happen on both sides of the checkpoint
-    extra = dict(warmup_steps=10, save_every=3, model_overrides={"restart_after": 2})
+    extra = dict(data=str(data), warmup_steps=10, save_every=3,
+                 model_overrides={"restart_after": 2})
     whole = run_task(VQVAETask(settings(tmp_path / "a", max_steps=6, **extra)))
+    assert whole.metrics["examples"] == {"train": 32, "valid": 4, "test": 4}
     run_task(VQVAETask(settings(tmp_path / "b", max_steps=3, **extra)))
     resumed = run_task(VQVAETask(settings(tmp_path / "b", max_steps=6, **extra)), resume=True)
     for (name, a), b in zip(whole.model.state_dict().items(),
                             resumed.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
+    assert attnlab.from_pretrained(tmp_path / "b").config.image_size == 16
 
 
 def test_bad_settings_name_the_field():
@@ -113,3 +137,19 @@ def test_the_command_line_trains_and_prints_the_figures(tmp_path, fake_data, cap
     assert "test reconstruction: PSNR" in printed and "of 32 codes used on test" in printed
     assert json.loads((out / "train_settings.json").read_text())["lr"] == 0.002  # the recipe's
     assert fake_data == [("builtin:digit-scenes", None)]
+
+
+def test_digit_scenes_are_read_back_by_the_independent_reader(tmp_path, monkeypatch):
+    from attnlab.data.digit_scenes import digit_scene_splits
+
+    parts = digit_scene_splits(0, counts={"train": 64, "valid": 16, "test": 24})
+    splits = {name: CaptionedImages(p["images"], p["captions"], p["sources"], p["groups"])
+              for name, p in parts.items()}
+    monkeypatch.setattr(task_module, "load_splits", lambda data, image_size, seed=0: splits)
+    out = tmp_path / "scenes"
+    run_task(VQVAETask(settings(out, data="builtin:digit-scenes", max_steps=3)))
+    m = json.loads((out / "metrics.json").read_text())
+    read = m["scene_reader"]
+    assert set(read) == {"real", "reconstructed"}
+    assert read["real"]["fully_right"] >= 0.75  # the reader's ceiling on real scenes
+    assert 0 <= read["reconstructed"]["fully_right"] <= 1 and m["grid"] == [8, 8]

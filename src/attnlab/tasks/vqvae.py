@@ -7,8 +7,9 @@ the VQ-VAE's loss (reconstruction MSE + beta * commitment; the codebook follows 
 run routine: seeded shuffled batches (exact resume), AdamW with warmup and cosine decay to the
 planned end, the best weights by validation MSE -> test reconstruction MSE and PSNR (on the
 rounded uint8 pixels: 10 log10(255^2 / MSE) over the whole test set), the share of the
-codebook the test images use and the perplexity of their codes, and reconstructions.png
-(test originals over their reconstructions).
+codebook the test images use and the perplexity of their codes, reconstructions.png (test
+originals over their reconstructions) and, for the digit scenes, how often the independent
+scene reader reads the reconstructions right (next to its score on the real scenes).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.data.batching import ShuffledRows
+from attnlab.data.captions import CaptionedImages
 from attnlab.data.checks import MIN_VALID_EXAMPLES, warn_small_split
 from attnlab.errors import DataError
 from attnlab.models import build_model, list_models
@@ -43,6 +45,7 @@ from attnlab.training.settings import (
 from attnlab.training.trainer import TrainResult
 
 SPLITS = ("train", "valid", "test")
+DIGIT_SCENES = "builtin:digit-scenes"
 
 
 def vqvae_presets() -> list[str]:
@@ -85,12 +88,12 @@ class VQVAESettings(RunSettings):
                                        "folder, got ''")
 
 
-def load_splits(data: str, image_size: int | None, seed: int = 0) -> dict[str, Tensor]:
-    """{"train", "valid", "test"} -> uint8 images (N, C, H, W) of a captioned set."""
+def load_splits(data: str, image_size: int | None, seed: int = 0
+                ) -> dict[str, CaptionedImages]:
+    """{"train", "valid", "test"} -> the captioned images of `data` (uint8 (N, C, H, W))."""
     from attnlab.data.captions import load_captioned
 
-    splits = load_captioned(data, image_size=image_size, seed=seed)
-    return {name: split.images for name, split in splits.items()}
+    return load_captioned(data, image_size=image_size, seed=seed)
 
 
 class ImageBatches(ShuffledRows):
@@ -132,11 +135,14 @@ class VQVAETask(Task):
     name = "vqvae"
     best_metric = ("valid_mse", "min")
     settings: VQVAESettings
-    splits: dict[str, Tensor]
+    splits: dict[str, Tensor]  # split -> uint8 images (N, C, H, W)
+    captions: dict[str, list[str]]
 
     def load_data(self) -> None:
         s = self.settings
-        self.splits = load_splits(s.data, s.image_size or None)
+        captioned = load_splits(s.data, s.image_size or None)
+        self.splits = {name: part.images for name, part in captioned.items()}
+        self.captions = {name: part.captions for name, part in captioned.items()}
         for split in SPLITS:
             images = self.splits.get(split)
             if images is None or len(images) == 0:
@@ -210,12 +216,15 @@ class VQVAETask(Task):
     def metrics(self, model: nn.Module, result: TrainResult, precision: str) -> dict[str, Any]:
         s = self.settings
         test = self.splits["test"]
-        measured = self.measure(model, test, keep=s.pictures)
-        plot_reconstructions(test[:s.pictures], measured.reconstructions,
+        scenes = s.data == DIGIT_SCENES and test.shape[1:] == (1, 32, 32)
+        measured = self.measure(model, test, keep=len(test) if scenes else s.pictures)
+        plot_reconstructions(test[:s.pictures], measured.reconstructions[:s.pictures],
                              Path(s.out) / "reconstructions.png",
                              title=f"test: originals (top) and reconstructions, PSNR "
                                    f"{measured.psnr:.1f} dB")
         config = model.config
+        read = read_scenes(test, measured.reconstructions, self.captions["test"]) if scenes \
+            else {}
         return {
             "test_mse": round(measured.mse, 6),
             "test_psnr": round(measured.psnr, 3),
@@ -224,6 +233,7 @@ class VQVAETask(Task):
             "test_perplexity": round(measured.perplexity, 2),
             "codebook_size": config.codebook_size,
             "grid": list(config.grid),
+            **read,
             "valid_mse": self.kept_evaluation(result)["valid_mse"],
             "examples": {split: len(self.splits[split]) for split in SPLITS},
             "steps": result.step, "stopped_by": result.stopped_by,
@@ -232,6 +242,21 @@ class VQVAETask(Task):
             "params": sum(p.numel() for p in model.parameters()),
             "preset": s.preset, "precision": precision, "evaluations": result.evaluations,
         }
+
+
+def read_scenes(real: Tensor, reconstructed: Tensor, captions: list[str]
+                ) -> dict[str, dict[str, float]]:
+    """Do digits stay readable? The independent scene reader (`evaluation.digit_scenes`, an SVM
+    on real train digits) scores the real test scenes (its ceiling) and their
+    reconstructions against their captions."""
+    from attnlab.data.digit_scenes import parse_caption
+    from attnlab.evaluation.digit_scenes import SceneReader
+
+    reader = SceneReader.fit()
+    specs = [parse_caption(caption) for caption in captions]
+    return {"scene_reader": {
+        "reconstructed": {k: round(v, 4) for k, v in reader.score(reconstructed, specs).items()},
+        "real": {k: round(v, 4) for k, v in reader.score(real, specs).items()}}}
 
 
 def plot_reconstructions(originals: Tensor, reconstructions: Tensor, path: Path,
@@ -260,4 +285,5 @@ def plot_reconstructions(originals: Tensor, reconstructions: Tensor, path: Path,
     plt.close(figure)
 
 
-__all__ = ["ImageBatches", "VQVAESettings", "VQVAETask", "load_splits", "plot_reconstructions"]
+__all__ = ["ImageBatches", "VQVAESettings", "VQVAETask", "load_splits", "plot_reconstructions",
+           "read_scenes"]
