@@ -31,6 +31,7 @@ from attnlab.cli import (
     evaluate,
     generate,
     heads,
+    imagine,
     listing,
     positions,
     prepare,
@@ -57,6 +58,8 @@ COMMANDS = {
     "classify": (classify, "top-k classes of image or audio files with a ViT / DeiT / AST "
                            "model folder, or zero-shot with CLIP (--labels)"),
     "embed": (embed, "CLIP embeddings of texts and images, and their cosine similarities"),
+    "imagine": (imagine, "draw images from captions with a text-to-image folder (DALL-E "
+                         "style), optionally reranked by CLIP"),
     "translate": (translate, "translate sentences with a trained model (beam search)"),
     "evaluate": (evaluate, "BLEU / chrF of a trained model with sacreBLEU, by length bucket"),
     "average": (average, "average the last N checkpoints of a run"),
@@ -77,7 +80,8 @@ COMMANDS = {
 # Commands whose work is long enough for torch's thread count to matter: they take --threads
 # after the command name too, and warn when the machine's load suggests oversubscription.
 COMPUTING = frozenset({"demo", "train", "classify", "embed", "prepare", "translate", "evaluate",
-                       "generate", "bench", "viz", "heads", "embed-compare", "compare"})
+                       "generate", "bench", "viz", "heads", "embed-compare", "compare",
+                       "imagine"})
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,5 +1,5 @@
 """Train a model: `attnlab train translate | lm | mlm | classify | image | audio | clip |
-vqvae`. See `attnlab train TASK --help`.
+vqvae | text2image`. See `attnlab train TASK --help`.
 
 Every task runs on the one run routine and takes the same run flags, generated from its
 settings: --config FILE, --set FIELD=VALUE, --out, --max-steps, --time-budget, --seed,
@@ -35,6 +35,8 @@ from attnlab.tasks.clip import CLIPSettings, CLIPTask
 from attnlab.tasks.image_classification import ImageClassificationTask, ImageSettings
 from attnlab.tasks.language_model import LanguageModelTask, LMSettings
 from attnlab.tasks.masked_lm import MaskedLMTask, MLMSettings
+from attnlab.tasks.text2image import RECIPES as TEXT2IMAGE_RECIPES
+from attnlab.tasks.text2image import TextToImageSettings, TextToImageTask
 from attnlab.tasks.translation import RECIPES, TranslationSettings, TranslationTask
 from attnlab.tasks.vqvae import VQVAESettings, VQVAETask
 from attnlab.training.run import run_task
@@ -130,6 +132,28 @@ def vqvae_summary(m: dict[str, Any], s: VQVAESettings) -> list[str]:
             f"{m['steps']:,} steps ({m['stopped_by']}) in {m['train_seconds']:.0f}s; "
             f"{m['params']:,} parameters; model in {s.out} (reconstructions.png); use it with "
             f"`attnlab train text2image --image-tokenizer {s.out}`"]
+
+
+def text2image_summary(m: dict[str, Any], s: TextToImageSettings) -> list[str]:
+    lines = [f"test image loss {m['test_bits_per_code']:.3f} bits per code ({m['grid']}x"
+             f"{m['grid']} codes of {m['codes']}); {m['steps']:,} steps ({m['stopped_by']}) in "
+             f"{m['train_seconds']:.0f}s; {m['params']:,} parameters"]
+    scenes, clip = m.get("scenes"), m.get("clip_score")
+    if scenes:
+        reranked = (f", CLIP-best of {m['sampled']['samples_per_caption']} "
+                    f"{scenes['clip_best_sample']['fully_right']:.1%}"
+                    if "clip_best_sample" in scenes else "")
+        lines.append(f"scenes read fully right: first sample "
+                     f"{scenes['first_sample']['fully_right']:.1%}{reranked} (real test scenes "
+                     f"{scenes['real_test_scenes']['fully_right']:.1%}) over "
+                     f"{m['sampled']['captions']} test captions")
+    if clip:
+        lines.append(f"CLIP score: first sample {clip['first_sample']:.3f}, CLIP-best "
+                     f"{clip['clip_best_sample']:.3f}, real test images "
+                     f"{clip['real_test_images']:.3f}")
+    lines.append(f"model in {s.out} (samples.png, metrics.json); try `attnlab imagine --model "
+                 f"{s.out} \"a caption\" --out grid.png`")
+    return lines
 
 
 COMMANDS: dict[str, TrainCommand] = {
@@ -255,6 +279,27 @@ COMMANDS: dict[str, TrainCommand] = {
                "  attnlab train vqvae --data photos --image-size 32 --preset vqvae-emoji "
                "--out runs/vq-photos",
         summary=vqvae_summary, recipes=RECIPES / "vqvae"),
+    "text2image": TrainCommand(
+        TextToImageSettings, TextToImageTask,
+        help="DALL-E-style text-to-image: a Transformer over caption tokens and VQ-VAE codes",
+        description="The decoder-only Transformer of DALL-E (Ramesh et al. 2021) over [caption "
+                    "tokens ; image codes] on the built-in digit scenes or emoji, or a folder "
+                    "with DIR/captions.tsv; images are tokenized once by a VQ-VAE run "
+                    "(--image-tokenizer, from `attnlab train vqvae`), copied into the run "
+                    "folder. Dense or the paper's row / column / convolutional masks (--set "
+                    "attention_layout=dalle). Writes metrics.json (bits per code; for digit "
+                    "scenes the share of sampled scenes an independent reader reads fully "
+                    "right, with and without CLIP reranking; with --clip, CLIP scores) and "
+                    "samples.png.",
+        epilog="examples:\n"
+               "  attnlab train vqvae --config digit-scenes\n"
+               "  attnlab train clip --config digit-scenes\n"
+               "  attnlab train text2image --config digit-scenes             # the recipe\n"
+               "  attnlab train text2image --config emoji --image-tokenizer runs/vqvae-emoji "
+               "--clip runs/clip-emoji\n"
+               "  attnlab imagine --model runs/text2image-digit-scenes \"a small five\" "
+               "--out five.png",
+        summary=text2image_summary, recipes=TEXT2IMAGE_RECIPES),
 }
 
 
