@@ -192,8 +192,10 @@ class VQVAE(PretrainedModel):
         return VQVAEOutput(raw.clamp(-1.0, 1.0), q.codes, loss, recon_loss, q.commitment_loss,
                            q.perplexity, q.usage)
 
+    @torch.no_grad()
     def encode(self, pixel_values: Tensor) -> Tensor:
-        """(B, C, H, W) in [-1, 1] -> (B, h, w) long codes (never changes the codebook)."""
+        """(B, C, H, W) in [-1, 1] -> (B, h, w) long codes (never changes the codebook; no
+        autograd graph: codes carry no gradient)."""
         return self.quantizer.nearest(self.features(pixel_values))
 
     def decode(self, codes: Tensor) -> Tensor:
