@@ -130,3 +130,44 @@ def test_bad_vectors_and_decay_are_refused():
         VectorQuantizer(4, 3)(torch.zeros(2, 4))
     with pytest.raises(ValueError, match="decay must be in \\[0, 1\\), got 1.0"):
         VectorQuantizer(4, 3, decay=1.0)
+
+
+def _two_ranks(rank: int, store: str, results: str) -> None:
+    """Rank `rank` of a 2-process gloo group: its half of the batch, then its buffers."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        q = VectorQuantizer(8, 3, decay=0.9, restart_after=10**6)
+        q.idle_steps.zero_()  # no restarts: the EMA alone, comparable with one process
+        z = torch.randn(40, 3, generator=torch.Generator().manual_seed(5))
+        q.train()(z[rank * 20:(rank + 1) * 20])
+        restarted = VectorQuantizer(8, 3, restart_after=1)  # restarts on every rank
+        torch.manual_seed(rank)  # each rank would draw other candidates
+        restarted.train()(torch.randn(10, 3) + 5)
+        torch.save({"ema": q.state_dict(), "restarted": restarted.state_dict()},
+                   f"{results}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_update_the_codebook_as_one(tmp_path):
+    """Under torchrun each rank sees half the batch: counts and sums are summed over the ranks,
+    so the EMA equals one process's over the whole batch, and rank 0's restart candidates
+    keep every rank's codebook the same."""
+    import torch.multiprocessing as mp
+
+    results = tmp_path / "state"
+    mp.spawn(_two_ranks, args=(str(tmp_path / "store"), str(results)), nprocs=2)
+    ranks = [torch.load(f"{results}.{r}") for r in (0, 1)]
+    torch.manual_seed(0)
+    one = VectorQuantizer(8, 3, decay=0.9, restart_after=10**6)
+    one.idle_steps.zero_()
+    one.train()(torch.randn(40, 3, generator=torch.Generator().manual_seed(5)))
+    for name, value in one.state_dict().items():
+        for state in ranks:
+            torch.testing.assert_close(state["ema"][name], value, msg=name)
+    for name, value in ranks[0]["restarted"].items():
+        assert torch.equal(ranks[1]["restarted"][name], value), name
