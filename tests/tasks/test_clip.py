@@ -135,6 +135,29 @@ def test_learns_shapes_and_the_folder_serves_embed_and_classify(shape_data, tmp_
     assert first > second and row.split()[1].endswith("*")
 
 
+def test_a_folder_of_captioned_images_trains_and_bad_lines_name_the_file(tmp_path, capsys):
+    data = tmp_path / "photos"
+    data.mkdir()
+    rng = np.random.default_rng(3)
+    lines = []
+    for i in range(60):
+        kind, side = KINDS[i % 3], SIDES[i // 3 % 2]
+        Image.fromarray(shape_image(kind, side, rng)).save(data / f"{i}.png")
+        lines.append(f"{i}.png\ta {kind} on the {side}")
+    (data / "captions.tsv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    assert main(["train", "clip", "--data", str(data), "--out", str(out), "--preset",
+                 "clip-tiny", "--set", "patch_size=4", "--max-steps", "4", "--batch-size", "16",
+                 "--save-every", "0"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert sum(m["pairs"].values()) == 60 and m["pairs"]["test"] >= 5
+    assert from_pretrained(out).config.num_channels == 1  # grey PNGs stay one channel
+    (data / "captions.tsv").write_text("0.png a bar without a tab\n")
+    assert main(["train", "clip", "--data", str(data), "--out", str(tmp_path / "r2"),
+                 "--preset", "clip-tiny", "--max-steps", "1"]) == 2
+    assert "captions.tsv:1: no tab" in capsys.readouterr().err
+
+
 def test_resume_equals_uninterrupted(shape_data, tmp_path):
     # warmup longer than the run: the learning rates of steps 1-6 do not depend on max_steps
     base = dict(warmup_steps=10, batch_size=16, save_every=3, evaluations=0, shift=1)
