@@ -11,7 +11,14 @@ from PIL import Image
 
 from attnlab.cli.main import main
 from attnlab.models import build_model
-from attnlab.tasks.imagine import IMAGE_TOKENIZER, imagine, load_pipeline
+from attnlab.tasks.imagine import (
+    IMAGE_TOKENIZER,
+    clip_scores,
+    imagine,
+    load_clip,
+    load_pipeline,
+    rerank,
+)
 from attnlab.tokenizers.captions import caption_specials, train_caption_tokenizer
 from attnlab.tokenizers.image_processor import ImageProcessor
 
@@ -62,6 +69,17 @@ def test_the_same_seed_draws_the_same_images(folders):
     assert a.shape == (3, 2, 3, 16, 16)
     assert torch.equal(a, imagine(pipeline, CAPTIONS, 2, seed=5))
     assert not torch.equal(a, imagine(pipeline, CAPTIONS, 2, seed=6))
+
+
+def test_rerank_orders_by_the_pairwise_clip_scores(folders):
+    pipeline = load_pipeline(folders / "t2i")
+    images = imagine(pipeline, CAPTIONS[:2], 3, seed=1)  # (2, 3, 3, 16, 16)
+    order, scores = rerank(folders / "clip", CAPTIONS[:2], images)
+    assert order.shape == scores.shape == (2, 3)
+    assert torch.equal(scores.gather(1, order), scores.sort(1, descending=True).values)
+    clip = load_clip(folders / "clip")
+    torch.testing.assert_close(clip_scores(clip, [CAPTIONS[1]] * 3, images[1]), scores[1])
+    assert scores.abs().max() <= 1.0 + 1e-5  # cosines
 
 
 @pytest.mark.parametrize(("argv", "message"), [

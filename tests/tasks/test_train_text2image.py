@@ -13,7 +13,7 @@ import torch
 from attnlab.errors import ConfigError, FolderError, MissingFileError
 from attnlab.models import build_model
 from attnlab.tasks import text2image as t2i
-from attnlab.tasks.imagine import clip_scores, imagine, load_clip, load_pipeline, rerank
+from attnlab.tasks.imagine import imagine, load_pipeline
 from attnlab.tasks.text2image import TextToImageSettings, TextToImageTask
 from attnlab.tokenizers.captions import train_caption_tokenizer
 from attnlab.tokenizers.image_processor import ImageProcessor
@@ -88,17 +88,9 @@ def test_a_short_run_writes_a_folder_that_imagine_reads(tmp_path, monkeypatch):
     assert json.loads((out / "metrics.json").read_text())["test_image_loss"] == m[
         "test_image_loss"]
 
-    pipeline = load_pipeline(out)
+    pipeline = load_pipeline(out)  # the folder alone: model, tokenizer.json, image_tokenizer/
     images = imagine(pipeline, ["a red round thing", "a blue square thing"], 3, seed=1)
     assert images.shape == (2, 3, 1, 16, 16) and images.dtype == torch.uint8
-    assert torch.equal(images, imagine(pipeline, ["a red round thing", "a blue square thing"],
-                                       3, seed=1, batch_size=6))
-
-    order, scores = rerank(clip, ["a red round thing", "a blue square thing"], images)
-    assert order.shape == scores.shape == (2, 3)
-    assert torch.equal(scores.gather(1, order), scores.sort(1, descending=True).values)
-    flat = clip_scores(load_clip(clip), ["a red round thing"] * 3, images[0])
-    torch.testing.assert_close(flat, scores[0])
 
 
 def test_a_run_resumes_from_its_own_copy_of_the_vq_vae(tmp_path, monkeypatch):
