@@ -101,3 +101,18 @@ def test_bad_input_names_the_flag(folders, capsys, argv, message):
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert re.search(message, err), err
+
+
+def test_viz_shows_which_caption_words_each_region_attended_to(folders, tmp_path, capsys):
+    out = tmp_path / "viz"
+    assert main(["viz", "--model", str(folders / "t2i"), "--text", "a small five",
+                 "--out", str(out), "--seed", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "caption tokens" in printed and "word_regions.png" in printed
+    with Image.open(out / "word_regions.png") as png:
+        assert png.size[0] > 300
+    with Image.open(out / "generated.png") as png:
+        assert png.size == (64, 64)  # the 16 x 16 image, 4x
+    assert main(["viz", "--model", str(folders / "t2i"), "--text", "a small five",
+                 "--out", str(out), "--layers", "9"]) == 2
+    assert "layers" in capsys.readouterr().err

@@ -7,6 +7,12 @@ viewer.
     attnlab viz --model DIR --text "..." --target "..." --out viz/ --layers 1 2 --heads 1
     attnlab viz --model runs/image --image boot.png --out viz/
     attnlab viz --model runs/audio --audio yes.wav --out viz/ --layers 3 4
+    attnlab viz --model runs/t2i --text "a large three to the left of a small seven" --out viz/
+
+A text-to-image folder (`attnlab train text2image`) with --text CAPTION draws one image for the
+caption (--seed picks it) and writes word_regions.png: for each caption token, which regions of
+the generated image attended to it, per layer and on average (the cross-segment attention of
+Ramesh et al. 2021), with generated.png.
 
 A ViT / DeiT (--image) or AST (--audio) folder gets rollout.png, the rollout from [CLS] to
 every patch over the image or the log-mel spectrogram (frequency up, time right), and
@@ -53,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heads", type=positive_int, nargs="+", default=None, metavar="H",
                         help="per-head heatmaps for these heads only (1-based; default all)")
     parser.add_argument("--no-html", action="store_true", help="skip the HTML viewer")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="text-to-image folders: the seed of the image drawn for --text "
+                             "(default 0)")
 
 
 def write_pictures(maps: AttentionMaps, out: Path, layers: list[int] | None,
@@ -91,6 +100,8 @@ def write_html(maps: AttentionMaps, path: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     if args.text is None:
         return run_patches(args)
+    if folder_model_type(args.model) == "text2image":
+        return run_text_to_image(args)
     from attnlab.serialization import atomic_write
     from attnlab.viz.extract import maps_from_folder
     from attnlab.viz.maps import AttentionMaps
@@ -187,3 +198,51 @@ def embedded(n_layers: int, n_heads: int, tokens: int, layers: list[int], heads:
             f"are {size(len(layers), len(heads)):,} weights, more than the viewer's "
             f"{MAX_EMBEDDED:,}; choose fewer (e.g. --layers {layers[-1] + 1} --heads 1 2)")
     return layers, (None if len(heads) == n_heads else heads)
+
+
+def folder_model_type(directory: str) -> str | None:
+    """config.json's model_type, or None where the folder has none (the text path names it)."""
+    from attnlab.errors import MissingFileError
+    from attnlab.io import read_config
+
+    try:
+        return read_config(directory).get("model_type")
+    except MissingFileError:
+        return None
+
+
+def run_text_to_image(args: argparse.Namespace) -> int:
+    """--text on a text-to-image folder: generated.png and word_regions.png."""
+    import torch
+
+    from attnlab.errors import ConfigError
+    from attnlab.tasks.imagine import decode_images, load_pipeline, sample_sequences
+    from attnlab.viz import grid
+    from attnlab.viz.text_to_image import plot_word_regions, save_image, word_region_attention
+
+    if args.target is not None:
+        raise ConfigError("--target is for encoder-decoder models; a text-to-image folder "
+                          "takes --text only")
+    pipeline = load_pipeline(args.model, what="--model")
+    model, c = pipeline.model, pipeline.model.config
+    sequence = sample_sequences(pipeline, [args.text], 1, seed=args.seed)  # (1, T)
+    with torch.no_grad():
+        attentions = model(sequence, output_attentions=True).attentions  # L x (1, H, T, T)
+    image = decode_images(pipeline, sequence)[0]  # (C, H, W) uint8
+    ids = pipeline.tokenizer.encode_batch([args.text])[0][: c.text_len - 2]
+    words = [pipeline.tokenizer.decode([i]).strip() or repr(pipeline.tokenizer.decode([i]))
+             for i in ids]
+    layers = grid.check_indices(None if args.layers is None else
+                                [n - 1 for n in args.layers], c.n_layers, "layers")
+    weights = word_region_attention([attentions[i] for i in layers], c.text_len,
+                                    (c.grid, c.grid), list(range(1, 1 + len(ids))))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    shown = plot_word_regions(image, weights, words, out / "word_regions.png", caption=args.text,
+                              layer_names=[f"layer {i + 1}" for i in layers])
+    generated = save_image(image, out / "generated.png")
+    print(f"text2image: {c.n_layers} layers x {c.n_heads} heads; {len(words)} caption tokens x "
+          f"{c.grid} x {c.grid} image codes ({c.attention_layout} attention), seed {args.seed}")
+    for path in (generated, shown):
+        print(f"wrote {path}")
+    return 0

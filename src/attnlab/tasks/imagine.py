@@ -110,12 +110,13 @@ def check_captions(captions: Sequence[str], name: str = "captions") -> list[str]
 
 
 @torch.no_grad()
-def imagine(pipeline: Pipeline, captions: Sequence[str], samples: int, *,
-            top_k: int | None = 64, temperature: float = 1.0, seed: int = 0,
-            batch_size: int = 256) -> Tensor:
-    """`samples` images per caption -> uint8 (len(captions), samples, C, H, W). Rows are sampled
-    in batches of `batch_size`, batch i with the seed (seed, i): the same call gives the same
-    images."""
+def sample_sequences(pipeline: Pipeline, captions: Sequence[str], samples: int, *,
+                     top_k: int | None = 64, temperature: float = 1.0, seed: int = 0,
+                     batch_size: int = 256) -> Tensor:
+    """`samples` sequences [caption ids ; grid * grid sampled codes] per caption ->
+    (len(captions) * samples, text_len + grid**2) ids, a caption's samples adjacent. Rows are
+    sampled in batches of `batch_size`, batch i with the seed (seed, i): the same call gives
+    the same sequences."""
     captions = check_captions(captions)
     for name, value in (("samples", samples), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -123,7 +124,7 @@ def imagine(pipeline: Pipeline, captions: Sequence[str], samples: int, *,
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
                               or top_k < 0):
         raise ConfigError(f"top_k must be a non-negative integer (0 or None: off), got {top_k!r}")
-    model, vq = pipeline.model.eval(), pipeline.image_tokenizer.eval()
+    model = pipeline.model.eval()
     c = model.config
     ids, _ = encode_captions(pipeline.tokenizer, captions, c.text_len)  # (N, text_len)
     cut = [caption for caption, tokens in zip(captions, pipeline.tokenizer.encode_batch(
@@ -131,15 +132,34 @@ def imagine(pipeline: Pipeline, captions: Sequence[str], samples: int, *,
     if cut:
         log.warning("%d caption(s) longer than the model's %d text tokens are cut, e.g. %r",
                     len(cut), c.text_len, cut[0])
-    rows = ids.repeat_interleave(samples, dim=0)  # (N * samples, text_len)
+    rows = ids.repeat_interleave(samples, dim=0).to(device_of(model))  # (N * S, text_len)
+    return torch.cat([
+        model.generate(rows[start:start + batch_size], max_new_tokens=c.grid * c.grid,
+                       do_sample=True, top_k=top_k or 0, temperature=temperature,
+                       seed=seed * 1_000_003 + i)  # (b, text_len + grid**2)
+        for i, start in enumerate(range(0, rows.size(0), batch_size))])
+
+
+@torch.no_grad()
+def decode_images(pipeline: Pipeline, sequences: Tensor, batch_size: int = 256) -> Tensor:
+    """Sampled sequences (N, text_len + grid**2) -> uint8 images (N, C, H, W)."""
+    vq = pipeline.image_tokenizer.eval()
     images = []
-    for i, start in enumerate(range(0, rows.size(0), batch_size)):
-        out = model.generate(rows[start:start + batch_size], max_new_tokens=c.grid * c.grid,
-                             do_sample=True, top_k=top_k or 0, temperature=temperature,
-                             seed=seed * 1_000_003 + i)  # (b, text_len + grid**2)
-        codes = model.image_codes(out).to(device_of(vq))  # (b, grid, grid)
-        images.append(to_pixels(vq.decode(codes)).cpu())  # (b, C, H, W)
-    return torch.cat(images).view(len(captions), samples, *pipeline.image_shape)
+    for start in range(0, sequences.size(0), batch_size):
+        codes = pipeline.model.image_codes(sequences[start:start + batch_size])  # (b, g, g)
+        images.append(to_pixels(vq.decode(codes.to(device_of(vq)))).cpu())  # (b, C, H, W)
+    return torch.cat(images)
+
+
+def imagine(pipeline: Pipeline, captions: Sequence[str], samples: int, *,
+            top_k: int | None = 64, temperature: float = 1.0, seed: int = 0,
+            batch_size: int = 256) -> Tensor:
+    """`samples` images per caption -> uint8 (len(captions), samples, C, H, W), seeded as
+    `sample_sequences`: the same call gives the same images."""
+    sequences = sample_sequences(pipeline, captions, samples, top_k=top_k,
+                                 temperature=temperature, seed=seed, batch_size=batch_size)
+    images = decode_images(pipeline, sequences, batch_size)
+    return images.view(len(captions), samples, *pipeline.image_shape)
 
 
 def load_clip(clip_dir: str | Path, *, what: str = "clip_dir") -> ClipScorer:
@@ -248,4 +268,5 @@ def save_grid(images: Tensor, path: str | Path, captions: Sequence[str],
 
 
 __all__ = ["IMAGE_TOKENIZER", "ClipScorer", "Pipeline", "check_image_tokenizer", "clip_scores",
-           "fit_images", "imagine", "load_clip", "load_pipeline", "rerank", "save_grid"]
+           "decode_images", "fit_images", "imagine", "load_clip", "load_pipeline", "rerank",
+           "sample_sequences", "save_grid"]

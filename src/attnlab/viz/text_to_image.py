@@ -64,6 +64,18 @@ def picture(image: Tensor) -> np.ndarray:
     return x.permute(1, 2, 0).numpy()
 
 
+def save_image(image: Tensor, path: str | Path, scale: int = 4) -> Path:
+    """uint8 (C, H, W) -> a PNG enlarged `scale` times (nearest), written atomically."""
+    from PIL import Image
+
+    pixels = (picture(image) * 255).round().astype(np.uint8)  # (H, W, 3)
+    shown = Image.fromarray(pixels).resize((pixels.shape[1] * scale, pixels.shape[0] * scale),
+                                           Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda t: shown.save(t, format="PNG"))
+
+
 def plot_word_regions(image: Tensor, weights: Tensor, words: Sequence[str],
                       path: str | Path, *, caption: str = "",
                       layer_names: Sequence[str] | None = None) -> Path:
@@ -106,4 +118,4 @@ def plot_word_regions(image: Tensor, weights: Tensor, words: Sequence[str],
     return path
 
 
-__all__ = ["picture", "plot_word_regions", "word_region_attention"]
+__all__ = ["picture", "plot_word_regions", "save_image", "word_region_attention"]
