@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -55,6 +55,31 @@ class GPTConfig:
         check_decoder_config(self)
 
 
+def layer_norm(c: Any) -> nn.Module:
+    return NORM.build("layer", d_model=c.d_model, eps=c.layer_norm_eps)
+
+
+def decoder_layer(c: Any) -> DecoderLayer:
+    """GPT-2's pre-norm layer: x + attn(LN(x)) (causal), then x + FFN(LN(x)); attention
+    dropout `c.attention_dropout` where the config has one, else `c.dropout`."""
+    attention = ATTENTION.build("multi_head", d_model=c.d_model, n_heads=c.n_heads,
+                                dropout=getattr(c, "attention_dropout", c.dropout),
+                                kernel=c.kernel)
+    feed_forward = FEEDFORWARD.build(c.feedforward, d_model=c.d_model, d_ff=c.d_ff)
+    return DecoderLayer(attention, None, feed_forward, layer_norm(c), None, layer_norm(c),
+                        dropout=c.dropout, norm_first=True)
+
+
+def init_gpt2(model: nn.Module, decoder: nn.Module, c: Any) -> None:
+    """GPT-2's initialisation: N(0, init_std) everywhere, residual projections (attention
+    output, feed-forward down) N(0, init_std / sqrt(2 * n_layers)), zero biases, unit norms."""
+    init_normal_(model, c.init_std)
+    residual_std = c.init_std / math.sqrt(2 * c.n_layers)
+    for layer in decoder.layers:
+        nn.init.normal_(layer.self_attn.out_proj.weight, std=residual_std)
+        nn.init.normal_(layer.feed_forward.down_proj.weight, std=residual_std)
+
+
 class GPT(CausalLM):
     """forward(input_ids, attention_mask=None, labels=None) -> CausalLMOutput."""
 
@@ -67,31 +92,14 @@ class GPT(CausalLM):
         self.position = POSITION.build("learned", d_model=c.d_model, n_heads=c.n_heads,
                                        max_seq_len=c.max_seq_len, init_std=c.init_std)
         self.embed_dropout = nn.Dropout(c.dropout)
-        self.decoder = Decoder([self._layer() for _ in range(c.n_layers)], final_norm=self._norm())
+        self.decoder = Decoder([decoder_layer(c) for _ in range(c.n_layers)],
+                               final_norm=layer_norm(c))
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.reset_parameters()
         self.lm_head.weight = self.embed_tokens.weight
 
-    def _norm(self) -> nn.Module:
-        return NORM.build("layer", d_model=self.config.d_model, eps=self.config.layer_norm_eps)
-
-    def _layer(self) -> DecoderLayer:
-        c = self.config
-        attention = ATTENTION.build("multi_head", d_model=c.d_model, n_heads=c.n_heads,
-                                    dropout=c.attention_dropout, kernel=c.kernel)
-        feed_forward = FEEDFORWARD.build(c.feedforward, d_model=c.d_model, d_ff=c.d_ff)
-        return DecoderLayer(attention, None, feed_forward, self._norm(), None, self._norm(),
-                            dropout=c.dropout, norm_first=True)
-
     def reset_parameters(self) -> None:
-        """GPT-2's initialisation: N(0, 0.02) everywhere, residual projections (attention output,
-        feed-forward down) N(0, 0.02 / sqrt(2 * n_layers)), zero biases, unit norms."""
-        std = self.config.init_std
-        init_normal_(self, std)
-        residual_std = std / math.sqrt(2 * self.config.n_layers)
-        for layer in self.decoder.layers:
-            nn.init.normal_(layer.self_attn.out_proj.weight, std=residual_std)
-            nn.init.normal_(layer.feed_forward.down_proj.weight, std=residual_std)
+        init_gpt2(self, self.decoder, self.config)
 
     def embed(self, input_ids: Tensor, position_ids: Tensor) -> Tensor:
         """Token + learned position embeddings, then dropout: (B, T) -> (B, T, D)."""

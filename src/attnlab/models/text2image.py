@@ -23,7 +23,6 @@ text_loss_weight and 1 - text_loss_weight (1/8 and 7/8); padding targets are ign
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -33,13 +32,10 @@ from torch import Tensor, nn
 
 from attnlab.errors import ConfigError
 from attnlab.models.causal_lm import CausalLM, CausalLMOutput, check_decoder_config
-from attnlab.models.common import check_input_ids, init_normal_, key_padding_mask
-from attnlab.nn.attention import ATTENTION
-from attnlab.nn.block import DecoderLayer
+from attnlab.models.common import check_input_ids, key_padding_mask
+from attnlab.models.gpt import decoder_layer, init_gpt2, layer_norm
 from attnlab.nn.cache import DecoderCache
-from attnlab.nn.feedforward import FEEDFORWARD
 from attnlab.nn.image_masks import check_layout, image_attention_mask, layer_layouts
-from attnlab.nn.norm import NORM
 from attnlab.nn.stack import Decoder
 
 
@@ -150,7 +146,8 @@ class TextToImage(CausalLM):
         self.row_position = nn.Embedding(c.grid, c.d_model)
         self.column_position = nn.Embedding(c.grid, c.d_model)
         self.embed_dropout = nn.Dropout(c.dropout)
-        self.decoder = Decoder([self._layer() for _ in range(c.n_layers)], final_norm=self._norm())
+        self.decoder = Decoder([decoder_layer(c) for _ in range(c.n_layers)],
+                               final_norm=layer_norm(c))
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.layouts = layer_layouts(c.attention_layout, c.n_layers)
         for kind in sorted(set(self.layouts) - {"dense"}):  # (L, L) tables, not saved
@@ -159,24 +156,8 @@ class TextToImage(CausalLM):
         self.reset_parameters()
         self.lm_head.weight = self.embed_tokens.weight
 
-    def _norm(self) -> nn.Module:
-        return NORM.build("layer", d_model=self.config.d_model, eps=self.config.layer_norm_eps)
-
-    def _layer(self) -> DecoderLayer:
-        c = self.config
-        attention = ATTENTION.build("multi_head", d_model=c.d_model, n_heads=c.n_heads,
-                                    dropout=c.dropout, kernel=c.kernel)
-        feed_forward = FEEDFORWARD.build(c.feedforward, d_model=c.d_model, d_ff=c.d_ff)
-        return DecoderLayer(attention, None, feed_forward, self._norm(), None, self._norm(),
-                            dropout=c.dropout, norm_first=True)
-
     def reset_parameters(self) -> None:
-        """GPT-2's initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2N)."""
-        init_normal_(self, self.config.init_std)
-        residual_std = self.config.init_std / math.sqrt(2 * self.config.n_layers)
-        for layer in self.decoder.layers:
-            nn.init.normal_(layer.self_attn.out_proj.weight, std=residual_std)
-            nn.init.normal_(layer.feed_forward.down_proj.weight, std=residual_std)
+        init_gpt2(self, self.decoder, self.config)  # N(0, 0.02), residuals / sqrt(2N)
 
     def embed(self, input_ids: Tensor, position_ids: Tensor) -> Tensor:
         """Tokens + text positions or (row + column) image positions: (B, T) -> (B, T, D)."""

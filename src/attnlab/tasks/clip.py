@@ -44,6 +44,7 @@ from attnlab.evaluation.retrieval import (
     zero_shot_predict,
 )
 from attnlab.models import build_model, list_models
+from attnlab.tasks.common import PlannedTask
 from attnlab.tasks.perception import AugmentedBatches, Examples
 from attnlab.tokenizers.captions import (
     caption_specials,
@@ -52,9 +53,7 @@ from attnlab.tokenizers.captions import (
     train_caption_tokenizer,
 )
 from attnlab.tokenizers.image_processor import ImageProcessor
-from attnlab.training.optim import adam
-from attnlab.training.run import Task, model_device
-from attnlab.training.schedule import cosine_warmup
+from attnlab.training.run import model_device
 from attnlab.training.settings import (
     RunSettings,
     SettingError,
@@ -245,9 +244,11 @@ def read_captioned(data: str, image_size: int | None) -> dict[str, Any]:
     return load_captioned(data, image_size=image_size, seed=0)
 
 
-class CLIPTask(Task):
+class CLIPTask(PlannedTask):
     name = "clip"
     best_metric = ("valid_image_to_text_recall@1", "max")
+    betas = (0.9, 0.98)  # Radford et al. 2021, sec. 2.5 (0.98 for stability)
+    decay_token_tables = False  # no decay on the class embedding and position tables
     settings: CLIPSettings
 
     # -- data ----------------------------------------------------------------------------------
@@ -326,20 +327,6 @@ class CLIPTask(Task):
         if not self.settings.mask_duplicates:
             return out.loss, pairs
         return masked_contrastive_loss(out.logits_per_text, batch["groups"]), pairs
-
-    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        """AdamW; no decay on vectors and scalars (biases, norms, the logit scale) nor on
-        tables with a leading 1 (class embedding, position tables), as in ViT / CLIP."""
-        decay = [p for p in model.parameters() if p.dim() >= 2 and p.size(0) != 1]
-        no_decay = [p for p in model.parameters() if p.dim() < 2 or p.size(0) == 1]
-        return adam([{"params": decay, "weight_decay": self.settings.weight_decay},
-                     {"params": no_decay, "weight_decay": 0.0}], lr=0.0, betas=(0.9, 0.98))
-
-    def lr(self, step: int) -> float:
-        s = self.settings
-        total = max(self.plan.total, s.warmup_steps + 1)
-        return cosine_warmup(step, peak_lr=s.lr, warmup_steps=s.warmup_steps,
-                             total_steps=total, min_lr=s.lr / 20)
 
     # -- measuring -----------------------------------------------------------------------------
     @torch.no_grad()

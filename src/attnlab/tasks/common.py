@@ -31,11 +31,17 @@ class FamilyTask(Task):
     decay to a tenth of it at `max_steps` (the lm, mlm and classify recipes)."""
 
     betas: tuple[float, float] = (0.9, 0.999)
+    # False: learned tokens and position tables (parameters with a leading 1: [CLS], CLIP's
+    # class embedding, ViT positions) are not decayed either, the ViT / DeiT / CLIP recipe
+    decay_token_tables: bool = True
+
+    def decays(self, p: nn.Parameter) -> bool:
+        return p.dim() >= 2 and (self.decay_token_tables or p.size(0) != 1)
 
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         s = self.settings
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        decay = [p for p in model.parameters() if self.decays(p)]
+        no_decay = [p for p in model.parameters() if not self.decays(p)]
         return adam([{"params": decay, "weight_decay": s.weight_decay},
                      {"params": no_decay, "weight_decay": 0.0}], lr=0.0, betas=self.betas)
 
@@ -43,3 +49,15 @@ class FamilyTask(Task):
         s = self.settings
         return cosine_warmup(step, peak_lr=s.lr, warmup_steps=s.warmup_steps,
                              total_steps=s.max_steps, min_lr=s.lr / 10)
+
+
+class PlannedTask(FamilyTask):
+    """FamilyTask whose schedule ends with the run: linear warmup, then cosine decay to lr/20
+    at `self.plan.total`, the steps --max-steps or --time-budget will give (the image, audio,
+    CLIP, VQ-VAE and text-to-image recipes)."""
+
+    def lr(self, step: int) -> float:
+        s = self.settings
+        total = max(self.plan.total, s.warmup_steps + 1)
+        return cosine_warmup(step, peak_lr=s.lr, warmup_steps=s.warmup_steps,
+                             total_steps=total, min_lr=s.lr / 20)

@@ -24,9 +24,8 @@ from attnlab.data.batching import ShuffledRows
 from attnlab.data.checks import MIN_VALID_EXAMPLES, warn_small_split
 from attnlab.errors import DataError
 from attnlab.models.auto import from_pretrained
-from attnlab.tasks.common import FamilyTask
+from attnlab.tasks.common import PlannedTask
 from attnlab.training.run import model_device, run_model_folder
-from attnlab.training.schedule import cosine_warmup
 from attnlab.training.settings import (
     RunSettings,
     check_positive_ints,
@@ -91,12 +90,13 @@ class AugmentedBatches(ShuffledRows):
         return self.make_batch(self.train.inputs[rows], self.train.labels[rows], generator)
 
 
-class TensorClassificationTask(FamilyTask):
+class TensorClassificationTask(PlannedTask):
     """Classification of fixed-size tensors on the run routine; subclasses say how to read,
     prepare and augment them."""
 
     best_metric = ("valid_accuracy", "max")
     input_name = "pixel_values"
+    decay_token_tables = False  # the ViT / DeiT recipe
     settings: TensorClassifySettings
     splits: dict[str, Examples]
     classes: list[str]
@@ -157,22 +157,6 @@ class TensorClassificationTask(FamilyTask):
         loss = F.cross_entropy(logits.float(), batch["labels"],
                                label_smoothing=self.settings.label_smoothing)
         return loss, int(batch["labels"].numel())
-
-    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        """AdamW; no decay on vectors (biases, norms) nor on learned tokens and position
-        tables (the ViT / DeiT recipe), which are the parameters with a leading 1."""
-        from attnlab.training.optim import adam
-
-        decay = [p for p in model.parameters() if p.dim() >= 2 and p.size(0) != 1]
-        no_decay = [p for p in model.parameters() if p.dim() < 2 or p.size(0) == 1]
-        return adam([{"params": decay, "weight_decay": self.settings.weight_decay},
-                     {"params": no_decay, "weight_decay": 0.0}], lr=0.0, betas=(0.9, 0.999))
-
-    def lr(self, step: int) -> float:
-        s = self.settings
-        total = max(self.plan.total, s.warmup_steps + 1)
-        return cosine_warmup(step, peak_lr=s.lr, warmup_steps=s.warmup_steps,
-                             total_steps=total, min_lr=s.lr / 20)
 
     # -- measuring -----------------------------------------------------------------------------
     @torch.no_grad()

@@ -34,7 +34,7 @@ from attnlab.models import build_model, list_models
 from attnlab.models.auto import from_pretrained
 from attnlab.models.text2image import TextToImage
 from attnlab.models.vqvae import VQVAE, to_unit
-from attnlab.tasks.common import FamilyTask
+from attnlab.tasks.common import PlannedTask
 from attnlab.tasks.imagine import (
     IMAGE_TOKENIZER,
     ClipScorer,
@@ -54,7 +54,6 @@ from attnlab.tokenizers.captions import (
     train_caption_tokenizer,
 )
 from attnlab.training.run import model_device, run_model_folder, run_summary
-from attnlab.training.schedule import cosine_warmup
 from attnlab.training.settings import (
     RunSettings,
     SettingError,
@@ -141,7 +140,7 @@ class Rows(ShuffledRows):
         return {"input_ids": self.rows[self.next_rows()]}
 
 
-class TextToImageTask(FamilyTask):
+class TextToImageTask(PlannedTask):
     name = "text2image"
     best_metric = ("valid_image_loss", "min")
     settings: TextToImageSettings
@@ -222,12 +221,6 @@ class TextToImageTask(FamilyTask):
         ids = batch["input_ids"]
         out = model(ids, labels=ids)
         return out.loss, ids.numel()
-
-    def lr(self, step: int) -> float:
-        s = self.settings
-        return cosine_warmup(step, peak_lr=s.lr, warmup_steps=s.warmup_steps,
-                             total_steps=max(self.plan.total, s.warmup_steps + 1),
-                             min_lr=s.lr / 20)
 
     def generation_settings(self) -> dict[str, Any]:
         s = self.settings

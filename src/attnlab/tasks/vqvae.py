@@ -30,9 +30,8 @@ from attnlab.models import build_model, list_models
 from attnlab.models.auto import from_pretrained
 from attnlab.models.vqvae import to_pixels, to_unit
 from attnlab.serialization import atomic_write
-from attnlab.training.optim import adam
-from attnlab.training.run import Task, model_device, run_model_folder
-from attnlab.training.schedule import cosine_warmup
+from attnlab.tasks.common import PlannedTask
+from attnlab.training.run import model_device, run_model_folder
 from attnlab.training.settings import (
     RunSettings,
     SettingError,
@@ -131,7 +130,7 @@ class Measured:
         return float(torch.exp(-(share * share.clamp(min=1e-30).log()).sum()))
 
 
-class VQVAETask(Task):
+class VQVAETask(PlannedTask):
     name = "vqvae"
     best_metric = ("valid_mse", "min")
     settings: VQVAESettings
@@ -174,18 +173,6 @@ class VQVAETask(Task):
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
         pixels = batch["pixel_values"]
         return model(pixels).loss, int(pixels.size(0))
-
-    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]
-        return adam([{"params": decay, "weight_decay": self.settings.weight_decay},
-                     {"params": no_decay, "weight_decay": 0.0}], lr=0.0, betas=(0.9, 0.999))
-
-    def lr(self, step: int) -> float:
-        s = self.settings
-        total = max(self.plan.total, s.warmup_steps + 1)
-        return cosine_warmup(step, peak_lr=s.lr, warmup_steps=s.warmup_steps,
-                             total_steps=total, min_lr=s.lr / 20)
 
     @torch.no_grad()
     def measure(self, model: nn.Module, images: Tensor, keep: int = 0) -> Measured:
