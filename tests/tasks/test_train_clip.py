@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 import attnlab.tasks.clip as clip_task
+import attnlab.tasks.zero_shot as probes
 from attnlab.cli.main import main
 from attnlab.models import build_model
 from attnlab.models.auto import from_pretrained
@@ -225,7 +226,7 @@ def test_digit_probe_is_real_test_digits_drawn_large_in_the_middle():
     pytest.importorskip("sklearn")
     from attnlab.data.images import load_images
 
-    probe = clip_task.digit_probe(32, 1)
+    probe = probes.digit_probe(32, 1)
     test = load_images("builtin:digits")["test"]
     assert probe.images.shape == (len(test), 1, 32, 32) and probe.images.dtype == torch.uint8
     assert torch.equal(probe.labels, test.labels)
@@ -239,7 +240,7 @@ def test_digit_probe_is_real_test_digits_drawn_large_in_the_middle():
         return np.corrcoef(a.flatten().numpy(), b.float().flatten().numpy())[0, 1]
 
     assert corr(back, test.images) > 0.8 > 0.6 > corr(back, test.images.roll(1, 0))
-    rgb = clip_task.digit_probe(24, 3).images
+    rgb = probes.digit_probe(24, 3).images
     assert rgb.shape[1:] == (3, 24, 24) and torch.equal(rgb[:, 0], rgb[:, 2])
 
 
@@ -248,7 +249,7 @@ def test_fashion_probe_is_inverted_rgb_with_one_prompt_per_class():
 
     if not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
-    probe = clip_task.fashion_probe(32, 3)
+    probe = probes.fashion_probe(32, 3)
     assert probe.images.shape == (10_000, 3, 32, 32) and len(probe.prompts) == 10
     assert float(probe.images[:, :, 0, 0].float().mean()) > 250  # white corners: inverted
     assert len(set(probe.prompts)) == 10 and probe.classes[1] == "Trouser"
@@ -260,7 +261,7 @@ def test_a_missing_probe_package_is_a_note_not_a_failure(shape_data, tmp_path, m
     def missing(size, channels):
         raise MissingFileError("builtin:fashion-mnist needs dataset-fashion-mnist")
 
-    monkeypatch.setattr(clip_task, "fashion_probe", missing)
+    monkeypatch.setattr(probes, "fashion_probe", missing)
     task = CLIPTask(settings(tmp_path, zero_shot="fashion-mnist"))
     model = build_model("clip-tiny", image_size=16, num_channels=1, patch_size=4)
     assert "dataset-fashion-mnist" in task.zero_shot(model)["skipped"]
@@ -273,7 +274,7 @@ def test_zero_shot_scores_a_probe_and_draws_its_confusion(shape_data, tmp_path, 
     tmp_path.mkdir(exist_ok=True)
     model = task.new_model(tmp_path)
     images = torch.zeros(4, 1, 16, 16, dtype=torch.uint8)
-    monkeypatch.setattr(task, "probe", lambda m: clip_task.ZeroShotProbe(
+    monkeypatch.setattr(task, "probe", lambda m: probes.ZeroShotProbe(
         "four black squares", images, torch.tensor([0, 1, 1, 0]), ["bar", "blob"],
         "a {} on the left", ["bar", "blob"]))
     result = task.zero_shot(model)

@@ -43,3 +43,19 @@ def test_bad_arguments(tokenizer):
         train_caption_tokenizer(CAPTIONS, vocab_size=100)
     with pytest.raises(DataError, match="no captions"):
         train_caption_tokenizer([], vocab_size=300)
+
+
+def test_fit_pixels_converts_channels_and_size():
+    import torch
+
+    from attnlab.tokenizers.image_processor import fit_pixels
+
+    grey = torch.full((2, 1, 8, 8), 200, dtype=torch.uint8)
+    rgb = fit_pixels(grey, 3, 16)
+    assert rgb.shape == (2, 3, 16, 16) and rgb.dtype == torch.uint8 and (rgb == 200).all()
+    mixed = torch.stack([torch.full((8, 8), v, dtype=torch.uint8) for v in (0, 90, 255)])[None]
+    assert (fit_pixels(mixed, 1, 8) == 115).all()  # the mean of 0, 90, 255
+    assert fit_pixels(rgb, 3, 16).data_ptr() == rgb.data_ptr() or torch.equal(
+        fit_pixels(rgb, 3, 16), rgb)
+    with pytest.raises(DataError, match="channels"):
+        fit_pixels(torch.zeros(1, 4, 8, 8, dtype=torch.uint8), 3, 8)

@@ -39,13 +39,14 @@ from attnlab.errors import DataError, MissingFileError
 from attnlab.evaluation.retrieval import (
     caption_groups,
     confusion_matrix,
-    prompts_of,
     retrieval_recall,
     zero_shot_predict,
 )
 from attnlab.models import build_model, list_models
+from attnlab.tasks import zero_shot as probes
 from attnlab.tasks.common import PlannedTask
 from attnlab.tasks.perception import AugmentedBatches, Examples
+from attnlab.tasks.zero_shot import ZeroShotProbe
 from attnlab.tokenizers.captions import (
     caption_specials,
     encode_captions,
@@ -70,12 +71,6 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
 ZERO_SHOT_CHOICES = ("auto", "digits", "fashion-mnist", "none")
-# Fashion-MNIST's classes as the emoji that show them are named (the `emoji` package's
-# English names), so an emoji-trained CLIP is asked in its own words.
-FASHION_PROMPTS = ("t-shirt", "jeans", "woman\u2019s clothes", "dress", "coat",
-                   "woman\u2019s sandal", "necktie", "running shoe", "handbag",
-                   "woman\u2019s boot")
-DIGIT_TEMPLATE = "a large {}"
 
 
 def clip_presets() -> list[str]:
@@ -169,72 +164,6 @@ def random_shift(images: Tensor, max_shift: int, generator: torch.Generator) -> 
     cols = (dx + torch.arange(W))[:, None, :]  # (B, 1, W)
     batch = torch.arange(B)[:, None, None]  # (B, 1, 1)
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
-
-
-def resize_pixels(images: Tensor, size: int) -> Tensor:
-    """uint8 (N, C, h, w) -> uint8 (N, C, size, size), bilinear with antialiasing."""
-    if images.shape[-2:] == (size, size):
-        return images
-    scaled = F.interpolate(images.float(), size=(size, size), mode="bilinear",
-                           align_corners=False, antialias=True)
-    return scaled.round().clamp(0, 255).to(torch.uint8)
-
-
-def fit_channels(images: Tensor, channels: int) -> Tensor:
-    """uint8 (N, c, H, W) -> (N, channels, H, W): grey repeated to RGB, RGB averaged to grey."""
-    if images.size(1) == channels:
-        return images
-    if images.size(1) == 1:
-        return images.repeat(1, channels, 1, 1)
-    return images.float().mean(1, keepdim=True).round().to(torch.uint8).repeat(1, channels, 1, 1)
-
-
-@dataclass
-class ZeroShotProbe:
-    """Labelled images the model never trained on, and a prompt per class."""
-
-    name: str  # what the images are, for metrics.json
-    images: Tensor  # (N, C, H, W) uint8 at the model's size and channels
-    labels: Tensor  # (N,)
-    classes: list[str]
-    template: str
-    names: list[str]  # the word(s) each class puts into the template
-
-    @property
-    def prompts(self) -> list[str]:
-        return prompts_of(self.template, self.names)
-
-
-def digit_probe(size: int, channels: int) -> ZeroShotProbe:
-    """scikit-learn's real digits of the fixed digits TEST split (never in a training scene),
-    each drawn as one large digit in the middle of a black 32x32 canvas, as the scenes draw
-    them; prompts "a large zero" ... "a large nine"."""
-    from attnlab.data.digit_scenes import DIGIT_NAMES, SIZES, render_digit
-    from attnlab.data.images import load_images
-
-    test = load_images("builtin:digits")["test"]
-    side = SIZES["large"]
-    top = (32 - side) // 2
-    canvas = torch.zeros(len(test), 1, 32, 32, dtype=torch.uint8)
-    for i, image in enumerate(test.images):
-        canvas[i, 0, top:top + side, top:top + side] = render_digit(image[0], side)
-    images = fit_channels(resize_pixels(canvas, size), channels)
-    return ZeroShotProbe(f"scikit-learn digits test split ({len(test)} real digits, one large "
-                         "digit centred on the canvas)", images, test.labels,
-                         list(DIGIT_NAMES), DIGIT_TEMPLATE, list(DIGIT_NAMES))
-
-
-def fashion_probe(size: int, channels: int) -> ZeroShotProbe:
-    """Fashion-MNIST's 10,000 test photos (Debian's dataset-fashion-mnist), inverted to dark on
-    white like an emoji, at the model's size and channels; prompts named like the emoji of
-    each class."""
-    from attnlab.data.images import FASHION_MNIST_CLASSES, load_images
-
-    test = load_images("builtin:fashion-mnist", image_size=size)["test"]
-    images = fit_channels(255 - test.images, channels)
-    return ZeroShotProbe(f"Fashion-MNIST test split ({len(test)} photos, inverted to dark on "
-                         "white)", images, test.labels, list(FASHION_MNIST_CLASSES), "{}",
-                         list(FASHION_PROMPTS))
 
 
 def read_captioned(data: str, image_size: int | None) -> dict[str, Any]:
@@ -367,7 +296,7 @@ class CLIPTask(PlannedTask):
         if which == "none":
             return None
         config = model.config
-        make = digit_probe if which == "digits" else fashion_probe
+        make = probes.digit_probe if which == "digits" else probes.fashion_probe
         return make(config.image_size, config.num_channels)
 
     def zero_shot(self, model: nn.Module) -> dict[str, Any]:

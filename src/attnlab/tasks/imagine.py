@@ -33,7 +33,7 @@ from attnlab.models.vqvae import VQVAE, to_pixels
 from attnlab.serialization import atomic_write
 from attnlab.tokenizers import Tokenizer
 from attnlab.tokenizers.captions import encode_captions
-from attnlab.tokenizers.image_processor import ImageProcessor
+from attnlab.tokenizers.image_processor import ImageProcessor, fit_pixels
 
 log = logging.getLogger(__name__)
 
@@ -169,23 +169,6 @@ def load_clip(clip_dir: str | Path, *, what: str = "clip_dir") -> ClipScorer:
     return ClipScorer(model.eval(), load_tokenizer(directory), ImageProcessor.load(directory))
 
 
-def fit_images(images: Tensor, channels: int, size: int) -> Tensor:
-    """uint8 (N, C, H, W) -> uint8 (N, channels, size, size): grey repeated to RGB or RGB
-    averaged to grey, then resized (bilinear, antialiased) when the sizes differ."""
-    if images.size(1) != channels:
-        if images.size(1) == 1:
-            images = images.expand(-1, channels, -1, -1)
-        elif channels == 1:
-            images = images.float().mean(1, keepdim=True).round().to(torch.uint8)
-        else:
-            raise DataError(f"images have {images.size(1)} channels, CLIP reads {channels}")
-    if images.shape[-2:] != (size, size):
-        resized = F.interpolate(images.float(), size=(size, size), mode="bilinear",
-                                antialias=True, align_corners=False)
-        images = resized.round().clamp(0, 255).to(torch.uint8)
-    return images.contiguous()
-
-
 @torch.no_grad()
 def clip_scores(clip: str | Path | ClipScorer, captions: Sequence[str], images: Tensor, *,
                 batch_size: int = 256) -> Tensor:
@@ -211,7 +194,7 @@ def clip_scores(clip: str | Path | ClipScorer, captions: Sequence[str], images: 
     text = text[torch.tensor([row[caption] for caption in captions], device=device)]  # (N, P)
     scores = []
     for s in range(0, images.size(0), batch_size):
-        pixels = scorer.processor(fit_images(images[s:s + batch_size], c.num_channels,
+        pixels = scorer.processor(fit_pixels(images[s:s + batch_size], c.num_channels,
                                              c.image_size)).to(device)
         embedded = F.normalize(model.get_image_features(pixels).float(), dim=-1)  # (b, P)
         scores.append((embedded * text[s:s + batch_size]).sum(-1).cpu())
@@ -268,5 +251,5 @@ def save_grid(images: Tensor, path: str | Path, captions: Sequence[str],
 
 
 __all__ = ["IMAGE_TOKENIZER", "ClipScorer", "Pipeline", "check_image_tokenizer", "clip_scores",
-           "decode_images", "fit_images", "imagine", "load_clip", "load_pipeline", "rerank",
+           "decode_images", "imagine", "load_clip", "load_pipeline", "rerank",
            "sample_sequences", "save_grid"]

@@ -16,13 +16,32 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from attnlab.errors import FolderError, MissingFileError
+from attnlab.errors import DataError, FolderError, MissingFileError
 from attnlab.serialization import atomic_write
 
 PREPROCESSOR_NAME = "preprocessor_config.json"
 RESCALE = 1 / 255  # uint8 pixels to [0, 1]
+
+
+def fit_pixels(images: Tensor, channels: int, size: int) -> Tensor:
+    """uint8 (N, C, H, W) -> uint8 (N, channels, size, size) for a model that reads
+    `channels` x `size` x `size`: grey repeated to RGB or RGB averaged to grey, then resized
+    (bilinear, antialiased) when the sizes differ."""
+    if images.size(1) != channels:
+        if images.size(1) == 1:
+            images = images.expand(-1, channels, -1, -1)
+        elif channels == 1:
+            images = images.float().mean(1, keepdim=True).round().to(torch.uint8)
+        else:
+            raise DataError(f"images have {images.size(1)} channels, the model reads {channels}")
+    if images.shape[-2:] != (size, size):
+        resized = F.interpolate(images.float(), size=(size, size), mode="bilinear",
+                                antialias=True, align_corners=False)
+        images = resized.round().clamp(0, 255).to(torch.uint8)
+    return images.contiguous()
 
 
 @dataclass(frozen=True)
