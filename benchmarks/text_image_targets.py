@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the three run folders")
     parser.add_argument("--from-runs", nargs="+", default=None, metavar="RUN",
                         help="record these finished run folders instead of training")
+    parser.add_argument("--note", default="",
+                        help="how the runs were made (threads, what else ran), kept in the record")
     parser.add_argument("--result", default=None,
                         help="where the record goes (default "
                              "benchmarks/results/text_image_targets_<data>.json)")
@@ -106,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                     ["--image-tokenizer", str(vq), "--clip", str(clip)])
         runs = [vq, clip, t2i]
     record = {**record_header("benchmarks/text_image_targets.py", argv or sys.argv[1:]),
-              "train_seconds_allowed": TRAIN_SECONDS, "runs": [summary(run) for run in runs]}
+              "train_seconds_allowed": TRAIN_SECONDS, "note": args.note,
+              "runs": [summary(run) for run in runs]}
     for run in record["runs"]:
         print(json.dumps({k: run.get(k) for k in ("task", "data", "train_seconds",
                                                    "meets_target")}))

@@ -20,11 +20,28 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+# the CPU features that decide which kernels torch can use (fp32 AVX-512, bf16 dot products, AMX)
+MATTERING_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+
+
+def cpu_flags() -> list[str]:
+    """Which of MATTERING_FLAGS /proc/cpuinfo lists (empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in MATTERING_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
+
+
 def machine_info() -> dict[str, Any]:
     """Platform, CPU, core count, Python, torch version and threads (and the GPU, if any)."""
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
