@@ -44,7 +44,7 @@ from attnlab.evaluation.retrieval import (
 )
 from attnlab.models import build_model, list_models
 from attnlab.tasks import zero_shot as probes
-from attnlab.tasks.common import PlannedTask
+from attnlab.tasks.common import PlannedSettings, PlannedTask, planned
 from attnlab.tasks.perception import AugmentedBatches, Examples
 from attnlab.tasks.zero_shot import ZeroShotProbe
 from attnlab.tokenizers.captions import (
@@ -56,13 +56,10 @@ from attnlab.tokenizers.captions import (
 from attnlab.tokenizers.image_processor import ImageProcessor
 from attnlab.training.run import model_device
 from attnlab.training.settings import (
-    RunSettings,
     SettingError,
     check_choice,
     check_non_negative_ints,
     check_positive_ints,
-    check_positive_numbers,
-    check_range,
     setting,
 )
 from attnlab.training.trainer import TrainResult
@@ -78,7 +75,7 @@ def clip_presets() -> list[str]:
 
 
 @dataclass
-class CLIPSettings(RunSettings):
+class CLIPSettings(PlannedSettings):
     """Everything `attnlab train clip` takes; saved as `train_settings.json`."""
 
     data: str = setting("builtin:digit-scenes", "builtin:digit-scenes, builtin:emoji, or a "
@@ -93,14 +90,13 @@ class CLIPSettings(RunSettings):
                                     "learns fewer merges)")
     max_text_len: int = setting(32, "longest caption in tokens with start and end; the model "
                                     "takes the longest training caption up to this")
-    batch_size: int = setting(256, "image-caption pairs per batch (each pair's negatives are "
-                                   "the other pairs of its batch)")
-    eval_batch_size: int = setting(512, "pairs per batch when embedding for evaluation")
-    lr: float = setting(1e-3, "peak AdamW learning rate")
-    warmup_steps: int = setting(100, "linear warmup steps, then cosine decay to lr/20 at the "
-                                     "planned end of the run")
-    weight_decay: float = setting(0.1, "AdamW weight decay (not on biases, norms, the logit "
-                                       "scale, class and position tables)")
+    batch_size: int = planned("batch_size", 256, "image-caption pairs per batch (each pair's "
+                                                 "negatives are the other pairs of its batch)")
+    eval_batch_size: int = planned("eval_batch_size", 512, "pairs per batch when embedding for "
+                                                           "evaluation")
+    weight_decay: float = planned("weight_decay", 0.1, "AdamW weight decay (not on biases, "
+                                                       "norms, the logit scale, class and "
+                                                       "position tables)")
     mask_duplicates: bool = setting(True, "identical captions in a batch are not used as each "
                                           "other's negatives")
     shift: int = setting(0, "random translation of training images by up to N pixels, the "
@@ -110,16 +106,11 @@ class CLIPSettings(RunSettings):
                                      "(inverted Fashion-MNIST test images), none; auto: "
                                      "digits for digit scenes, fashion-mnist for emoji",
                              choices=ZERO_SHOT_CHOICES)
-    save_every: int = setting(500, "checkpoint every N steps (0: only at the end)")
-    keep_last: int = setting(2, "checkpoints kept")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive_ints(self, ("vocab_size", "batch_size", "eval_batch_size",
-                                   "warmup_steps"))
+        check_positive_ints(self, ("vocab_size",))
         check_non_negative_ints(self, ("image_size", "shift"))
-        check_positive_numbers(self, ("lr",))
-        check_range(self, "weight_decay", 0.0, 1.0, high_open=False)
         check_choice(self, "zero_shot", ZERO_SHOT_CHOICES)
         if not isinstance(self.max_text_len, int) or self.max_text_len < 3:
             raise SettingError("max_text_len", f"max_text_len must be an integer >= 3 (start, "

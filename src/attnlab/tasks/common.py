@@ -4,7 +4,10 @@ cosine decay (`FamilyTask`)."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,7 +17,14 @@ from attnlab.errors import DataError
 from attnlab.training.optim import adam
 from attnlab.training.run import Task
 from attnlab.training.schedule import cosine_warmup
-from attnlab.training.settings import load_config  # noqa: F401  (re-exported)
+from attnlab.training.settings import (
+    RunSettings,
+    check_positive_ints,
+    check_positive_numbers,
+    check_range,
+    load_config,  # noqa: F401  (re-exported)
+    setting,
+)
 
 
 def read_text(path: str | Path) -> list[str]:
@@ -61,3 +71,29 @@ class PlannedTask(FamilyTask):
         total = max(self.plan.total, s.warmup_steps + 1)
         return cosine_warmup(step, peak_lr=s.lr, warmup_steps=s.warmup_steps,
                              total_steps=total, min_lr=s.lr / 20)
+
+
+@dataclass
+class PlannedSettings(RunSettings):
+    """The batch, optimiser, schedule and checkpoint settings every PlannedTask takes (image,
+    audio, CLIP, VQ-VAE, text-to-image); a task changes a default with `planned(...)`."""
+
+    batch_size: int = setting(128, "examples per batch")
+    eval_batch_size: int = setting(512, "examples per batch when measuring")
+    lr: float = setting(1e-3, "peak AdamW learning rate")
+    warmup_steps: int = setting(100, "linear warmup steps, then cosine decay to lr/20 at the "
+                                     "planned end of the run")
+    weight_decay: float = setting(0.05, "AdamW weight decay (not on biases and norms)")
+    keep_last: int = setting(2, "checkpoints kept")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive_ints(self, ("batch_size", "eval_batch_size", "warmup_steps"))
+        check_positive_numbers(self, ("lr",))
+        check_range(self, "weight_decay", 0.0, 1.0, high_open=False)
+
+
+def planned(name: str, default: Any, help: str = "") -> Any:
+    """A PlannedSettings field with a task's own default (and help, where it says more)."""
+    field = {f.name: f for f in dataclasses.fields(PlannedSettings)}[name]
+    return setting(default, help or field.metadata["help"])

@@ -24,12 +24,9 @@ from attnlab.data.batching import ShuffledRows
 from attnlab.data.checks import MIN_VALID_EXAMPLES, warn_small_split
 from attnlab.errors import DataError
 from attnlab.models.auto import from_pretrained
-from attnlab.tasks.common import PlannedTask
+from attnlab.tasks.common import PlannedSettings, PlannedTask, planned
 from attnlab.training.run import model_device, run_model_folder
 from attnlab.training.settings import (
-    RunSettings,
-    check_positive_ints,
-    check_positive_numbers,
     check_range,
     setting,
 )
@@ -40,28 +37,18 @@ SPLITS = ("train", "valid", "test")
 
 
 @dataclass
-class TensorClassifySettings(RunSettings):
+class TensorClassifySettings(PlannedSettings):
     """The settings every tensor-input classification task shares (`train image`, `train
     audio`); each task adds its data and model fields."""
 
-    batch_size: int = setting(128, "examples per batch")
-    eval_batch_size: int = setting(512, "examples per batch when measuring accuracy")
-    lr: float = setting(1e-3, "peak AdamW learning rate")
-    warmup_steps: int = setting(100, "linear warmup steps, then cosine decay to lr/20 at the "
-                                     "planned end of the run")
-    weight_decay: float = setting(0.05, "AdamW weight decay (not on biases, norms, tokens and "
-                                        "position tables)")
+    weight_decay: float = planned("weight_decay", 0.05, "AdamW weight decay (not on biases, "
+                                                        "norms, tokens and position tables)")
     label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy (Szegedy et "
                                           "al. 2016)")
-    save_every: int = setting(500, "checkpoint every N steps (0: only at the end)")
-    keep_last: int = setting(2, "checkpoints kept")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive_ints(self, ("batch_size", "eval_batch_size", "warmup_steps"))
-        check_positive_numbers(self, ("lr",))
         check_range(self, "label_smoothing", 0.0, 1.0)
-        check_range(self, "weight_decay", 0.0, 1.0, high_open=False)
 
 
 @dataclass

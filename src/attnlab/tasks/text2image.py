@@ -34,7 +34,7 @@ from attnlab.models import build_model, list_models
 from attnlab.models.auto import from_pretrained
 from attnlab.models.text2image import TextToImage
 from attnlab.models.vqvae import VQVAE, to_unit
-from attnlab.tasks.common import PlannedTask
+from attnlab.tasks.common import PlannedSettings, PlannedTask, planned
 from attnlab.tasks.imagine import (
     IMAGE_TOKENIZER,
     ClipScorer,
@@ -55,12 +55,10 @@ from attnlab.tokenizers.captions import (
 )
 from attnlab.training.run import model_device, run_model_folder, run_summary
 from attnlab.training.settings import (
-    RunSettings,
     SettingError,
     check_non_negative_ints,
     check_positive_ints,
     check_positive_numbers,
-    check_range,
     setting,
 )
 from attnlab.training.trainer import TrainResult
@@ -82,7 +80,7 @@ def load_captioned(data: str) -> dict[str, Any]:
 
 
 @dataclass
-class TextToImageSettings(RunSettings):
+class TextToImageSettings(PlannedSettings):
     """Everything `attnlab train text2image` takes; saved as `train_settings.json`."""
 
     data: str = setting(SCENES, "builtin:digit-scenes, builtin:emoji, or a folder with "
@@ -96,27 +94,21 @@ class TextToImageSettings(RunSettings):
                                                "the captions, codes and grid from the VQ-VAE)",
                           choices=text2image_presets)
     text_vocab_size: int = setting(1000, "at most this many caption BPE tokens (>= 259)")
-    batch_size: int = setting(64, "captioned images per batch")
-    eval_batch_size: int = setting(256, "rows per batch when validating and sampling")
-    lr: float = setting(1e-3, "peak AdamW learning rate")
-    warmup_steps: int = setting(200, "linear warmup steps, then cosine decay to lr/20 at the "
-                                     "planned end of the run")
-    weight_decay: float = setting(0.05, "AdamW weight decay (not on biases and norms)")
+    batch_size: int = planned("batch_size", 64, "captioned images per batch")
+    eval_batch_size: int = planned("eval_batch_size", 256, "rows per batch when validating and "
+                                                           "sampling")
+    warmup_steps: int = planned("warmup_steps", 200)
     eval_captions: int = setting(200, "test captions sampled for the final metrics")
     eval_samples: int = setting(8, "images sampled per test caption (CLIP picks the best)")
     top_k: int = setting(64, "sample among the k likeliest codes (0: all)")
     temperature: float = setting(1.0, "sampling temperature")
     grid_captions: int = setting(8, "captions (rows) in samples.png")
-    save_every: int = setting(500, "checkpoint every N steps (0: only at the end)")
-    keep_last: int = setting(2, "checkpoints kept")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive_ints(self, ("batch_size", "eval_batch_size", "warmup_steps",
-                                   "eval_samples", "grid_captions"))
+        check_positive_ints(self, ("eval_samples", "grid_captions"))
         check_non_negative_ints(self, ("eval_captions", "top_k"))
-        check_positive_numbers(self, ("lr", "temperature"))
-        check_range(self, "weight_decay", 0.0, 1.0, high_open=False)
+        check_positive_numbers(self, ("temperature",))
         if not isinstance(self.text_vocab_size, int) or self.text_vocab_size < 259:
             raise SettingError("text_vocab_size", f"text_vocab_size must be an integer >= 259 "
                                                   f"(256 bytes and 3 specials), got "

@@ -30,15 +30,12 @@ from attnlab.models import build_model, list_models
 from attnlab.models.auto import from_pretrained
 from attnlab.models.vqvae import to_pixels, to_unit
 from attnlab.serialization import atomic_write
-from attnlab.tasks.common import PlannedTask
+from attnlab.tasks.common import PlannedSettings, PlannedTask, planned
 from attnlab.training.run import model_device, run_model_folder
 from attnlab.training.settings import (
-    RunSettings,
     SettingError,
     check_non_negative_ints,
     check_positive_ints,
-    check_positive_numbers,
-    check_range,
     setting,
 )
 from attnlab.training.trainer import TrainResult
@@ -52,7 +49,7 @@ def vqvae_presets() -> list[str]:
 
 
 @dataclass
-class VQVAESettings(RunSettings):
+class VQVAESettings(PlannedSettings):
     """Everything `attnlab train vqvae` takes; saved as `train_settings.json`."""
 
     data: str = setting("builtin:digit-scenes", "builtin:digit-scenes, builtin:emoji, or a "
@@ -63,22 +60,14 @@ class VQVAESettings(RunSettings):
     preset: str = setting("vqvae-scenes", "model (a VQ-VAE preset; image size and channels "
                                           "come from the data)", choices=vqvae_presets)
     image_size: int = setting(0, "square side images are resized to (0: the data's own size)")
-    batch_size: int = setting(128, "images per batch")
-    eval_batch_size: int = setting(512, "images per batch when measuring")
-    lr: float = setting(1e-3, "peak AdamW learning rate")
-    warmup_steps: int = setting(50, "linear warmup steps, then cosine decay to lr/20 at the "
-                                    "planned end of the run")
-    weight_decay: float = setting(0.0, "AdamW weight decay (not on biases)")
+    warmup_steps: int = planned("warmup_steps", 50)
+    weight_decay: float = planned("weight_decay", 0.0, "AdamW weight decay (not on biases)")
     pictures: int = setting(16, "test images drawn in reconstructions.png")
-    save_every: int = setting(500, "checkpoint every N steps (0: only at the end)")
-    keep_last: int = setting(2, "checkpoints kept")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive_ints(self, ("batch_size", "eval_batch_size", "warmup_steps", "pictures"))
+        check_positive_ints(self, ("pictures",))
         check_non_negative_ints(self, ("image_size",))
-        check_positive_numbers(self, ("lr",))
-        check_range(self, "weight_decay", 0.0, 1.0, high_open=False)
         if self.preset not in vqvae_presets():
             raise SettingError("preset", f"preset must be a VQ-VAE, one of {vqvae_presets()}, "
                                          f"got {self.preset!r}")
