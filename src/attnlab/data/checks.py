@@ -15,6 +15,7 @@ thresholds, chosen for this library (not taken from a paper):
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from torch import Tensor
@@ -33,6 +34,15 @@ def require_content(path: str | Path, lines: list[str], fix: str) -> None:
     if not any(line.strip() for line in lines):
         kind = "holds only blank lines" if lines else "is empty"
         raise DataError(f"{path} {kind} (the file holds no text); {fix}")
+
+
+def require_splits(data: str, counts: Mapping[str, int],
+                   names: Sequence[str] = ("train", "valid", "test")) -> None:
+    """DataError naming `data` and the first of `names` with no examples (`counts`: examples
+    per split; a split not there counts as empty)."""
+    for name in names:
+        if counts.get(name, 0) == 0:
+            raise DataError(f"{data}: the {name} split is empty")
 
 
 def warn_small_split(where: str, count: int, unit: str, minimum: int, fix: str) -> None:

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.data.checks import MIN_VALID_EXAMPLES, warn_small_split
-from attnlab.errors import DataError, MissingFileError
+from attnlab.data.checks import MIN_VALID_EXAMPLES, require_splits, warn_small_split
+from attnlab.errors import MissingFileError
 from attnlab.evaluation.retrieval import (
     caption_groups,
     confusion_matrix,
@@ -175,9 +175,7 @@ class CLIPTask(PlannedTask):
     def load_data(self) -> None:
         s = self.settings
         self.splits = read_captioned(s.data, s.image_size or None)
-        for split in SPLITS:
-            if split not in self.splits or len(self.splits[split]) == 0:
-                raise DataError(f"{s.data}: the {split} split is empty")
+        require_splits(s.data, {k: len(v) for k, v in self.splits.items()})
         H, W = self.splits["train"].images.shape[-2:]
         if H != W:
             raise SettingError("image_size", f"{s.data}: images are {H}x{W}; CLIP's ViT takes "

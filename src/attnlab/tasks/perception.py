@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.data.batching import ShuffledRows
-from attnlab.data.checks import MIN_VALID_EXAMPLES, warn_small_split
+from attnlab.data.checks import MIN_VALID_EXAMPLES, require_splits, warn_small_split
 from attnlab.errors import DataError
 from attnlab.models.auto import from_pretrained
 from attnlab.tasks.common import PlannedSettings, PlannedTask, planned
@@ -114,9 +114,7 @@ class TensorClassificationTask(PlannedTask):
         if len(self.classes) < 2:
             raise DataError(f"{self.settings.data}: need at least 2 classes, got "
                             f"{self.classes}")
-        for split in SPLITS:
-            if split not in self.splits or len(self.splits[split].labels) == 0:
-                raise DataError(f"{self.settings.data}: the {split} split is empty")
+        require_splits(self.settings.data, {k: len(v.labels) for k, v in self.splits.items()})
         warn_small_split(f"{self.settings.data} (valid)", len(self.splits["valid"].labels),
                          "examples", MIN_VALID_EXAMPLES, "add validation examples")
 

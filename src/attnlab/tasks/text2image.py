@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.data.batching import ShuffledRows
-from attnlab.errors import DataError
+from attnlab.data.checks import require_splits
 from attnlab.io import load_tokenizer
 from attnlab.models import build_model, list_models
 from attnlab.models.auto import from_pretrained
@@ -141,9 +141,7 @@ class TextToImageTask(PlannedTask):
     def load_data(self) -> None:
         s = self.settings
         self.splits = load_captioned(s.data)
-        for split in SPLITS:
-            if split not in self.splits or len(self.splits[split]) == 0:
-                raise DataError(f"{s.data}: the {split} split is empty")
+        require_splits(s.data, {k: len(v) for k, v in self.splits.items()})
 
     def prepare_new_run(self) -> None:
         s = self.settings
