@@ -179,3 +179,34 @@ def test_a_requested_stop_ends_the_run_as_finished(tmp_path):
     assert result.stopped_by == "plateau" and result.step == 8
     assert [e["step"] for e in result.evaluations] == [4, 8]  # not 8 twice
     assert latest_checkpoint(tmp_path).name == "step_0000008"
+
+
+def test_step_metrics_reach_the_history_and_the_progress_bar(tmp_path, capsys):
+    """The task's figures of each step (step_metrics, called once per optimizer step, after
+    the step's micro-batches) are kept in that step's history entry and shown on the bar under
+    a short name; they survive a checkpoint like the loss."""
+    trainer = make_trainer(tmp_path, 4, grad_accum=3)
+    trainer.config.progress = True
+    seen = {"micro": 0, "calls": []}
+
+    def counting_loss(model, batch):
+        seen["micro"] += 1
+        return loss_fn(model, batch)
+
+    def step_metrics():
+        seen["calls"].append(seen["micro"])
+        return {"aux_loss": seen["micro"] / 3, "dropped": 0.25}
+
+    trainer.loss_fn, trainer.step_metrics = counting_loss, step_metrics
+    result = trainer.fit()
+    assert seen["calls"] == [3, 6, 9, 12]  # once per step, after its three micro-batches
+    assert [(h["step"], h["aux_loss"], h["dropped"]) for h in result.history] == [
+        (1, 1.0, 0.25), (2, 2.0, 0.25), (3, 3.0, 0.25), (4, 4.0, 0.25)]
+    bar = capsys.readouterr().err
+    assert "aux=4" in bar and "dropped=0.25" in bar and "loss=" in bar
+    assert read_training_state(latest_checkpoint(tmp_path))["history"][-1]["aux_loss"] == 4.0
+    trainer = make_trainer(None, 2)
+    trainer.step_metrics = lambda: {"loss": 1.0}
+    with pytest.raises(ValueError, match=r"step_metrics returned \['loss'\], names the history"):
+        trainer.fit()
+    assert make_trainer(None, 2).fit().history[0].keys() == {"step", "loss", "lr"}

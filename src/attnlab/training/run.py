@@ -124,6 +124,12 @@ class Task:
     def evaluate(self, model: nn.Module, step: int) -> dict[str, float]:
         raise NotImplementedError
 
+    def step_metrics(self) -> dict[str, float]:
+        """The task's own figures of the optimizer step just taken (e.g. an MoE model's aux
+        loss, gathered by `loss`), called once after each step: they go into the step's
+        history entry and onto the progress bar. Default: none."""
+        return {}
+
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         raise NotImplementedError
 
@@ -278,6 +284,7 @@ def run_in_group(task: Task, ranks: Ranks, device: torch.device, *, resume: bool
                       progress=progress),
         checkpoint_dir=out / CHECKPOINTS, evaluate=evaluate, on_step=plan.on_step,
         run_id=record["run_id"], evaluation_due=plan.evaluation_due, parallel=parallel,
+        step_metrics=task.step_metrics,
     )
     if resume and not trainer.resume():
         log.warning("no checkpoint in %s: starting from step 0", out / CHECKPOINTS)

@@ -1,9 +1,10 @@
 """A model-agnostic training loop (in the spirit of minGPT's trainer: it knows no model family).
 
 It owns: gradient accumulation weighted by tokens, clipping, a pure lr(step) schedule, a tqdm
-bar (loss, lr, tokens/s), periodic evaluation and checkpoints, a step / time budget, exact
-resume (weights, optimizer, step, data position, RNG), and a graceful Ctrl-C: the first one
-finishes the current step, saves a resumable checkpoint and stops; a second one aborts.
+bar (loss, lr, tokens/s and the task's own figures of each step, `step_metrics`, also kept in
+the history), periodic evaluation and checkpoints, a step / time budget, exact resume (weights,
+optimizer, step, data position, RNG), and a graceful Ctrl-C: the first one finishes the
+current step, saves a resumable checkpoint and stops; a second one aborts.
 The task supplies `loss_fn(model, batch) -> (mean loss over tokens, token count)` and a
 resumable batch source (`next()`, `state_dict()`, `load_state_dict()`). With a `run_id`, every
 checkpoint carries it and `resume` refuses a checkpoint of another run.
@@ -55,6 +56,14 @@ def resolve_precision(precision: str, device_type: str = "cpu") -> str:
         getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
     )
     return "bf16" if native else "fp32"
+
+
+HISTORY_KEYS = frozenset({"step", "loss", "lr"})  # what every history entry holds
+
+
+def short_name(key: str) -> str:
+    """A step metric's name on the progress bar: "aux_loss" -> "aux", "lm_loss" -> "lm"."""
+    return key.removesuffix("_loss") or key
 
 
 class BatchSource(Protocol):
@@ -119,6 +128,7 @@ class Trainer:
         run_id: str | None = None,
         evaluation_due: Callable[[int], bool] | None = None,
         parallel: Parallel | None = None,
+        step_metrics: Callable[[], dict[str, float]] | None = None,
     ) -> None:
         # `parallel`: the model as prepared for many processes (training/parallelize.py);
         # without it, `model` trains in this one process.
@@ -137,6 +147,10 @@ class Trainer:
         # Evaluate after this step too (beside eval_every): e.g. evenly over a planned run.
         self.evaluation_due = evaluation_due
         self.stop_reason: str | None = None  # set by request_stop (e.g. early stopping)
+        # Called after every optimizer step: the task's figures of that step (e.g. an MoE
+        # model's aux loss), kept in the step's history entry and shown on the progress bar.
+        # Each rank reports its own micro-batches (no collective); rank 0's are the ones kept.
+        self.step_metrics = step_metrics
         self.device_type = next(self.model.parameters()).device.type
         # fp16: the loss back-propagated is a token-weighted sum (~2^12 tokens a micro-batch),
         # not a mean, so the scale starts at torch's 2^16 for a mean loss / 2^12 (it adapts).
@@ -293,6 +307,18 @@ class Trainer:
         final checkpoint, evaluation and model are written. E.g. reason="plateau"."""
         self.stop_reason = reason
 
+    def task_step_metrics(self) -> dict[str, float]:
+        """The `step_metrics` callback's figures of the step just taken ({} without one);
+        names the history already uses are refused."""
+        if self.step_metrics is None:
+            return {}
+        extra = {k: float(v) for k, v in self.step_metrics().items()}
+        clash = sorted(set(extra) & HISTORY_KEYS)
+        if clash:
+            raise ValueError(f"step_metrics returned {clash}, names the history already uses "
+                             f"({sorted(HISTORY_KEYS)}); rename them")
+        return extra
+
     def evaluation_now(self) -> bool:
         c = self.config
         due = bool(c.eval_every) and self.step % c.eval_every == 0
@@ -330,13 +356,17 @@ class Trainer:
                 self._interrupted = interrupted > 0
                 self.train_tokens += tokens
                 lr = self.optimizer.param_groups[0]["lr"]
+                extra = self.task_step_metrics()
                 if self.step % c.log_every == 0:
-                    self.history.append({"step": self.step, "loss": loss, "lr": lr})
+                    self.history.append({"step": self.step, "loss": loss, "lr": lr, **extra})
                 bar.update(1)
                 if self.on_step is not None:
                     self.on_step(self)
-                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}",
-                                tok_s=f"{self.train_tokens / self.train_seconds:,.0f}")
+                postfix = {"loss": f"{loss:.3f}", "lr": f"{lr:.2e}",
+                           "tok_s": f"{self.train_tokens / self.train_seconds:,.0f}"}
+                for key, value in extra.items():
+                    postfix.setdefault(short_name(key), f"{value:.3g}")
+                bar.set_postfix(postfix)
                 if self.evaluation_now():
                     self.run_evaluation()
                 if self._interrupted:
