@@ -208,7 +208,10 @@ class Experts(nn.Module):
 
     def forward(self, rows: Tensor, counts: Tensor, dispatch: str) -> Tensor:
         """rows (M, D) sorted by expert, counts (E,) rows per expert -> (M, D)."""
-        project = _grouped if dispatch == "grouped" else _per_expert
+        # torch's grouped GEMM takes any float dtype on CPU but only bfloat16 on CUDA.
+        grouped = dispatch == "grouped" and (rows.device.type == "cpu"
+                                             or rows.dtype == torch.bfloat16)
+        project = _grouped if grouped else _per_expert
         h = project(rows, self.up_proj, counts, self.up_bias)  # (M, F)
         if self.gate_proj is None:
             h = self.act(h)
