@@ -1,0 +1,1 @@
+"""Scaling laws measured on this machine: `attnlab scaling` (sweep.py, fit.py, report.py)."""
