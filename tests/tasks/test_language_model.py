@@ -13,9 +13,13 @@ from tokenizers import Tokenizer
 from attnlab.cli.main import main
 from attnlab.data.parallel import DataError
 from attnlab.interop.hf_folder import from_pretrained
+from attnlab.io import load_tokenizer
+from attnlab.models import list_models
 from attnlab.tasks.language_model import (
     LanguageModelTask,
     LMSettings,
+    decoder_only_presets,
+    encode_text,
     train_language_model,
     validation_loss,
 )
@@ -85,6 +89,7 @@ def test_character_tokenizer_trains_and_generates(text_file, tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["tokenizer"] == "chars" and metrics["vocab_size"] == 2 + len(set(text))
     assert metrics["valid_loss"] < math.log(metrics["vocab_size"])  # better than uniform
+    assert not {"test_loss", "corpus", "moe", "expert_load"} & set(metrics)  # a dense model
     assert main(["generate", "--model", str(out), "--prompt", "the café", "--max-new-tokens",
                  "20", "--do-sample", "--seed", "0"]) == 0
     generated = capsys.readouterr().out
@@ -133,3 +138,89 @@ def test_prepare_new_run_checks_the_data_and_writes_nothing(text_file, tmp_path)
     (tmp_path / "run").mkdir()
     task.new_model(tmp_path / "run")  # builds on what was prepared, trains nothing again
     assert task.tokenizer is tokenizer and task.valid is held_out
+
+
+# -- builtin:web ------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_web(monkeypatch):
+    """builtin:web made small: a few chapters per book (the held-out books' verses use a
+    character, "ž", the train books never do), patched in where the task and prepare read it."""
+    import random
+
+    from attnlab.data import web_corpus
+    from attnlab.tasks import language_model, lm_prepare
+
+    rng = random.Random(0)
+    words = "the man sat on a hill while his son ran after a red ox near a well".split()
+    held = set(web_corpus.VALID_BOOKS) | set(web_corpus.TEST_BOOKS)
+    verses = {}
+    for book in ("Gen", *web_corpus.VALID_BOOKS, "Ps", *web_corpus.TEST_BOOKS, "Acts"):
+        for chapter in range(1, (12 if book not in held else 3) + 1):
+            for verse in range(1, 9):
+                text = " ".join(rng.choice(words) for _ in range(rng.randint(4, 10)))
+                verses[(f"{book}.{chapter}", verse)] = text + (" ž." if book in held else ".")
+    corpus = web_corpus.split_verses(verses)
+    for module in (language_model, lm_prepare):
+        monkeypatch.setattr(module, "load_web", lambda: corpus)
+    return corpus
+
+
+def test_builtin_web_holds_out_books_and_reports_the_test_loss(small_web, tmp_path):
+    out = tmp_path / "run"
+    metrics = train_language_model(settings("builtin:web", out, tokenizer="chars",
+                                            max_steps=20))
+    saved = json.loads((out / "metrics.json").read_text())
+    ours = load_tokenizer(out)
+    assert ours.token_to_id("ž") is None  # trained on the train books alone
+    valid = encode_text(ours, list(small_web.lines["valid"]))
+    test = encode_text(ours, list(small_web.lines["test"]))
+    assert saved["valid_stream_tokens"] == valid.numel()  # the books, not a tail
+    assert saved["test_stream_tokens"] == test.numel()
+    assert saved["train_stream_tokens"] == encode_text(
+        ours, list(small_web.lines["train"])).numel()
+    assert metrics["test_loss"] == saved["test_loss"] < math.log(saved["vocab_size"])
+    assert saved["test_perplexity"] == pytest.approx(math.exp(saved["test_loss"]))
+    assert saved["corpus"] == {"name": "builtin:web", "valid_books": list(
+        small_web.books["valid"]), "test_books": list(small_web.books["test"])}
+    assert json.loads((out / "run.json").read_text())["data"] == {}  # recorded by name
+    assert json.loads((out / "train_settings.json").read_text())["text"] == "builtin:web"
+    train_language_model(settings("builtin:web", out, tokenizer="chars", max_steps=22),
+                         resume=True)
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 22
+
+
+def test_a_prepared_builtin_web_keeps_its_held_out_books(small_web, tmp_path, capsys):
+    prepared = tmp_path / "web-prepared"
+    assert main(["prepare", "lm", "--text", "builtin:web", "--out", str(prepared),
+                 "--vocab-size", "300", "--no-progress"]) == 0
+    assert "next: attnlab train lm --text" in capsys.readouterr().out
+    memory = LanguageModelTask(settings("builtin:web", tmp_path / "a"))
+    memory.load_data()
+    memory.prepare_new_run()
+    disk = LanguageModelTask(settings(str(prepared), tmp_path / "b"))
+    disk.load_data()
+    disk.prepare_new_run()
+    for name in ("train", "valid", "test"):  # the same streams, token for token
+        assert torch.equal(getattr(disk, name).long(), getattr(memory, name)), name
+    metrics = train_language_model(settings(str(prepared), tmp_path / "run", max_steps=5))
+    assert metrics["test_stream_tokens"] == memory.test.numel()
+    assert metrics["corpus"]["name"] == "builtin:web"
+
+
+def test_presets_include_mixtral_and_validation_is_batched_exactly(text_file):
+    assert set(list_models("mixtral")) <= set(decoder_only_presets())
+    torch.manual_seed(0)
+    from attnlab.models import build_model
+
+    model = build_model("gpt2-tiny", vocab_size=50, max_seq_len=64, bos_token_id=0,
+                        eos_token_id=0)
+    stream = torch.randint(0, 50, (200,))  # 6 full windows of 33 tokens and a tail of 9
+    one_at_a_time = validation_loss(model, stream, 32, batch_size=1)
+    assert validation_loss(model, stream, 32, batch_size=4) == pytest.approx(one_at_a_time,
+                                                                            rel=1e-6)
+    with torch.no_grad():  # every token but the first predicted once
+        logits = torch.cat([model(stream[i:i + 33][None]).logits[0, :-1]
+                            for i in range(0, 199, 32)])
+    expected = torch.nn.functional.cross_entropy(logits[:199], stream[1:200])
+    assert one_at_a_time == pytest.approx(expected.item(), rel=1e-5)

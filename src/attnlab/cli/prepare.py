@@ -2,6 +2,7 @@
 
     attnlab prepare lm --text corpus.txt --out data/corpus-prepared
     attnlab train lm --text data/corpus-prepared
+    attnlab prepare lm --text builtin:web --out data/web-prepared   # the World English Bible
     attnlab prepare translate --data data/bible-es-en --src-lang es --tgt-lang en \\
         --out data/es-en-prepared
     attnlab train translate --data data/es-en-prepared
@@ -12,7 +13,7 @@ and, per shard, NAME.ids.bin (uint16 or uint32 token ids) and NAME.offsets.bin (
 translate keeps valid / test as text (they are decoded for BLEU). Training then reads only the
 pages its batches touch (docs/data.md, "Data larger than memory"). The tokenizer flags are the
 training task's own (same names, defaults and checks); the held-out part of an lm corpus is
-still cut at training time by --valid-fraction.
+still cut at training time by --valid-fraction (builtin:web's held-out books are shards too).
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from attnlab.cli.settings import add_settings_flags
+from attnlab.data.web_corpus import WEB, is_web
 from attnlab.errors import MissingFileError
 from attnlab.tasks.language_model import LMSettings
-from attnlab.tasks.lm_prepare import prepare_text
+from attnlab.tasks.lm_prepare import prepare_text, prepare_web
 from attnlab.tasks.translation import TranslationSettings
 from attnlab.tasks.translation_data import prepare_parallel
 
@@ -51,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lm = kinds.add_parser("lm", help="a text file for `attnlab train lm --text FOLDER`",
                           description=__doc__,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    lm.add_argument("--text", required=True, metavar="FILE", help="UTF-8 text file")
+    lm.add_argument("--text", required=True, metavar="FILE",
+                    help=f"UTF-8 text file, or {WEB} (the World English Bible, split by book)")
     add_settings_flags(lm, fields_of(LMSettings, LM_FIELDS))
     translate = kinds.add_parser(
         "translate", help="a parallel corpus for `attnlab train translate --data FOLDER`",
@@ -76,13 +80,14 @@ def given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.kind == "lm":
-        if not Path(args.text).is_file():
+        web = is_web(args.text)
+        if not web and not Path(args.text).is_file():
             raise MissingFileError(f"--text {args.text}: file not found; expected a UTF-8 "
-                                   "text file")
+                                   f"text file or {WEB}")
         s = LMSettings(text=args.text, **given(args, LM_FIELDS))  # checks the values
-        summary = prepare_text(Path(args.text), out, tokenizer=s.tokenizer,
-                               vocab_size=s.vocab_size, overwrite=args.overwrite,
-                               progress=args.progress)
+        prepare = prepare_web if web else partial(prepare_text, Path(args.text))
+        summary = prepare(out, tokenizer=s.tokenizer, vocab_size=s.vocab_size,
+                          overwrite=args.overwrite, progress=args.progress)
         unit, train = "lines", f"attnlab train lm --text {out}"
     else:
         s = TranslationSettings(data=args.data, **given(args, TRANSLATE_FIELDS))

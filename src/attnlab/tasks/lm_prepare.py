@@ -6,6 +6,10 @@ The file is read twice, a line at a time: once to train the tokenizer (`train_to
 lm task's own), once to encode chunks of lines (`encode_lines`, the task's own: the stream is
 the one `train lm --text FILE` builds in memory, token for token) and append them to the shard.
 The held-out part is cut at training time by --valid-fraction, as for a text file.
+
+`--text builtin:web` (`prepare_web`) writes the built-in corpus's three book splits: the
+tokenizer trained on the train books, the shard `text` (train) and the shards `valid` and
+`test`, which `train lm` then uses as its held-out streams instead of a --valid-fraction tail.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from attnlab.data.shards import (
     source_record,
     write_meta,
 )
+from attnlab.data.web_corpus import MODULE, PACKAGE, TEST_BOOKS, VALID_BOOKS, WEB, load_web
 from attnlab.errors import DataError
 from attnlab.tasks.language_model import encode_lines, train_tokenizer
 
@@ -67,5 +72,41 @@ def prepare_text(text: Path, out: Path, *, tokenizer: str, vocab_size: int,
                             "tokenizer": {"kind": tokenizer, "vocab_size": trained.vocab_size,
                                           "requested_vocab_size": vocab_size}})
     return {"sequences": counts["sequences"], "tokens": counts["tokens"],
+            "bytes": sum(p.stat().st_size for p in out.iterdir()),
+            "seconds": time.perf_counter() - start}
+
+
+# the prepared shard of each split of builtin:web ("text": the one `train lm` trains on)
+WEB_SHARDS = {"train": "text", "valid": "valid", "test": "test"}
+
+
+def prepare_web(out: Path, *, tokenizer: str, vocab_size: int, overwrite: bool = False,
+                progress: bool = True) -> dict[str, Any]:
+    """Write the prepared folder `out` for builtin:web (`data/web_corpus.py`); the summary
+    counts over its three shards."""
+    start = time.perf_counter()
+    corpus = load_web()
+    trained = train_tokenizer(corpus.lines["train"], vocab_size, tokenizer)
+    with building(out, overwrite) as folder:
+        trained.save(folder / "tokenizer.json")
+        dtype = ids_dtype(trained.vocab_size)
+        shards = {}
+        total = sum(len(lines) for lines in corpus.lines.values())
+        with tqdm(total=total, unit=" lines", desc="encoding", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            for split, name in WEB_SHARDS.items():
+                writer = ShardWriter(folder, name, dtype)
+                for chunk in chunks(iter(corpus.lines[split]), CHUNK_LINES):
+                    writer.append(encode_lines(trained, chunk))
+                    bar.update(len(chunk))
+                shards[name] = writer.close()
+        write_meta(folder, {"kind": "text", "dtype": dtype.name, "shards": shards,
+                            "sources": [{"name": WEB, "module": MODULE, "package": PACKAGE,
+                                         "valid_books": list(VALID_BOOKS),
+                                         "test_books": list(TEST_BOOKS)}],
+                            "tokenizer": {"kind": tokenizer, "vocab_size": trained.vocab_size,
+                                          "requested_vocab_size": vocab_size}})
+    return {"sequences": sum(c["sequences"] for c in shards.values()),
+            "tokens": sum(c["tokens"] for c in shards.values()),
             "bytes": sum(p.stat().st_size for p in out.iterdir()),
             "seconds": time.perf_counter() - start}
