@@ -17,7 +17,7 @@ Lines: one verse per line in canonical order, each chapter followed by a blank l
 lm task's `encode_lines` puts an end-of-text token after every chapter (a chapter is a
 "document"). Notes, section and psalm titles are dropped by the reader.
 
-Measured on Debian 12's sword-text-web 426.0-1 (two cores of this machine, one thread):
+Measured on Debian 12's sword-text-web 426.0-1 (on a 2-core machine):
 
 | split | books | chapters | verses | characters | share | BPE-2000 tokens | char tokens |
 |---|---|---|---|---|---|---|---|
