@@ -34,7 +34,7 @@ from attnlab.io.files import (
 from attnlab.io.fit import check_weights_fit
 from attnlab.io.generation_config import save_generation_config
 from attnlab.io.gguf import is_gguf, load_gguf, load_gguf_tokenizer
-from attnlab.io.hf import ast, bert, clip, deit, gpt2, llama, marian, t5, vit
+from attnlab.io.hf import ast, bert, clip, deit, gpt2, llama, marian, mixtral, t5, vit
 from attnlab.io.limits import check_sizes
 from attnlab.serialization import WEIGHTS_NAME, atomic_write, load_state_strict
 from attnlab.tokenizers import Tokenizer
@@ -47,12 +47,14 @@ log = logging.getLogger(__name__)
 HF_LAYOUTS: dict[str, ModuleType] = {"gpt2": gpt2, "llama": llama, "mistral": llama,
                                      "qwen2": llama, "bert": bert, "t5": t5, "marian": marian,
                                      "vit": vit, "deit": deit,
-                                     "audio-spectrogram-transformer": ast, "clip": clip}
+                                     "audio-spectrogram-transformer": ast, "clip": clip,
+                                     "mixtral": mixtral}
 # Our model_type -> the layout a save in Hugging Face names uses. A layout with
-# `unsupported(config)` (Marian for our Transformer) holds only the configs it names None for.
+# `unsupported(config)` (Marian for our Transformer) holds only the configs it names None for;
+# one without it holds no config with mixture-of-experts layers (`moe`).
 SAVE_LAYOUTS: dict[str, ModuleType] = {m.MODEL_TYPE: m
                                        for m in (gpt2, llama, bert, t5, marian, vit, ast,
-                                                 clip)}
+                                                 clip, mixtral)}
 LAYOUTS = ("auto", "hf", "attnlab")
 # Config fields older attnlab folders carry that are no longer model settings.
 RETIRED_FIELDS = {"label_smoothing": "a setting of the training run (train_settings.json)"}
@@ -86,6 +88,18 @@ def config_from_dict(values: Mapping[str, Any], model_classes: Mapping[str, type
     return config_class(**values)
 
 
+def hf_unsupported(model_type: str, config: Any) -> str | None:
+    """Why the Hugging Face layout of `model_type` cannot hold `config` (None when it can)."""
+    family = SAVE_LAYOUTS.get(model_type)
+    if family is None:
+        return f"no Hugging Face layout for model_type {model_type!r}"
+    if hasattr(family, "unsupported"):
+        return family.unsupported(config)
+    if getattr(config, "moe", None) is not None:
+        return f"transformers' {model_type} has no mixture-of-experts layers (moe)"
+    return None
+
+
 def save_folder(model: nn.Module, directory: str | Path, layout: str = "auto",
                 tokenizer: Tokenizer | None = None,
                 generation: dict[str, Any] | None = None) -> Path:
@@ -94,20 +108,21 @@ def save_folder(model: nn.Module, directory: str | Path, layout: str = "auto",
 
     layout "hf" writes Hugging Face names (transformers loads the folder with its own
     `from_pretrained`); "attnlab" writes ours; "auto" picks "hf" for the families
-    transformers has (GPT-2, LLaMA, BERT, T5, ViT / DeiT, and a Transformer Marian's layout
-    holds) and "attnlab" for the others. Each file is written to a temporary name and renamed;
+    transformers has (GPT-2, LLaMA, BERT, T5, ViT / DeiT, Mixtral, and a Transformer Marian's
+    layout holds; GPT-2, LLaMA and T5 without `moe`) and "attnlab" for the others. Each file is written to a temporary name and renamed;
     config.json comes last, so a folder with a config.json holds weights that fit it.
     """
     if layout not in LAYOUTS:
         raise ConfigError(f"layout must be 'auto', 'hf' or 'attnlab', got {layout!r}")
     model_type = type(model.config).model_type
-    unsupported = getattr(SAVE_LAYOUTS.get(model_type), "unsupported", lambda config: None)
     if layout == "auto":
-        holds = model_type in SAVE_LAYOUTS and unsupported(model.config) is None
-        layout = "hf" if holds else "attnlab"
+        layout = "hf" if hf_unsupported(model_type, model.config) is None else "attnlab"
     if layout == "hf" and model_type not in SAVE_LAYOUTS:
         raise ConfigError(f"no Hugging Face layout for model_type {model_type!r}; "
                           f"supported: {sorted(SAVE_LAYOUTS)}")
+    if layout == "hf" and (problem := hf_unsupported(model_type, model.config)) is not None:
+        raise ConfigError(f"no Hugging Face layout for model_type {model_type!r} with this "
+                          f"config: {problem}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if layout == "hf":

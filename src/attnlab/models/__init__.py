@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from attnlab.models.clip import CLIP
 from attnlab.models.conv import ConvS2S
 from attnlab.models.gpt import GPT
 from attnlab.models.llama import Llama
+from attnlab.models.mixtral import Mixtral
 from attnlab.models.resnet import ResNet
 from attnlab.models.rnn import RNNSeq2Seq
 from attnlab.models.t5 import T5
@@ -87,6 +89,18 @@ PRESETS: dict[str, Preset] = {
         Llama, dict(vocab_size=1000, max_seq_len=256, d_model=64, n_heads=4, n_kv_heads=2,
                     n_layers=2, d_ff=172),
         "attnlab test size with grouped-query attention (4 query heads, 2 key/value heads)",
+    ),
+    # Jiang et al. 2024 and the HF config of "mistralai/Mixtral-8x7B-v0.1": 32 layers, d=4096,
+    # 32 query / 8 key-value heads, 8 SwiGLU experts of width 14336, top 2, 32k positions,
+    # rope theta 1e6, router_aux_loss_coef 0.02. Never built in tests (46.7B parameters).
+    "mixtral-8x7b": Preset(
+        Mixtral, dict(max_seq_len=32768, moe=dict(experts=8, top_k=2, aux_loss_coef=0.02)),
+        "Mixtral 8x7B: 32 layers, d=4096, 8 experts (top 2), 46.7B params (12.9B active)",
+    ),
+    "mixtral-tiny": Preset(
+        Mixtral, dict(vocab_size=1000, max_seq_len=256, d_model=64, n_heads=4, n_kv_heads=2,
+                      n_layers=2, d_ff=128, moe=dict(experts=8, top_k=2)),
+        "attnlab test size (< 0.6M params): 8 experts of width 128, top 2, grouped-query",
     ),
     # Devlin et al. 2019, Table/section 3 (BERT-BASE): L=12, H=768, A=12, 110M params.
     "bert-base": Preset(Bert, dict(), "BERT-base (uncased vocabulary): 12 layers, d=768, 110M"),
@@ -277,19 +291,38 @@ def list_models(model_type: str | None = None) -> list[str]:
                   if model_type in (None, preset.model_class.config_class.model_type))
 
 
+def _nested(field: dataclasses.Field, current: Any, value: Any) -> Any:
+    """A dict override of a nested settings field (`moe`, typed as a *Config) goes over the
+    field's current value (a preset's dict or settings, or {} when None); anything else
+    replaces it."""
+    if not isinstance(value, Mapping) or "Config" not in str(field.type):
+        return value
+    if dataclasses.is_dataclass(current):
+        current = dataclasses.asdict(current)
+    return {**(current or {}), **value}
+
+
 def get_config(name: str, **overrides: Any) -> Any:
-    """The preset's config with `overrides` applied (unknown fields raise ValueError)."""
+    """The preset's config with `overrides` applied (unknown fields raise ValueError); a dict
+    given for a nested field such as `moe` is merged into the preset's value:
+    get_config("gpt2-tiny", moe={"experts": 8, "top_k": 1}) is a Switch GPT-2."""
     if name not in PRESETS:
         raise KeyError(f"unknown model {name!r}; expected one of: {', '.join(list_models())}")
     preset = PRESETS[name]
     config_class = preset.model_class.config_class
-    fields = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(overrides) - fields)
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ValueError(
             f"unknown config field(s) {unknown} for {name!r}; valid fields: {sorted(fields)}"
         )
-    return config_class(**{**preset.values, **overrides})
+    values = dict(preset.values)
+    for key, value in overrides.items():
+        f = fields[key]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
+            else (None if f.default is dataclasses.MISSING else f.default)
+        values[key] = _nested(f, values.get(key, default), value)
+    return config_class(**values)
 
 
 def build_model(name: str, **overrides: Any) -> nn.Module:
@@ -298,6 +331,6 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     return PRESETS[name].model_class(config)
 
 
-__all__ = ["AST", "CLIP", "GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "Preset", "RNNSeq2Seq",
-           "T5", "TextToImage", "Transformer", "VQVAE", "ViT", "build_model", "get_config",
-           "list_models"]
+__all__ = ["AST", "CLIP", "GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "Mixtral", "Preset",
+           "RNNSeq2Seq", "T5", "TextToImage", "Transformer", "VQVAE", "ViT", "build_model",
+           "get_config", "list_models"]

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from attnlab.io import save_folder
 from attnlab.io.limits import size_error
 from attnlab.nn.functional import check_attention_mask, padding_mask
+from attnlab.nn.moe import MoE
 from attnlab.tokenizers import Tokenizer
 
 
@@ -116,6 +117,18 @@ def init_normal_(model: nn.Module, std: float) -> None:
             nn.init.zeros_(module.bias)
 
 
+def init_moe_(model: nn.Module, std: float, *, down_std: float | None = None,
+              router_std: float | None = None) -> None:
+    """Every mixture-of-experts layer's weights: router N(0, router_std or std), experts'
+    gate / up projections N(0, std), down projections N(0, down_std or std), zero biases (the
+    family's own init applied per expert; nn.Linear-only inits do not reach these 3-D weights).
+    The noisy-gating projection is an nn.Linear, left to the family's Linear init."""
+    for module in model.modules():
+        if isinstance(module, MoE):
+            nn.init.normal_(module.router.weight, std=std if router_std is None else router_std)
+            module.experts.reset_parameters(std, down_std)
+
+
 class PretrainedModel(nn.Module):
     """Base of every family: `save_pretrained(dir)` next to `attnlab.from_pretrained(dir)`."""
 
@@ -130,8 +143,9 @@ class PretrainedModel(nn.Module):
 
         layout "hf" writes Hugging Face names, so `transformers` loads the folder with its own
         `from_pretrained`; "attnlab" writes our names; "auto" picks "hf" for the families
-        transformers has (GPT-2, LLaMA, BERT, T5, ViT / DeiT, and a Transformer whose config
-        Marian's layout holds) and "attnlab" for the others.
+        transformers has (GPT-2, LLaMA, BERT, T5, ViT / DeiT, Mixtral, and a Transformer whose
+        config Marian's layout holds; GPT-2, LLaMA and T5 without mixture-of-experts layers)
+        and "attnlab" for the others.
         """
         return save_folder(self, directory, layout=layout, tokenizer=tokenizer,
                            generation=generation)
@@ -141,5 +155,5 @@ class PretrainedModel(nn.Module):
 
 
 __all__ = ["PretrainedModel", "check_attention_mask", "check_class_labels", "check_input_ids",
-           "check_pixel_batch", "check_positive_ints", "init_normal_", "key_padding_mask",
-           "shift_right"]
+           "check_pixel_batch", "check_positive_ints", "init_moe_", "init_normal_",
+           "key_padding_mask", "shift_right"]

@@ -6,6 +6,10 @@ Differences from the 2017 decoder: no cross-attention, learned absolute position
 the feed-forward, weights N(0, 0.02) with residual output projections scaled by 1/sqrt(2N), and
 the output projection tied to the token embedding.
 
+With `moe` set, each chosen layer's feed-forward becomes a mixture of experts of the same kind
+(nn/moe.py): `moe={"experts": 8, "top_k": 1, "capacity_factor": 1.25}` is a Switch Transformer
+(Fedus et al. 2021) on GPT-2's layers; every expert's down projection gets the residual scaling.
+
     model = build_model("gpt2-tiny")
     out = model(input_ids, attention_mask=mask, labels=input_ids)   # next-token loss
     out.logits  # (B, T, V)
@@ -20,10 +24,10 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from attnlab.models.causal_lm import CausalLM, check_decoder_config
-from attnlab.models.common import init_normal_
+from attnlab.models.common import init_moe_, init_normal_
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import DecoderLayer
-from attnlab.nn.feedforward import FEEDFORWARD
+from attnlab.nn.moe import MoE, MoEConfig, feed_forward
 from attnlab.nn.norm import NORM
 from attnlab.nn.position import POSITION
 from attnlab.nn.stack import Decoder
@@ -50,8 +54,10 @@ class GPTConfig:
     bos_token_id: int = 50256
     eos_token_id: int = 50256
     pad_token_id: int | None = None
+    moe: MoEConfig | None = None  # mixture-of-experts feed-forwards (a dict is coerced)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "moe", MoEConfig.coerce(self.moe))
         check_decoder_config(self)
 
 
@@ -59,25 +65,31 @@ def layer_norm(c: Any) -> nn.Module:
     return NORM.build("layer", d_model=c.d_model, eps=c.layer_norm_eps)
 
 
-def decoder_layer(c: Any) -> DecoderLayer:
-    """GPT-2's pre-norm layer: x + attn(LN(x)) (causal), then x + FFN(LN(x)); attention
-    dropout `c.attention_dropout` where the config has one, else `c.dropout`."""
+def decoder_layer(c: Any, i: int = 0) -> DecoderLayer:
+    """GPT-2's pre-norm layer i: x + attn(LN(x)) (causal), then x + FFN(LN(x)) (experts where
+    `c.moe` makes layer i a mixture); attention dropout `c.attention_dropout` where the config
+    has one, else `c.dropout`."""
     attention = ATTENTION.build("multi_head", d_model=c.d_model, n_heads=c.n_heads,
                                 dropout=getattr(c, "attention_dropout", c.dropout),
                                 kernel=c.kernel)
-    feed_forward = FEEDFORWARD.build(c.feedforward, d_model=c.d_model, d_ff=c.d_ff)
-    return DecoderLayer(attention, None, feed_forward, layer_norm(c), None, layer_norm(c),
+    moe = getattr(c, "moe", None)
+    ffn = feed_forward(c.feedforward, c.d_model, c.d_ff,
+                       moe if moe is not None and moe.is_moe_layer(i) else None)
+    return DecoderLayer(attention, None, ffn, layer_norm(c), None, layer_norm(c),
                         dropout=c.dropout, norm_first=True)
 
 
 def init_gpt2(model: nn.Module, decoder: nn.Module, c: Any) -> None:
-    """GPT-2's initialisation: N(0, init_std) everywhere, residual projections (attention
-    output, feed-forward down) N(0, init_std / sqrt(2 * n_layers)), zero biases, unit norms."""
+    """GPT-2's initialisation: N(0, init_std) everywhere (routers and experts too), residual
+    projections (attention output, feed-forward or every expert's down) N(0, init_std /
+    sqrt(2 * n_layers)), zero biases, unit norms."""
     init_normal_(model, c.init_std)
     residual_std = c.init_std / math.sqrt(2 * c.n_layers)
+    init_moe_(model, c.init_std, down_std=residual_std)
     for layer in decoder.layers:
         nn.init.normal_(layer.self_attn.out_proj.weight, std=residual_std)
-        nn.init.normal_(layer.feed_forward.down_proj.weight, std=residual_std)
+        if not isinstance(layer.feed_forward, MoE):
+            nn.init.normal_(layer.feed_forward.down_proj.weight, std=residual_std)
 
 
 class GPT(CausalLM):
@@ -92,7 +104,7 @@ class GPT(CausalLM):
         self.position = POSITION.build("learned", d_model=c.d_model, n_heads=c.n_heads,
                                        max_seq_len=c.max_seq_len, init_std=c.init_std)
         self.embed_dropout = nn.Dropout(c.dropout)
-        self.decoder = Decoder([decoder_layer(c) for _ in range(c.n_layers)],
+        self.decoder = Decoder([decoder_layer(c, i) for i in range(c.n_layers)],
                                final_norm=layer_norm(c))
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.reset_parameters()

@@ -4,6 +4,8 @@ learned positions for rotary ones (RoPE, Su et al. 2021) applied to queries and 
 MLP for SwiGLU (Shazeer 2020), drops every bias, and may share key/value heads across query
 heads (grouped-query attention, Ainslie et al. 2023). Mistral- and Qwen2-style configs that
 differ only in these settings (head counts, theta, tied head) load into the same class.
+With `moe` set, the chosen layers' SwiGLU becomes a mixture of SwiGLU experts (nn/moe.py);
+Mixtral (models/mixtral.py) is this class with Mixtral's defaults.
 
     model = build_model("llama-tiny")
     out = model(input_ids, attention_mask=mask, labels=input_ids)
@@ -17,10 +19,10 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from attnlab.models.causal_lm import CausalLM, check_decoder_config
-from attnlab.models.common import init_normal_
+from attnlab.models.common import init_moe_, init_normal_
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import DecoderLayer
-from attnlab.nn.feedforward import FEEDFORWARD
+from attnlab.nn.moe import MoEConfig, feed_forward
 from attnlab.nn.norm import NORM
 from attnlab.nn.position import POSITION
 from attnlab.nn.stack import Decoder
@@ -48,8 +50,10 @@ class LlamaConfig:
     bos_token_id: int = 1
     eos_token_id: int = 2
     pad_token_id: int | None = None
+    moe: MoEConfig | None = None  # mixture-of-experts feed-forwards (a dict is coerced)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "moe", MoEConfig.coerce(self.moe))
         check_decoder_config(self)
         kv = self.n_heads if self.n_kv_heads is None else self.n_kv_heads
         if kv <= 0 or self.n_heads % kv:
@@ -67,7 +71,7 @@ class Llama(CausalLM):
         self.embed_tokens = nn.Embedding(c.vocab_size, c.d_model)
         rotary = POSITION.build("rope", d_model=c.d_model, n_heads=c.n_heads,
                                 max_seq_len=c.max_seq_len, base=c.rope_theta)
-        self.decoder = Decoder([self._layer(rotary) for _ in range(c.n_layers)],
+        self.decoder = Decoder([self._layer(rotary, i) for i in range(c.n_layers)],
                                final_norm=self._norm())
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.reset_parameters()
@@ -77,20 +81,23 @@ class Llama(CausalLM):
     def _norm(self) -> nn.Module:
         return NORM.build("rms", d_model=self.config.d_model, eps=self.config.rms_norm_eps)
 
-    def _layer(self, rotary: nn.Module) -> DecoderLayer:
+    def _layer(self, rotary: nn.Module, i: int) -> DecoderLayer:
         c = self.config
         attention = ATTENTION.build("multi_head", d_model=c.d_model, n_heads=c.n_heads,
                                     n_kv_heads=c.n_kv_heads, bias=c.attention_bias,
                                     kernel=c.kernel, rotary=rotary)
         if c.attention_bias:  # Qwen2: biases on q, k, v only
             attention.out_proj.bias = None
-        feed_forward = FEEDFORWARD.build("swiglu", d_model=c.d_model, d_ff=c.d_ff)
-        return DecoderLayer(attention, None, feed_forward, self._norm(), None, self._norm(),
+        moe = c.moe if c.moe is not None and c.moe.is_moe_layer(i) else None
+        ffn = feed_forward("swiglu", c.d_model, c.d_ff, moe)
+        return DecoderLayer(attention, None, ffn, self._norm(), None, self._norm(),
                             dropout=0.0, norm_first=True)
 
     def reset_parameters(self) -> None:
-        """N(0, init_std) weights, zero biases (as Hugging Face initialises LLaMA)."""
+        """N(0, init_std) weights, routers and experts, zero biases (as Hugging Face
+        initialises LLaMA and Mixtral)."""
         init_normal_(self, self.config.init_std)
+        init_moe_(self, self.config.init_std)
 
     def embed(self, input_ids: Tensor, position_ids: Tensor) -> Tensor:
         """Token embeddings only: positions enter as rotations of queries and keys."""

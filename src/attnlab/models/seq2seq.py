@@ -2,7 +2,11 @@
 (teacher forcing from labels, encode, decode, output projection, loss). Families (the 2017
 Transformer, T5, the RNN and ConvS2S baselines) supply `encode`, `decode`, `lm_head` and
 `new_cache`; `generate` (GenerationMixin, kind "encoder-decoder"), greedy and beam search use the
-same four."""
+same four.
+
+A family whose stacks hold mixture-of-experts layers (T5 with `moe`) gets the MoE terms in its
+output as `models/causal_lm.py` defines them, the encoder's and the decoder's load-balancing and
+z-losses summed (transformers' SwitchTransformers does the same)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from attnlab.generation.mixin import ENCODER_DECODER, GenerationMixin
+from attnlab.models.causal_lm import moe_terms, with_moe_losses
 from attnlab.models.common import PretrainedModel, shift_right
 
 
@@ -27,6 +32,13 @@ class Seq2SeqOutput:
     decoder_attentions: tuple[Tensor, ...] | None = None  # per layer (B, H, T, T)
     cross_attentions: tuple[Tensor, ...] | None = None  # per layer (B, H, T, S)
     cache: Any = None  # the family's decoding state (KV caches, RNN state, conv windows)
+    lm_loss: Tensor | None = None  # the cross-entropy alone (with labels)
+    # Mixture of experts only (None for dense models); encoder layers first, then decoder:
+    aux_loss: Tensor | None = None  # () encoder + decoder load-balancing losses
+    z_loss: Tensor | None = None  # () encoder + decoder mean router z-losses
+    router_logits: tuple[Tensor, ...] | None = None  # per MoE layer (B * T, E) float32
+    expert_load: Tensor | None = None  # (L_moe, E) share of each layer's assignments
+    dropped_fraction: Tensor | None = None  # () share of assignments dropped by capacity
 
 
 class EncoderDecoderModel(GenerationMixin, PretrainedModel):
@@ -68,9 +80,21 @@ class EncoderDecoderModel(GenerationMixin, PretrainedModel):
         if labels is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
                                    ignore_index=-100)
-        return Seq2SeqOutput(
+        out = Seq2SeqOutput(
             logits=logits, loss=loss, encoder_last_hidden_state=enc.last_hidden_state,
             encoder_attentions=getattr(enc, "attentions", None),
             decoder_attentions=getattr(dec, "attentions", None),
             cross_attentions=getattr(dec, "cross_attentions", None), cache=dec.cache,
+            lm_loss=loss,
         )
+        T = decoder_input_ids.size(1)
+        target_mask = None if decoder_attention_mask is None else decoder_attention_mask[:, -T:]
+        stacks = [(routers, mask) for routers, mask in (
+            (getattr(enc, "routers", None), attention_mask),
+            (getattr(dec, "routers", None), target_mask)) if routers]
+        if stacks:
+            terms = moe_terms(stacks, c.moe)
+            out.loss = with_moe_losses(terms, loss, c.moe)
+            for name, value in terms.items():
+                setattr(out, name, value)
+        return out

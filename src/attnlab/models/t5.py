@@ -10,6 +10,10 @@ Differences from the 2017 Transformer, each a setting of attnlab.nn blocks:
 - v1.0: ReLU feed-forward, output projection tied to the embedding, decoder output scaled by
   d_model^-0.5 before it; v1.1: gated-GELU feed-forward (Shazeer, 2020), untied head, no
   scaling.
+
+With `moe` set, the chosen layers' feed-forwards (encoder and decoder, counted per stack) become
+mixtures of experts of the same kind (nn/moe.py): `moe={"experts": 8, "top_k": 1,
+"capacity_factor": 1.25, "every": 2}` is the Switch Transformer's T5 (Fedus et al. 2021).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from torch import Tensor, nn
 from attnlab.models.common import (
     check_input_ids,
     check_positive_ints,
+    init_moe_,
     key_padding_mask,
 )
 from attnlab.models.seq2seq import EncoderDecoderModel
@@ -29,6 +34,7 @@ from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import DecoderLayer, EncoderLayer
 from attnlab.nn.cache import DecoderCache
 from attnlab.nn.feedforward import FeedForward, GatedFeedForward
+from attnlab.nn.moe import MoE, MoEConfig
 from attnlab.nn.norm import RMSNorm
 from attnlab.nn.position import POSITION
 from attnlab.nn.stack import Decoder, Encoder, EncoderOutput
@@ -60,8 +66,10 @@ class T5Config:
     pad_token_id: int = 0
     eos_token_id: int = 1
     decoder_start_token_id: int = 0
+    moe: MoEConfig | None = None  # mixture-of-experts feed-forwards (a dict is coerced)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "moe", MoEConfig.coerce(self.moe))
         if self.n_decoder_layers is None:
             object.__setattr__(self, "n_decoder_layers", self.n_layers)
         if self.scale_decoder_outputs is None:
@@ -103,9 +111,9 @@ class T5(EncoderDecoderModel):
         self.config = c = config
         self.embed_tokens = nn.Embedding(c.vocab_size, c.d_model)
         self.dropout = nn.Dropout(c.dropout)
-        self.encoder = Encoder([self._encoder_layer() for _ in range(c.n_layers)],
+        self.encoder = Encoder([self._encoder_layer(i) for i in range(c.n_layers)],
                                final_norm=self._norm(), position_bias=self._relative(True))
-        self.decoder = Decoder([self._decoder_layer() for _ in range(c.n_decoder_layers)],
+        self.decoder = Decoder([self._decoder_layer(i) for i in range(c.n_decoder_layers)],
                                final_norm=self._norm(), position_bias=self._relative(False))
         scale = c.d_model**-0.5 if c.scale_decoder_outputs else 1.0
         self.lm_head = ScaledLMHead(c.d_model, c.vocab_size, scale)
@@ -123,9 +131,13 @@ class T5(EncoderDecoderModel):
         return ATTENTION.build("multi_head", d_model=c.d_model, n_heads=c.n_heads,
                                head_dim=c.head_dim, bias=False, dropout=c.dropout, scale=1.0)
 
-    def _feed_forward(self) -> nn.Module:
+    def _feed_forward(self, i: int) -> nn.Module:
         c = self.config
-        if c.feed_forward == "relu":
+        gated = c.feed_forward == "gated-gelu"
+        if c.moe is not None and c.moe.is_moe_layer(i):
+            return MoE(c.d_model, c.d_ff, c.moe, activation="gelu_tanh" if gated else "relu",
+                       gated=gated, bias=False, dropout=c.dropout)
+        if not gated:
             return FeedForward(c.d_model, c.d_ff, activation="relu", dropout=c.dropout,
                                bias=False)
         return GatedFeedForward(c.d_model, c.d_ff, activation="gelu_tanh", dropout=c.dropout)
@@ -136,19 +148,19 @@ class T5(EncoderDecoderModel):
                               max_seq_len=c.max_seq_len, num_buckets=c.num_buckets,
                               max_distance=c.max_distance, bidirectional=bidirectional)
 
-    def _encoder_layer(self) -> EncoderLayer:
-        return EncoderLayer(self._attention(), self._feed_forward(), self._norm(), self._norm(),
+    def _encoder_layer(self, i: int) -> EncoderLayer:
+        return EncoderLayer(self._attention(), self._feed_forward(i), self._norm(), self._norm(),
                             dropout=self.config.dropout, norm_first=True)
 
-    def _decoder_layer(self) -> DecoderLayer:
-        return DecoderLayer(self._attention(), self._attention(), self._feed_forward(),
+    def _decoder_layer(self, i: int) -> DecoderLayer:
+        return DecoderLayer(self._attention(), self._attention(), self._feed_forward(i),
                             self._norm(), self._norm(), self._norm(),
                             dropout=self.config.dropout, norm_first=True)
 
     def reset_parameters(self) -> None:
         """T5's initialisation (Mesh TensorFlow): N(0, 1) embeddings, N(0, fan_in^-1/2)
         projections, except queries N(0, (D * Dh)^-1/2), which stands in for the 1/sqrt(Dh)
-        the unscaled scores leave out."""
+        the unscaled scores leave out; routers and experts by the same fan-in rule."""
         c = self.config
         for name, module in self.named_modules():
             if isinstance(module, nn.Embedding):
@@ -157,6 +169,7 @@ class T5(EncoderDecoderModel):
             elif isinstance(module, nn.Linear):
                 fan_in = module.in_features * (c.head_dim if name.endswith("q_proj") else 1)
                 nn.init.normal_(module.weight, std=fan_in**-0.5)
+        init_moe_(self, c.d_model**-0.5, down_std=c.d_ff**-0.5)
 
     # -- forward ------------------------------------------------------------------------------
 

@@ -201,9 +201,9 @@ class TextToImage(CausalLM):
         x = self.embed(input_ids, positions)
         attentions = []
         for i, layer in enumerate(self.decoder.layers):
-            x, weights, _ = layer(x, mask=masks[self.layouts[i]],
-                                  cache=None if cache is None else cache.layers[i],
-                                  position_ids=positions, need_weights=output_attentions)
+            x, weights, _, _ = layer(x, mask=masks[self.layouts[i]],
+                                     cache=None if cache is None else cache.layers[i],
+                                     position_ids=positions, need_weights=output_attentions)
             attentions.append(weights)
         logits = self.restrict(self.lm_head(self.decoder.final_norm(x)), positions)
         out = TextToImageOutput(logits, attentions=tuple(attentions) if output_attentions

@@ -4,6 +4,8 @@ Each sub-layer is wrapped in a residual connection with dropout and a norm, eith
 sum as in the paper (post-norm: LayerNorm(x + Dropout(Sublayer(x)))) or before the sub-layer
 (pre-norm: x + Dropout(Sublayer(LayerNorm(x))), Xiong et al., 2020), which trains deep stacks
 without warmup tricks. Layers receive built modules, so a model file reads as its architecture.
+The feed-forward sub-layer may be a mixture of experts (`nn/moe.py`): its routing comes back in
+`LayerOutput.router`.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from torch import Tensor, nn
 
 from attnlab.nn.attention.base import AttentionOutput
 from attnlab.nn.cache import DecoderLayerCache
+from attnlab.nn.moe import MoEOutput, RouterOutput
 
 
 class LayerOutput(NamedTuple):
     hidden: Tensor  # (B, T, D)
     self_weights: Tensor | None  # (B, H, T, T_total) when asked
     cross_weights: Tensor | None  # (B, H, T, S) when asked (decoder with cross-attention)
+    router: RouterOutput | None = None  # the routing of a mixture-of-experts feed-forward
 
 
 class ResidualLayer(nn.Module):
@@ -32,14 +36,19 @@ class ResidualLayer(nn.Module):
         self.norm_first = norm_first
 
     def residual(
-        self, x: Tensor, norm: nn.Module, sublayer: Callable[[Tensor], AttentionOutput | Tensor]
-    ) -> tuple[Tensor, Tensor | None]:
+        self, x: Tensor, norm: nn.Module,
+        sublayer: Callable[[Tensor], AttentionOutput | MoEOutput | Tensor],
+    ) -> tuple[Tensor, Tensor | RouterOutput | None]:
+        """The new x and what the sub-layer said beside its output: attention weights (an
+        attention sub-layer asked for them), a RouterOutput (mixture of experts) or None."""
         out = sublayer(norm(x) if self.norm_first else x)
-        weights = None
+        extra = None
         if isinstance(out, AttentionOutput):
-            out, weights = out.output, out.weights
+            out, extra = out.output, out.weights
+        elif isinstance(out, MoEOutput):
+            out, extra = out.output, out.router
         x = x + self.dropout(out)
-        return (x if self.norm_first else norm(x)), weights
+        return (x if self.norm_first else norm(x)), extra
 
 
 class EncoderLayer(ResidualLayer):
@@ -79,8 +88,8 @@ class EncoderLayer(ResidualLayer):
                 need_weights=need_weights,
             ),
         )
-        x, _ = self.residual(x, self.ffn_norm, self.feed_forward)
-        return LayerOutput(x, weights, None)
+        x, router = self.residual(x, self.ffn_norm, self.feed_forward)
+        return LayerOutput(x, weights, None, router)
 
 
 class DecoderLayer(ResidualLayer):
@@ -141,5 +150,5 @@ class DecoderLayer(ResidualLayer):
                     h, memory, mask=memory_mask, cache=cross_cache, need_weights=need_weights
                 ),
             )
-        x, _ = self.residual(x, self.ffn_norm, self.feed_forward)
-        return LayerOutput(x, self_weights, cross_weights)
+        x, router = self.residual(x, self.ffn_norm, self.feed_forward)
+        return LayerOutput(x, self_weights, cross_weights, router)

@@ -1,6 +1,7 @@
 """LLaMA-style decoders <-> Hugging Face `transformers` (LlamaForCausalLM, and the Mistral and
 Qwen2 variants that differ only in settings): config fields and weight names. The weights map
-one to one (both sides use nn.Linear); only the names differ."""
+one to one (both sides use nn.Linear); only the names differ. Mixtral (`mixtral.py`) reuses
+the config values and the names of everything but the feed-forward."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ def config_values_from_hf(hf: dict[str, Any]) -> dict[str, Any]:
     model_type = hf.get("model_type", "llama")
     if model_type not in MODEL_TYPES:
         raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
+    return decoder_values(hf)
+
+
+def decoder_values(hf: dict[str, Any]) -> dict[str, Any]:
+    """The LLaMA-style decoder's config values (no model_type check; HF keys missing take
+    LLaMA's defaults); unsupported options raise."""
+    model_type = hf.get("model_type", "llama")
     if hf.get("hidden_act", "silu") != "silu":
         raise ValueError(f"hidden_act must be silu, got {hf['hidden_act']!r}")
     if hf.get("mlp_bias"):
@@ -71,8 +79,8 @@ def config_to_hf(c: Any) -> dict[str, Any]:
     }
 
 
-def _pairs(config: Any) -> list[tuple[str, str]]:
-    """(ours, HF) names of every parameter."""
+def attention_pairs(config: Any) -> list[tuple[str, str]]:
+    """(ours, HF) names of every parameter outside the feed-forwards."""
     pairs = [("embed_tokens.weight", "model.embed_tokens.weight"),
              ("decoder.final_norm.weight", "model.norm.weight")]
     if not config.tie_embeddings:
@@ -86,8 +94,16 @@ def _pairs(config: Any) -> list[tuple[str, str]]:
             pairs.append((f"{ours}self_attn.{name}.weight", f"{hf}self_attn.{name}.weight"))
             if config.attention_bias:
                 pairs.append((f"{ours}self_attn.{name}.bias", f"{hf}self_attn.{name}.bias"))
+    return pairs
+
+
+def _pairs(config: Any) -> list[tuple[str, str]]:
+    """(ours, HF) names of every parameter."""
+    pairs = attention_pairs(config)
+    for i in range(config.n_layers):
         for name in ("gate_proj", "up_proj", "down_proj"):
-            pairs.append((f"{ours}feed_forward.{name}.weight", f"{hf}mlp.{name}.weight"))
+            pairs.append((f"decoder.layers.{i}.feed_forward.{name}.weight",
+                          f"model.layers.{i}.mlp.{name}.weight"))
     return pairs
 
 
