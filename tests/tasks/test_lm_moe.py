@@ -110,6 +110,8 @@ def tiny_text(tmp_path):
 
 @pytest.mark.parametrize("preset, overrides", [
     ("mixtral-tiny", {}),
+    ("gpt2-tiny", {"moe": {"experts": 4, "top_k": 1, "capacity_factor": 1.0,
+                           "normalize_top_k": False}}),
 ])
 def test_an_moe_model_trains_and_metrics_json_holds_its_routing(tmp_path, preset, overrides):
     from attnlab.models import list_models
