@@ -5,7 +5,9 @@ becomes `--field-name`, typed from its annotation (int, float, str, bool, and `X
 where `none` on the command line means None), with its help text, the values it accepts and
 its default in `--help`. Flags default to "not given", so the precedence is: the dataclass's
 defaults, then `--config FILE` (JSON of settings; translate also takes a shipped recipe's
-name), then the flags on the command line; `--set FIELD=VALUE` adds model config overrides.
+name), then the flags on the command line; `--set FIELD=VALUE` adds model config overrides
+(a dotted FIELD sets one key of a nested setting: `--set moe.experts=8` gives
+{"moe": {"experts": 8}}, merged with the other keys given for `moe`).
 Values are validated once, by the dataclass; the CLI shows a `SettingError` under the flag's
 name (`--max-steps must be a positive integer, got 0`).
 
@@ -173,16 +175,39 @@ def add_run_flags(parser: argparse.ArgumentParser, cls: type[RunSettings],
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`--set` items as model config overrides: FIELD=VALUE (VALUE read as JSON, else a bare
+    string), and dotted FIELD.KEY=VALUE as a nested object ({"moe": {"experts": 8}})."""
     overrides: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects FIELD=VALUE, got {item!r}")
+        path = key.split(".")
+        if not sep or not all(path):
+            raise ConfigError(f"--set expects FIELD=VALUE or FIELD.KEY=VALUE, got {item!r}")
         try:
-            overrides[key] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            overrides[key] = value  # a bare string such as norm=rms
+            parsed = value  # a bare string such as norm=rms
+        for name in reversed(path[1:]):
+            parsed = {name: parsed}
+        overrides = merge_overrides(overrides, {path[0]: parsed}, item)
     return overrides
+
+
+def merge_overrides(base: dict[str, Any], extra: dict[str, Any],
+                    where: str = "--set") -> dict[str, Any]:
+    """`extra` over `base`, nested objects merged key by key; a dotted key under a value that
+    is not an object (`--set moe=null --set moe.top_k=1`) raises ConfigError."""
+    merged = dict(base)
+    for key, value in extra.items():
+        old = merged.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            merged[key] = merge_overrides(old, value, where)
+        elif isinstance(value, dict) and old is not None:
+            raise ConfigError(f"{where}: {key} is {old!r}, not an object of settings, so "
+                              f"{key}.{next(iter(value))} cannot be set")
+        else:
+            merged[key] = value
+    return merged
 
 
 def settings_from_args(cls: type[S], args: argparse.Namespace,
@@ -202,5 +227,6 @@ def settings_from_args(cls: type[S], args: argparse.Namespace,
     values.update(given)
     overrides = parse_overrides(getattr(args, "set", []))
     if overrides:
-        values["model_overrides"] = {**values.get("model_overrides", {}), **overrides}
+        values["model_overrides"] = merge_overrides(values.get("model_overrides", {}),
+                                                    overrides)
     return settings_from_dict(cls, values, "command line")
