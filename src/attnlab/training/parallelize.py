@@ -15,6 +15,12 @@ In the order torchtitan applies them:
    and optimizer state are sharded over the ranks; with bf16 the parameters are all-gathered in
    bfloat16 and gradients reduced in float32).
 
+Mixture-of-experts models need no `find_unused_parameters`: each layer's experts are stacked
+(E, ...) tensors (nn/moe.py), so an expert that gets no token in a step gets a zero gradient
+row, never a missing one, and DDP's all-reduce proceeds (tests/training/test_moe_parallel.py
+trains with idle experts under DDP and FSDP2). The flag would cost a traversal of the autograd
+graph every step, and PyTorch warns so when it finds nothing unused.
+
 `Parallel` is what the Trainer talks to: the module the training forward calls, the
 no-sync context of gradient-accumulation micro-steps, the full model for evaluation and saving
 (rank 0 only), and the model + optimizer state dicts for sharded checkpoints.
