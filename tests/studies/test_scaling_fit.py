@@ -14,7 +14,9 @@ from attnlab.studies.scaling.fit import (
     Law,
     allocation_exponents,
     bootstrap,
+    bootstrap_pure,
     fit_chinchilla,
+    fit_pure_power_law,
     fit_size_law,
     measured_frontier,
     objective,
@@ -109,8 +111,10 @@ def test_measured_frontier_takes_the_lower_envelope():
     front = measured_frontier([small, big], points=30)
     compute, loss, n = (np.array(front[k]) for k in ("compute", "loss", "n"))
     assert compute[0] == pytest.approx(6e9) and compute[-1] == pytest.approx(6e13)
-    assert np.all(n[compute < 6e10] == 1e4) and np.all(n[compute > 7e11] == 1e6)
-    assert loss[-1] == pytest.approx(1.8)
+    # the small model's end (2.3 at 6e11) stays the best use of compute until the big one's
+    # curve drops below it (between 6e11 and 6e12)
+    assert np.all(n[compute < 4e12] == 1e4) and np.all(n[compute > 6e12] == 1e6)
+    assert np.all(np.diff(loss) <= 0) and loss[-1] == pytest.approx(1.8)
 
 
 @pytest.mark.parametrize(("n", "loss", "message"), [
@@ -132,3 +136,14 @@ def test_chinchilla_needs_five_points_and_a_two_variable_law_for_allocation():
         optimal_allocation(Law(("N",), 1.0, (1.0,), (0.3,)), [1e18])
     with pytest.raises(DataError, match="bootstrap samples"):
         bootstrap({"N": [1e4, 1e5, 1e6]}, [3.0, 2.5, 2.2], samples=0)
+
+
+def test_pure_power_law_is_kaplans_form_fitted_in_log_log():
+    n = np.logspace(3, 7, 9)
+    loss = noisy((8.8e13 / n) ** 0.076, 0.002, seed=5)  # Kaplan et al. 2020, eq. 1.1
+    law = fit_pure_power_law(n, loss)
+    assert law.E == 0.0 and law.exponents[0] == pytest.approx(0.076, abs=0.004)
+    ci = bootstrap_pure(n, loss, samples=50, seed=1)
+    assert ci.low["alpha"] <= 0.076 <= ci.high["alpha"]
+    with pytest.raises(DataError, match="2 parameters and needs at least 2 points, got 1"):
+        fit_pure_power_law([1e4], [3.0])

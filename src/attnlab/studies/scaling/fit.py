@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits  # scikit-learn's dependency, so always installed
 
 from attnlab.errors import DataError
 
@@ -116,16 +117,17 @@ def _column(name: str, values: Any, length: int | None) -> np.ndarray:
     return array
 
 
-def check_points(variables: Mapping[str, Any], loss: Any) -> tuple[np.ndarray, np.ndarray]:
+def check_points(variables: Mapping[str, Any], loss: Any,
+                 params: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(log x (P, K), log L (P,)) after checking: positive finite values, one per point, at
-    least as many points as the law has parameters (2K + 1)."""
+    least as many points as the law has parameters (`params`, default 2K + 1)."""
     if not variables:
         raise DataError("a law needs at least one variable (N, or N and D), got none")
     if len(variables) > len(COEFFICIENTS):
         raise DataError(f"at most {len(COEFFICIENTS)} variables, got {list(variables)}")
     y = _column("loss", loss, None)
     x = np.stack([_column(name, v, y.size) for name, v in variables.items()], axis=1)  # (P, K)
-    params = 2 * len(variables) + 1
+    params = params or 2 * len(variables) + 1
     if y.size < params:
         raise DataError(f"a law in {list(variables)} has {params} parameters and needs at "
                         f"least {params} points, got {y.size}")
@@ -184,6 +186,7 @@ def _bounds(k: int) -> list[tuple[float, float]]:
 
 def _minimise(log_x: np.ndarray, log_y: np.ndarray, starts: np.ndarray,
               delta: float) -> tuple[np.ndarray, float]:
+    """The best L-BFGS-B optimum over the starts (callers hold `one_blas_thread`)."""
     best, best_value = starts[0], math.inf
     bounds = _bounds(log_x.shape[1])
     for start in starts:
@@ -193,6 +196,12 @@ def _minimise(log_x: np.ndarray, log_y: np.ndarray, starts: np.ndarray,
         if np.all(np.isfinite(result.x)) and result.fun < best_value:
             best, best_value = result.x, float(result.fun)
     return best, best_value
+
+
+def one_blas_thread() -> threadpool_limits:
+    """L-BFGS-B's vectors have 5 entries: a multi-threaded BLAS spends ~5x the time of the
+    fit waking its threads on a busy machine."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _law(names: Sequence[str], theta: np.ndarray, value: float, points: int) -> Law:
@@ -217,7 +226,8 @@ def fit_law(variables: Mapping[str, Any], loss: Any, *, refine: int = 8,
     starts = grid[np.argsort(scores, kind="stable")[:refine]]
     if extra_starts:
         starts = np.concatenate([np.stack([_theta(law) for law in extra_starts]), starts])
-    theta, value = _minimise(log_x, log_y, starts, delta)
+    with one_blas_thread():
+        theta, value = _minimise(log_x, log_y, starts, delta)
     return _law(list(variables), theta, value, log_y.size)
 
 
@@ -254,26 +264,39 @@ def bootstrap(variables: Mapping[str, Any], loss: Any, *, samples: int = 200, se
     group_of = np.arange(log_y.size) if groups is None else np.asarray(groups)
     if group_of.shape != (log_y.size,):
         raise DataError(f"groups has {group_of.size} values, the loss has {log_y.size}")
-    keys, members = np.unique(group_of, return_inverse=True)
-    rng = np.random.default_rng(seed)
     grid = start_grid(len(names))
     params = 2 * len(names) + 1
     draws: dict[str, list[float]] = {k: [] for k in estimate}
     failed = 0
+    with one_blas_thread():
+        for index in resamples(group_of, samples, seed):
+            if np.unique(index).size < params:
+                failed += 1
+                continue
+            lx, ly = log_x[index], log_y[index]
+            starts = _theta(full)[None]  # the full fit's optimum, and the resample's best cells
+            if refine:
+                scores = grid_objective(grid, lx, ly, HUBER_DELTA)
+                starts = np.concatenate([starts,
+                                         grid[np.argsort(scores, kind="stable")[:refine]]])
+            theta, value = _minimise(lx, ly, starts, HUBER_DELTA)
+            for k, v in measure(_law(names, theta, value, ly.size)).items():
+                draws[k].append(float(v))
+    return _intervals(estimate, draws, samples, level, failed)
+
+
+def resamples(group_of: np.ndarray, samples: int, seed: int) -> Any:
+    """Index arrays of `samples` bootstrap resamples: groups drawn with replacement, each
+    bringing all its points."""
+    keys, members = np.unique(group_of, return_inverse=True)
+    rng = np.random.default_rng(seed)
     for _ in range(samples):
         chosen = rng.integers(0, keys.size, keys.size)
-        index = np.concatenate([np.flatnonzero(members == g) for g in chosen])
-        if np.unique(index).size < params:
-            failed += 1
-            continue
-        lx, ly = log_x[index], log_y[index]
-        starts = _theta(full)[None]  # the full fit's optimum, and the resample's best cells
-        if refine:
-            scores = grid_objective(grid, lx, ly, HUBER_DELTA)
-            starts = np.concatenate([starts, grid[np.argsort(scores, kind="stable")[:refine]]])
-        theta, value = _minimise(lx, ly, starts, HUBER_DELTA)
-        for k, v in measure(_law(names, theta, value, ly.size)).items():
-            draws[k].append(float(v))
+        yield np.concatenate([np.flatnonzero(members == g) for g in chosen])
+
+
+def _intervals(estimate: dict[str, float], draws: dict[str, list[float]], samples: int,
+               level: float, failed: int) -> Bootstrap:
     tail = (1 - level) / 2 * 100
     low, high = {}, {}
     for k, values in draws.items():
@@ -282,6 +305,35 @@ def bootstrap(variables: Mapping[str, Any], loss: Any, *, samples: int = 200, se
                             float(np.percentile(finite, 100 - tail))) if finite.size
                            else (math.nan, math.nan))
     return Bootstrap(estimate, low, high, samples, level, failed, draws)
+
+
+def fit_pure_power_law(n: Any, loss: Any) -> Law:
+    """L(N) = A / N^alpha with no irreducible term, Kaplan et al. 2020's form (eq. 1.1,
+    L = (N_c / N)^alpha_N): least squares of log L on log N."""
+    log_x, log_y = check_points({"N": n}, loss, params=2)
+    if np.unique(log_x).size < 2:
+        raise DataError("a pure power law needs at least two distinct N, got one")
+    slope, intercept = np.polyfit(log_x[:, 0], log_y, 1)
+    return Law(("N",), E=0.0, coefficients=(float(np.exp(intercept)),),
+               exponents=(float(-slope),), objective=float(np.sum(
+                   (intercept + slope * log_x[:, 0] - log_y) ** 2)), points=log_y.size)
+
+
+def bootstrap_pure(n: Any, loss: Any, *, samples: int = 200, seed: int = 0,
+                   level: float = 0.95) -> Bootstrap:
+    """Percentile intervals of the pure power law's A and alpha over resampled points."""
+    log_x, log_y = check_points({"N": n}, loss, params=2)
+    full = fit_pure_power_law(np.exp(log_x[:, 0]), np.exp(log_y))
+    draws: dict[str, list[float]] = {k: [] for k in full.params}
+    failed = 0
+    for index in resamples(np.arange(log_y.size), samples, seed):
+        if np.unique(log_x[index]).size < 2:
+            failed += 1
+            continue
+        refit = fit_pure_power_law(np.exp(log_x[index, 0]), np.exp(log_y[index]))
+        for k, v in refit.params.items():
+            draws[k].append(v)
+    return _intervals(full.params, draws, samples, level, failed)
 
 
 # -- what a law says -------------------------------------------------------------------------------
@@ -321,9 +373,11 @@ def allocation_exponents(law: Law) -> dict[str, float]:
 
 def measured_frontier(curves: Sequence[tuple[float, Sequence[float], Sequence[float]]],
                       points: int = 40) -> dict[str, list[float]]:
-    """The least loss any run reached at each compute: `curves` holds one (N, D values,
-    losses) per run; each run's loss is interpolated in log compute between its evaluations,
-    then the lower envelope over runs is taken on `points` log-spaced computes."""
+    """The least loss any run reached with at most each compute: `curves` holds one (N,
+    D values, losses) per run; each run's loss is interpolated in log compute between its
+    evaluations, the lower envelope over runs is taken on `points` log-spaced computes, then
+    its running minimum (a run that ended at lower compute with a lower loss is still the
+    best use of the larger budget); `n` is the N of the run giving each point."""
     if not curves:
         raise DataError("the compute frontier needs at least one run's curve, got none")
     logs = []
@@ -341,6 +395,9 @@ def measured_frontier(curves: Sequence[tuple[float, Sequence[float], Sequence[fl
         values = np.interp(grid, log_c, loss)
         better = inside & (values < best)
         best[better], best_n[better] = values[better], n
+    for i in range(1, points):  # running minimum over compute
+        if best[i - 1] < best[i]:
+            best[i], best_n[i] = best[i - 1], best_n[i - 1]
     keep = np.isfinite(best)
     return {"compute": np.exp(grid[keep]).tolist(), "loss": best[keep].tolist(),
             "n": best_n[keep].tolist()}
