@@ -35,6 +35,7 @@ from attnlab.cli import (
     listing,
     positions,
     prepare,
+    scaling,
     train,
     translate,
     viz,
@@ -75,13 +76,14 @@ COMMANDS = {
     "data": (data, "build a real corpus from texts that install offline (Bible: es-en, kjv-web)"),
     "prepare": (prepare, "tokenize a corpus once into memory-mapped shards (data larger than "
                          "memory)"),
+    "scaling": (scaling, "scaling laws: LLaMA sizes and MoE trained, L(N) and L(N, D) fitted"),
 }
 
 # Commands whose work is long enough for torch's thread count to matter: they take --threads
 # after the command name too, and warn when the machine's load suggests oversubscription.
 COMPUTING = frozenset({"demo", "train", "classify", "embed", "prepare", "translate", "evaluate",
                        "generate", "bench", "viz", "heads", "embed-compare", "compare",
-                       "imagine"})
+                       "imagine", "scaling"})
 
 
 class Parser(argparse.ArgumentParser):
