@@ -226,3 +226,13 @@ def test_config_checks_and_coercion() -> None:
         MoEConfig(dispatch="fast")
     assert [MoEConfig(every=2).is_moe_layer(i) for i in range(4)] == [False, True, False, True]
     assert MoEConfig(experts=8, top_k=1, capacity_factor=1.25).capacity(64) == 10
+
+
+def test_compiled_grouped_dispatch_falls_back_and_matches_eager() -> None:
+    torch.manual_seed(10)
+    moe = MoE(8, 12, MoEConfig(experts=4, top_k=2)).eval()
+    x = torch.randn(2, 6, 8)
+    compiled = torch.compile(moe, backend="eager")
+    torch.testing.assert_close(compiled(x).output, moe(x).output, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ConfigError, match="at most 4096"):
+        MoEConfig(experts=10**9)

@@ -33,6 +33,7 @@ from attnlab.errors import ConfigError
 from attnlab.nn.feedforward import ACTIVATIONS, FEEDFORWARD
 
 DISPATCHES = ("grouped", "loop")
+MAX_EXPERTS = 4096  # a bound on a typo like --set moe.experts=1000000000
 GATED = {"swiglu": "silu", "geglu": "gelu"}  # FEEDFORWARD kind -> activation of its gate
 
 
@@ -58,6 +59,8 @@ class MoEConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"moe.{name} must be a positive integer, got {value!r}")
+        if self.experts > MAX_EXPERTS:
+            raise ConfigError(f"moe.experts must be at most {MAX_EXPERTS}, got {self.experts}")
         if self.top_k > self.experts:
             raise ConfigError(f"moe.top_k ({self.top_k}) must be at most moe.experts "
                               f"({self.experts})")
@@ -208,9 +211,10 @@ class Experts(nn.Module):
 
     def forward(self, rows: Tensor, counts: Tensor, dispatch: str) -> Tensor:
         """rows (M, D) sorted by expert, counts (E,) rows per expert -> (M, D)."""
-        # torch's grouped GEMM takes any float dtype on CPU but only bfloat16 on CUDA.
-        grouped = dispatch == "grouped" and (rows.device.type == "cpu"
-                                             or rows.dtype == torch.bfloat16)
+        # torch's grouped GEMM takes any float dtype on CPU in eager mode, but only bfloat16
+        # on CUDA and under torch.compile.
+        eager_cpu = rows.device.type == "cpu" and not torch.compiler.is_compiling()
+        grouped = dispatch == "grouped" and (eager_cpu or rows.dtype == torch.bfloat16)
         project = _grouped if grouped else _per_expert
         h = project(rows, self.up_proj, counts, self.up_bias)  # (M, F)
         if self.gate_proj is None:
