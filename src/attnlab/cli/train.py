@@ -73,8 +73,10 @@ def translate_summary(m: dict[str, Any], s: TranslationSettings) -> list[str]:
 
 
 def lm_summary(m: dict[str, Any], s: LMSettings) -> list[str]:
+    test = ("" if m.get("test_loss") is None else
+            f"test loss {m['test_loss']:.3f} (perplexity {m['test_perplexity']:.1f}); ")
     return [f"validation loss {m['valid_loss']:.3f} (perplexity {m['valid_perplexity']:.1f}); "
-            f"{m['steps']} steps in {m['train_seconds']:.0f}s, "
+            f"{test}{m['steps']} steps in {m['train_seconds']:.0f}s, "
             f"{m['train_tokens_per_second']:,} tokens/s; "
             f"try `attnlab generate --model {s.out} --prompt ...`"]
 
@@ -175,14 +177,19 @@ COMMANDS: dict[str, TrainCommand] = {
         summary=translate_summary, recipes=RECIPES),
     "lm": TrainCommand(
         LMSettings, LanguageModelTask,
-        help="decoder-only language model on a text file (GPT-2 / LLaMA style)",
-        description="Train a GPT-2 or LLaMA style model on a UTF-8 text file with a byte-level "
-                    "BPE (--tokenizer bpe) or one token per character (--tokenizer chars); the "
-                    "folder then works with `attnlab generate` and transformers.",
+        help="decoder-only language model on a text file (GPT-2 / LLaMA / Mixtral style)",
+        description="Train a GPT-2, LLaMA or Mixtral style model on a UTF-8 text file or the "
+                    "built-in World English Bible (--text builtin:web, held out by book) with "
+                    "a byte-level BPE (--tokenizer bpe) or one token per character (--tokenizer "
+                    "chars); the folder then works with `attnlab generate` and transformers. "
+                    "Mixture-of-experts models log their aux loss and expert load.",
         epilog="examples:\n"
                "  attnlab train lm --text input.txt --out runs/lm\n"
                "  attnlab train lm --text shakespeare.txt --tokenizer chars --block-size 256\n"
                "  attnlab train lm --out runs/lm --resume --max-steps 4000\n"
+               "  attnlab train lm --text builtin:web --preset mixtral-tiny --out runs/web-moe\n"
+               "  attnlab train lm --text builtin:web --preset gpt2-tiny --set moe.experts=8 "
+               "--set moe.top_k=1\n"
                "  attnlab generate --model runs/lm --prompt 'ROMEO:'",
         summary=lm_summary),
     "mlm": TrainCommand(
