@@ -404,6 +404,7 @@ def run_record(folder: Path, valid_windows: int | None = None) -> dict[str, Any]
         "curve": curve, "train_seconds": metrics.get("train_seconds"),
         "tokens_per_second": metrics.get("train_tokens_per_second"),
         "seed": settings.get("seed"), "text": settings.get("text"),
+        "vocab_size": metrics.get("vocab_size"),
     }
     train_tokens = metrics.get("train_stream_tokens")
     record["epochs"] = round(record["D"] / train_tokens, 3) if train_tokens else None
