@@ -16,14 +16,14 @@ def test_a_tiny_sweep_writes_runs_report_and_plots_then_refits_from_them(tmp_pat
                             for i in range(160)))
     out = tmp_path / "study"
     moe = sweep.moe_supported()
-    code = main(["scaling", "--quick", "--text", str(text), "--sizes", "13k", "56k", "149k",
+    code = main(["scaling", "--quick", "--text", str(text), "--sizes", "13k", "56k", "151k",
                  "--moe-sizes", "13k", "--moe", "on" if moe else "off", "--steps", "6",
                  "--bootstrap", "8", "--out", str(out), "--threads", "1"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "about" in printed and "minutes" in printed and "report.md" in printed
     results = json.loads((out / "results.json").read_text())
-    names = {"dense-13k-6", "dense-56k-6", "dense-149k-6"}
+    names = {"dense-13k-6", "dense-56k-6", "dense-151k-6"}
     if moe:
         names |= {"moe8-top1-13k-6", "moe8-top2-13k-6"}
     assert set(results["runs"]) == names

@@ -41,6 +41,8 @@ def test_sizes_are_named_by_their_non_embedding_parameters_and_span_the_range():
     assert [label(n) for n in counts] == [size.name for size in SIZES]
     assert len(SIZES) >= 6 and counts[0] < 20_000 and counts[-1] > 4_000_000
     assert counts == sorted(counts)
+    # a top-2 expert (d_ff / 2 wide) keeps 16-byte rows, as torch's grouped matmul needs
+    assert all(size.d_ff % 8 == 0 for size in SIZES)
     # the vocabulary changes only the embedding and the head
     assert count_parameters(SIZES[0].overrides(), 5000)["non_embedding"] == counts[0]
 
@@ -176,7 +178,7 @@ def test_finished_runs_are_reused_started_ones_resumed_changed_ones_replaced(tmp
 
 
 def synthetic_results(tmp_path: Path, moe: bool) -> dict:
-    s = ScalingSettings.quick(sizes=["13k", "56k", "149k", "443k", "990k"], steps=[20, 40],
+    s = ScalingSettings.quick(sizes=["13k", "56k", "151k", "443k", "990k"], steps=[20, 40],
                               moe=moe, out=str(tmp_path), bootstrap=20)
     for spec in s.specs():
         fake_run(s.run_settings(spec))

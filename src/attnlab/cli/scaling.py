@@ -10,7 +10,7 @@ with its measured loss; draws loss against compute (with the compute-optimal fro
 
     attnlab scaling --quick                      # ~14 minutes on 2 CPU cores (1 thread)
     attnlab scaling                              # 2 budgets per size, 4 MoE runs: ~4 hours
-    attnlab scaling --quick --sizes 13k 56k 149k --moe off
+    attnlab scaling --quick --sizes 13k 56k 151k --moe off
     attnlab scaling --from runs/scaling-quick    # refit and redraw finished runs
 
 Writes, under --out: runs/<run>/ (each run's folder: model, metrics.json with its evaluations),

@@ -252,6 +252,10 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
+def _signed(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.3f}"
+
+
 def _params(n: float) -> str:
     if not math.isfinite(n):
         return "inf"
@@ -281,6 +285,10 @@ def notes(results: dict[str, Any], report: dict[str, Any]) -> list[str]:
         out.append("Every larger model reached a lower final validation loss." if ordered else
                    "The final loss is not monotone in N: at this budget some larger models "
                    "are no better than smaller ones (too few tokens for them to pull ahead).")
+    if 0 < len(finals) < 6:
+        out.append(f"With {len(finals)} sizes the bootstrap resamples few distinct points: its "
+                   "intervals are rough (too narrow where resamples repeat the same sizes, "
+                   "too wide where they drop the ends).")
     law = report["size_law"].get("ci", {})
     if "alpha" in law:
         verdict = _inside(law, "alpha", HOFFMANN["alpha"])
@@ -356,7 +364,7 @@ def markdown(results: dict[str, Any], report: dict[str, Any]) -> str:
              f"{report['runs'] - report['dense_runs']} MoE runs on `{s.get('text')}` "
              f"({s.get('tokenizer')} tokens, block {s.get('block_size')}, batch "
              f"{s.get('batch_size')}, steps {s.get('steps')}); machine: "
-             f"{machine.get('cpu', '?')}, {machine.get('torch_threads', '?')} torch threads, "
+             f"{machine.get('cpu', '?')}, torch threads: {machine.get('torch_threads', '?')}, "
              f"torch {machine.get('torch', '?')}. Loss: mean next-token loss (nats per token) on "
              f"{s.get('valid_windows')} fixed windows of the validation text.", ""]
     lines += ["## Runs", "", "| run | N (active) | D tokens | steps | valid loss | test loss | "
@@ -420,7 +428,7 @@ def markdown(results: dict[str, Any], report: dict[str, Any]) -> str:
             lines.append(
                 f"| {row['name']} | {_params(row['active_params'])} / "
                 f"{_params(row['total_non_embedding'])} | {_fmt(row['valid_loss'])} | "
-                f"{_fmt(dense_loss)} | {_fmt(row.get('loss_difference'))} | "
+                f"{_fmt(dense_loss)} | {_signed(row.get('loss_difference'))} | "
                 f"{_fmt(row.get('speed_ratio'), 2)}x | {_fmt(row.get('loss_at_dense_time'))} | "
                 f"{_params(n_eff) if n_eff else '-'} "
                 f"({_fmt(row.get('dense_equivalent_ratio'), 2)}x) |")

@@ -67,12 +67,14 @@ class Size:
                 "n_kv_heads": self.n_heads, "d_ff": self.d_ff}
 
 
-# Head size 16 up to d = 128, then 32; d_ff ~ 8/3 d (LLaMA's SwiGLU ratio); depth grows with
-# width (Kaplan et al. 2020, sec. 3.1: the shape matters little at fixed N). Each ~2-3x the last.
+# Head size 16 up to d = 128, then 32; d_ff ~ 8/3 d (LLaMA's SwiGLU ratio) and a multiple of 8,
+# so a top-2 expert's d_ff / 2 rows are 16-byte multiples (torch's grouped matmul needs it);
+# depth grows with width (Kaplan et al. 2020, sec. 3.1: the shape matters little at fixed N).
+# Each ~2-3x the last.
 SIZES = (
     Size("13k", 32, 1, 2, 96),
     Size("56k", 48, 2, 3, 128),
-    Size("149k", 64, 3, 4, 172),
+    Size("151k", 64, 3, 4, 176),
     Size("443k", 96, 4, 6, 256),
     Size("990k", 128, 5, 8, 344),
     Size("2.7M", 192, 6, 6, 512),
