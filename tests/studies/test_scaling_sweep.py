@@ -26,6 +26,7 @@ from attnlab.studies.scaling.sweep import (
     run_state,
     run_sweep,
     size_named,
+    size_of,
     window_loss,
 )
 from attnlab.tasks.language_model import LMSettings
@@ -78,6 +79,9 @@ def test_run_specs_and_the_settings_given_to_the_lm_task():
     dense = s.run_settings(specs[1])
     assert dense.model_overrides["d_ff"] == 128 and "moe" not in dense.model_overrides
     assert 0.001 < dense.lr < 0.002  # Kaplan et al.'s LR(N) at 56k
+    # a run folder's shape names its size back; another d_ff is no size of the sweep
+    assert size_of(top2.model_overrides) == size_of(dense.model_overrides) == "56k"
+    assert size_of({**dense.model_overrides, "d_ff": 130}) is None
 
 
 @pytest.mark.skipif(not sweep.moe_supported(), reason="llama config has no moe field yet")

@@ -419,9 +419,12 @@ def run_record(folder: Path, valid_windows: int | None = None) -> dict[str, Any]
 
 
 def size_of(overrides: dict[str, Any]) -> str | None:
-    """The SIZES name of a run's shape (an MoE run's d_ff is its own), None if none."""
+    """The SIZES name of a run's shape (a top-k MoE run's experts are d_ff / k wide), None
+    if none."""
+    top_k = (overrides.get("moe") or {}).get("top_k", 1)
     for size in SIZES:
-        if all(overrides.get(k) == getattr(size, k) for k in ("d_model", "n_layers", "n_heads")):
+        if all(overrides.get(k) == getattr(size, k) for k in ("d_model", "n_layers", "n_heads")
+               ) and overrides.get("d_ff") == max(1, size.d_ff // top_k):
             return size.name
     return None
 
@@ -472,10 +475,13 @@ def report_from(folder: str | Path, bootstrap: int | None = None) -> dict[str, A
     if not (out / RUNS).is_dir():
         raise MissingFileError(f"--from {out}: no {RUNS}/ folder of scaling runs in it")
     saved = read_results(out).get("settings") or {}
-    known = {f.name for f in dataclasses.fields(ScalingSettings)}
+    # the sizes are the runs found (names of an older attnlab's sizes are kept as they were)
+    listed = {k: saved[k] for k in ("sizes", "moe_sizes") if k in saved}
+    known = {f.name for f in dataclasses.fields(ScalingSettings)} - set(listed)
     s = ScalingSettings(**{**{k: v for k, v in saved.items() if k in known}, "out": str(out),
                            **({"bootstrap": bootstrap} if bootstrap else {})})
     results = collect(s)
+    results["settings"].update(listed)
     if not results["runs"]:
         raise DataError(f"--from {out}: no finished run under {out / RUNS} (a run is finished "
                         "when its metrics.json is written)")
