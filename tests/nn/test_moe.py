@@ -236,3 +236,13 @@ def test_compiled_grouped_dispatch_falls_back_and_matches_eager() -> None:
     torch.testing.assert_close(compiled(x).output, moe(x).output, atol=1e-6, rtol=1e-5)
     with pytest.raises(ConfigError, match="at most 4096"):
         MoEConfig(experts=10**9)
+
+
+@pytest.mark.parametrize("d_ff", [86, 90])
+def test_widths_the_grouped_gemm_cannot_align_fall_back(d_ff: int) -> None:
+    torch.manual_seed(11)
+    grouped = MoE(64, d_ff, MoEConfig(experts=8, top_k=2))
+    loop = MoE(64, d_ff, MoEConfig(experts=8, top_k=2, dispatch="loop"))
+    loop.load_state_dict(grouped.state_dict())
+    x = torch.randn(2, 5, 64)
+    torch.testing.assert_close(grouped(x).output, loop(x).output)

@@ -213,8 +213,11 @@ class Experts(nn.Module):
         """rows (M, D) sorted by expert, counts (E,) rows per expert -> (M, D)."""
         # torch's grouped GEMM takes any float dtype on CPU in eager mode, but only bfloat16
         # on CUDA and under torch.compile.
+        # Its rows must also be 16-byte aligned (widths a multiple of 4 floats / 8 bf16).
         eager_cpu = rows.device.type == "cpu" and not torch.compiler.is_compiling()
-        grouped = dispatch == "grouped" and (eager_cpu or rows.dtype == torch.bfloat16)
+        aligned = all(n * rows.element_size() % 16 == 0 for n in self.down_proj.shape[1:])
+        grouped = dispatch == "grouped" and aligned and (eager_cpu
+                                                         or rows.dtype == torch.bfloat16)
         project = _grouped if grouped else _per_expert
         h = project(rows, self.up_proj, counts, self.up_bias)  # (M, F)
         if self.gate_proj is None:
