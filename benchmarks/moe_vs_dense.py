@@ -87,8 +87,8 @@ def train(s: ScalingSettings, spec: RunSpec) -> dict[str, Any]:
     folder = Path(settings.out)
     state = run_state(folder, settings)
     if state != "done":
-        train_run(settings, s.valid_windows, state, progress=True)
-    record = run_record(folder, s.valid_windows)
+        train_run(settings, state, progress=True)
+    record = run_record(folder)
     assert record is not None, f"{folder} has no finished run"
     return record
 

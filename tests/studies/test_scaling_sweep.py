@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from attnlab.errors import ConfigError, DataError
+from attnlab.errors import ConfigError
 from attnlab.studies.scaling import sweep
 from attnlab.studies.scaling.report import analyse, markdown, write_report
 from attnlab.studies.scaling.sweep import (
@@ -27,7 +27,6 @@ from attnlab.studies.scaling.sweep import (
     run_sweep,
     size_named,
     size_of,
-    window_loss,
 )
 from attnlab.tasks.language_model import LMSettings
 
@@ -106,33 +105,6 @@ def test_bad_settings_are_refused_by_name():
         ScalingSettings(valid_windows=0)
 
 
-def test_window_loss_is_the_mean_over_fixed_windows_and_uses_lm_loss():
-    torch.manual_seed(0)
-    from attnlab.models import build_model
-
-    model = build_model("llama-tiny", vocab_size=50, d_model=16, n_layers=1, n_heads=2,
-                        n_kv_heads=2, d_ff=32)
-    stream = torch.randint(0, 50, (300,))
-    got = window_loss(model, stream, block_size=16, windows=5, batch=2)
-    starts = torch.linspace(0, 300 - 17, 5).round().long()
-    with torch.no_grad():
-        expected = sum(float(model(stream[i:i + 17][None], labels=stream[i:i + 17][None]).loss)
-                       for i in starts) / 5
-    assert got == pytest.approx(expected, rel=1e-5)
-
-    class Routed(nn.Module):  # an MoE-like output: loss = lm_loss + aux
-        def __init__(self) -> None:
-            super().__init__()
-            self.w = nn.Parameter(torch.zeros(1))
-
-        def forward(self, ids, labels=None):
-            return type("Out", (), {"loss": torch.tensor(9.0), "lm_loss": torch.tensor(2.0)})
-
-    assert window_loss(Routed(), stream, 16, 4) == pytest.approx(2.0)
-    with pytest.raises(DataError, match="fewer than block_size 16 \\+ 1"):
-        window_loss(model, stream[:10], 16, 4)
-
-
 def fake_run(settings: LMSettings, losses: list[float] | None = None) -> None:
     """What run_task leaves in a finished folder, with a made-up curve."""
     out = Path(settings.out)
@@ -153,7 +125,7 @@ def test_finished_runs_are_reused_started_ones_resumed_changed_ones_replaced(tmp
     s = ScalingSettings.quick(sizes=["13k", "56k"], steps=[8], moe=False, out=str(tmp_path))
     calls: list[tuple[str, str]] = []
 
-    def runner(settings, windows, state, progress):
+    def runner(settings, state, progress):
         calls.append((Path(settings.out).name, state))
         fake_run(settings)
 

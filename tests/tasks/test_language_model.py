@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 from tokenizers import Tokenizer
+from torch import nn
 
 from attnlab.cli.main import main
 from attnlab.data.parallel import DataError
@@ -224,3 +225,32 @@ def test_presets_include_mixtral_and_validation_is_batched_exactly(text_file):
                             for i in range(0, 199, 32)])
     expected = torch.nn.functional.cross_entropy(logits[:199], stream[1:200])
     assert one_at_a_time == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_valid_windows_score_fixed_evenly_spaced_windows_by_the_lm_loss():
+    torch.manual_seed(0)
+    from attnlab.models import build_model
+
+    model = build_model("llama-tiny", vocab_size=50, d_model=16, n_layers=1, n_heads=2,
+                        n_kv_heads=2, d_ff=32)
+    stream = torch.randint(0, 50, (300,))
+    got = validation_loss(model, stream, block_size=16, batch_size=2, windows=5)
+    starts = torch.linspace(0, 300 - 17, 5).round().long()
+    with torch.no_grad():
+        expected = sum(float(model(stream[i:i + 17][None], labels=stream[i:i + 17][None]).loss)
+                       for i in starts) / 5
+    assert got == pytest.approx(expected, rel=1e-5)
+
+    class Routed(nn.Module):  # an MoE-like output: loss = lm_loss + aux
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, ids, labels=None):
+            return type("Out", (), {"loss": torch.tensor(9.0), "lm_loss": torch.tensor(2.0)})
+
+    assert validation_loss(Routed(), stream, 16, windows=4) == pytest.approx(2.0)
+    with pytest.raises(DataError, match="fewer than --block-size 16 \\+ 1"):
+        validation_loss(model, stream[:10], 16, windows=4)
+
+

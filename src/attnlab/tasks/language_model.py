@@ -90,6 +90,9 @@ class LMSettings(RunSettings):
     valid_fraction: float = setting(0.05, f"share of the text's tokens held out (the end); "
                                           f"not used by {WEB}, which holds out whole books")
     keep_last: int = setting(3, "checkpoints kept")
+    valid_windows: int = setting(0, "validate on this many evenly spaced windows of the "
+                                    "held-out text instead of all of it (0: all of it); the "
+                                    "final test loss always scores all of the test text")
     collapse_share: float = setting(0.1, "MoE models: an expert whose share of a layer's "
                                          "token-assignments stays under this / experts for "
                                          "--collapse-steps steps is warned about as collapsed")
@@ -101,6 +104,10 @@ class LMSettings(RunSettings):
         check_positive_ints(self, ("vocab_size", "block_size", "batch_size", "warmup_steps",
                                    "collapse_steps"))
         check_range(self, "valid_fraction", 0.0, 0.5, low_open=True)
+        if isinstance(self.valid_windows, bool) or not isinstance(self.valid_windows, int) \
+                or self.valid_windows < 0:
+            raise SettingError("valid_windows", "valid_windows must be an integer >= 0, got "
+                                                f"{self.valid_windows!r}")
         check_range(self, "collapse_share", 0.0, 1.0, low_open=True, high_open=False)
         check_positive_numbers(self, ("lr",))
         check_choice(self, "tokenizer", TOKENIZERS)
@@ -178,17 +185,28 @@ def next_token_loss(out: Any) -> Tensor:
     return out.loss if lm_loss is None else lm_loss
 
 
+def window_starts(length: int, block_size: int, windows: int) -> Tensor:
+    """`windows` evenly spaced starts of block_size + 1 tokens in a stream of `length`."""
+    if length < block_size + 1:
+        raise DataError(f"the held-out text has {length} tokens, fewer than --block-size "
+                        f"{block_size} + 1: use a smaller block or more held-out text")
+    return torch.linspace(0, length - block_size - 1, windows).round().long()  # (W,)
+
+
 @torch.no_grad()
 def validation_loss(model: nn.Module, stream: Tensor | TokenStream, block_size: int,
-                    batch_size: int = 16) -> float:
+                    batch_size: int = 16, windows: int = 0) -> float:
     """Mean next-token loss (`next_token_loss`: no MoE auxiliary terms) over consecutive
     windows of `block_size + 1` tokens of the held-out stream (each token predicted once), the
     full windows `batch_size` at a time; a stream with no prediction in it (under 2 tokens) is
-    a DataError, never a loss of 0."""
+    a DataError, never a loss of 0. `windows` > 0 scores that many fixed, evenly spaced
+    windows instead (the same ones at every evaluation: a cheaper, comparable estimate)."""
     total_tokens = stream.numel()
     if total_tokens < 2:
         raise DataError(f"the held-out stream holds {total_tokens} token(s): nothing to "
                         "score; use more text or a larger --valid-fraction")
+    if windows:
+        return sampled_windows_loss(model, stream, block_size, batch_size, windows)
     model.eval()
     device = model_device(model)
     starts = range(0, total_tokens - 1, block_size)
@@ -206,6 +224,21 @@ def validation_loss(model: nn.Module, stream: Tensor | TokenStream, block_size: 
         total += next_token_loss(model(window, labels=window)).item() * n
         count += n
     return total / count
+
+
+@torch.no_grad()
+def sampled_windows_loss(model: nn.Module, stream: Tensor | TokenStream, block_size: int,
+                         batch_size: int, windows: int) -> float:
+    """Mean next-token loss over `windows` evenly spaced windows of block_size + 1 tokens."""
+    model.eval()
+    starts = window_starts(stream.numel(), block_size, windows)  # (W,)
+    offsets = torch.arange(block_size + 1)
+    device = model_device(model)
+    total = 0.0
+    for first in range(0, starts.numel(), batch_size):
+        ids = stream[starts[first:first + batch_size, None] + offsets].long().to(device)
+        total += next_token_loss(model(ids, labels=ids)).item() * ids.size(0)  # (b, T+1)
+    return total / starts.numel()
 
 
 class LanguageModelTask(FamilyTask):
@@ -313,7 +346,8 @@ class LanguageModelTask(FamilyTask):
     def evaluate(self, model: nn.Module, step: int) -> dict[str, float]:
         self.moe.end_window()
         s = self.settings
-        return {"valid_loss": validation_loss(model, self.valid, s.block_size, s.batch_size)}
+        return {"valid_loss": validation_loss(model, self.valid, s.block_size, s.batch_size,
+                                              s.valid_windows)}
 
     def metrics(self, model: nn.Module, result: TrainResult, precision: str) -> dict[str, Any]:
         s = self.settings

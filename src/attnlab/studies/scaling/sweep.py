@@ -10,9 +10,10 @@ folder `--out/runs/<name>`. N counts every parameter but the token embedding and
 top_k / experts of its expert weights. D = steps x batch x block tokens; C = 6 N D.
 
 Validation scores the same `valid_windows` windows of the held-out text, evenly spaced, at
-every evaluation and for every model (the whole held-out stream at each of ~10 evaluations
-would cost more than the training of the larger quick runs), by the next-token loss alone
-(an MoE model's auxiliary losses are left out, so dense and MoE compare fairly).
+every evaluation and for every model (the LM task's --valid-windows: the whole held-out stream
+at each of ~10 evaluations would cost more than the training of the larger quick runs), by the
+next-token loss alone (an MoE model's auxiliary losses are left out, so dense and MoE compare
+fairly).
 
 A run folder holding a finished run (metrics.json, config.json) whose settings match is
 reused; one with matching settings and no final model is resumed; one with other settings
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from tqdm import tqdm
 
 from attnlab.data.web_corpus import WEB
@@ -40,8 +41,8 @@ from attnlab.errors import ConfigError, DataError, MissingFileError
 from attnlab.evaluation.machine import machine_info
 from attnlab.models import PRESETS, build_model
 from attnlab.serialization import atomic_write
-from attnlab.tasks.language_model import LanguageModelTask, LMSettings, next_token_loss
-from attnlab.training.run import model_device, run_task
+from attnlab.tasks.language_model import LanguageModelTask, LMSettings
+from attnlab.training.run import run_task
 from attnlab.training.settings import SETTINGS_NAME
 from attnlab.version import __version__
 
@@ -234,49 +235,9 @@ class ScalingSettings:
             batch_size=self.batch_size, max_steps=spec.steps,
             lr=round(self.lr if self.lr is not None else kaplan_lr(n), 6),
             warmup_steps=max(1, round(self.warmup_fraction * spec.steps)),
-            evaluations=self.evaluations, save_every=0, keep_last=1, seed=self.seed,
+            evaluations=self.evaluations, valid_windows=self.valid_windows, save_every=0,
+            keep_last=1, seed=self.seed,
             device=self.device, precision="fp32", model_overrides=spec.model_overrides())
-
-
-# -- validation on fixed windows -------------------------------------------------------------------
-
-def window_starts(length: int, block_size: int, windows: int) -> Tensor:
-    """`windows` evenly spaced starts of block_size + 1 tokens in a stream of `length`."""
-    if length < block_size + 1:
-        raise DataError(f"the held-out text has {length} tokens, fewer than block_size "
-                        f"{block_size} + 1: use a smaller block or more held-out text")
-    return torch.linspace(0, length - block_size - 1, windows).round().long()  # (W,)
-
-
-@torch.no_grad()
-def window_loss(model: nn.Module, stream: Any, block_size: int, windows: int,
-                batch: int = 32) -> float:
-    """Mean next-token loss (`next_token_loss`: an MoE model's auxiliary terms left out) over
-    fixed, evenly spaced windows of block_size + 1 tokens of the held-out stream."""
-    model.eval()
-    starts = window_starts(stream.numel(), block_size, windows)
-    offsets = torch.arange(block_size + 1)
-    device = model_device(model)
-    total = 0.0
-    for i in range(0, starts.numel(), batch):
-        ids = stream[starts[i:i + batch, None] + offsets].long().to(device)  # (b, T+1)
-        total += float(next_token_loss(model(ids, labels=ids))) * ids.size(0)
-    model.train()
-    return total / starts.numel()
-
-
-class ScalingLMTask(LanguageModelTask):
-    """The LM task, validated on fixed windows of the held-out text (`window_loss`) instead
-    of all of it; everything else (data, MoE logging, test loss) is the task's own."""
-
-    def __init__(self, settings: LMSettings, valid_windows: int) -> None:
-        super().__init__(settings)
-        self.valid_windows = valid_windows
-
-    def evaluate(self, model: nn.Module, step: int) -> dict[str, float]:
-        self.moe.end_window()  # as the task's evaluate: the expert-load window ends here
-        s = self.settings
-        return {"valid_loss": window_loss(model, self.valid, s.block_size, self.valid_windows)}
 
 
 # -- one run, reused when finished -----------------------------------------------------------------
@@ -309,14 +270,14 @@ def run_state(folder: Path, settings: LMSettings) -> str:
     return "done" if finished else "resume"
 
 
-def train_run(settings: LMSettings, valid_windows: int, state: str, progress: bool) -> None:
-    outcome = run_task(ScalingLMTask(settings, valid_windows), resume=state == "resume",
+def train_run(settings: LMSettings, state: str, progress: bool) -> None:
+    outcome = run_task(LanguageModelTask(settings), resume=state == "resume",
                        overwrite=state == "replace", progress=progress)
     if outcome.interrupted:
         raise KeyboardInterrupt
 
 
-Runner = Callable[[LMSettings, int, str, bool], None]
+Runner = Callable[[LMSettings, str, bool], None]
 
 
 def run_sweep(s: ScalingSettings, *, progress: bool = True,
@@ -328,19 +289,15 @@ def run_sweep(s: ScalingSettings, *, progress: bool = True,
                           f"MoE layer is not plumbed into the model); use --moe off")
     out = Path(s.out)
     specs = s.specs()
-    previous = read_results(out)
     bar = tqdm(specs, desc="scaling runs", unit="run", disable=not progress, position=0)
     for spec in bar:
         settings = s.run_settings(spec)
         folder = Path(settings.out)
         state = run_state(folder, settings)
-        if state == "done" and previous.get("runs", {}).get(spec.name, {}).get(
-                "valid_windows", s.valid_windows) != s.valid_windows:
-            state = "replace"  # validated on other windows: not comparable
         bar.set_postfix_str(f"{spec.name} ({state})")
         if state != "done":
             start = time.perf_counter()
-            runner(settings, s.valid_windows, state, progress)
+            runner(settings, state, progress)
             log.debug("%s took %.1fs", spec.name, time.perf_counter() - start)
         results = collect(s, specs)
         write_results(out, results)
@@ -379,7 +336,7 @@ def expected_seconds(s: ScalingSettings) -> float:
 
 # -- what the runs left ----------------------------------------------------------------------------
 
-def run_record(folder: Path, valid_windows: int | None = None) -> dict[str, Any] | None:
+def run_record(folder: Path) -> dict[str, Any] | None:
     """One finished run folder as the report reads it; None when it holds no finished run."""
     if not ((folder / "metrics.json").is_file() and (folder / SETTINGS_NAME).is_file()):
         return None
@@ -413,8 +370,7 @@ def run_record(folder: Path, valid_windows: int | None = None) -> dict[str, Any]
     for key in ("test_loss", "test_perplexity", "expert_load", "moe"):
         if key in metrics:
             record[key] = metrics[key]
-    if valid_windows is not None:
-        record["valid_windows"] = valid_windows
+    record["valid_windows"] = settings.get("valid_windows")
     return record
 
 
@@ -435,7 +391,7 @@ def collect(s: ScalingSettings, specs: Sequence[RunSpec] | None = None) -> dict[
                else sorted(p for p in (Path(s.out) / RUNS).glob("*") if p.is_dir()))
     runs = {}
     for folder in folders:
-        record = run_record(folder, s.valid_windows)
+        record = run_record(folder)
         if record is not None:
             runs[record["name"]] = record
     return {"study": "scaling", "attnlab": __version__, "settings": dataclasses.asdict(s),
