@@ -8,7 +8,7 @@ L(N, D) = E + A / N^alpha + B / D^beta over every evaluation (Hoffmann et al.'s 
 with 95% bootstrap intervals; holds out the largest model and compares the laws' prediction
 with its measured loss; draws loss against compute (with the compute-optimal frontier), N and D.
 
-    attnlab scaling --quick                      # ~14 minutes on 2 CPU cores (1 thread)
+    attnlab scaling --quick                      # ~10 minutes on 2 idle CPU cores
     attnlab scaling                              # 2 budgets per size, 4 MoE runs: ~4 hours
     attnlab scaling --quick --sizes 13k 56k 151k --moe off
     attnlab scaling --from runs/scaling-quick    # refit and redraw finished runs
@@ -40,9 +40,9 @@ DEFAULT_OUT = "runs/scaling"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="one 500-step budget per size of 1,024-token batches, MoE at one "
-                             "size: ~14 minutes on one thread (default out "
-                             "runs/scaling-quick)")
+                        help="two budgets per size (250 and 500 steps of 1,024-token "
+                             "batches), MoE at one size: ~10 minutes on 2 idle cores (default "
+                             "out runs/scaling-quick)")
     parser.add_argument("--out", default=None,
                         help="output folder (default runs/scaling; --quick: "
                              "runs/scaling-quick)")
@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model sizes by non-embedding parameters (default: all)")
     parser.add_argument("--steps", nargs="+", type=positive_int, default=None,
                         help="training steps of each size's runs, one run per value (default "
-                             "1000 3000; --quick 500)")
+                             "1000 3000; --quick 250 500)")
     parser.add_argument("--moe", choices=("on", "off"), default="on",
                         help="also train MoE models (8 experts, top-1 and top-2) at equal "
                              "active parameters (default on)")

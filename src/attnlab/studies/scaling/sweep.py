@@ -185,10 +185,11 @@ class ScalingSettings:
 
     @classmethod
     def quick(cls, **overrides: Any) -> ScalingSettings:
-        """One 500-step budget of 1,024-token batches per size, MoE top-1 and top-2 at one
-        size, 128 validation windows: about 14 minutes on one thread of this machine's Xeon
-        (`expected_seconds`), less on 2 cores."""
-        values = dict(steps=[500], batch_size=16, block_size=64, evaluations=8,
+        """Two budgets per size (250 and 500 steps of 1,024-token batches: each size's D
+        varies between annealed runs, not only along one schedule), MoE top-1 and top-2 at one
+        size, 128 validation windows: about 20 minutes on one thread of this machine's Xeon
+        (`expected_seconds`), ~10 on 2 idle cores."""
+        values = dict(steps=[250, 500], batch_size=16, block_size=64, evaluations=8,
                       valid_windows=128, moe_sizes=["443k"], out="runs/scaling-quick")
         return cls(**{**values, **overrides})
 
