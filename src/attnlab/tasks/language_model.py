@@ -173,11 +173,6 @@ class WindowBatches:
         self.index = int(state["index"])
 
 
-def loss_fn(model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
-    ids = batch["input_ids"].to(model_device(model))
-    return model(ids, labels=ids).loss, ids.numel() - ids.size(0)
-
-
 def next_token_loss(out: Any) -> Tensor:
     """The next-token loss of a model output: an MoE model's `lm_loss` (its `loss` adds the
     router's auxiliary terms), a dense model's `loss`."""
@@ -213,10 +208,10 @@ def validation_loss(model: nn.Module, stream: Tensor | TokenStream, block_size: 
     full = [i for i in starts if i + block_size + 1 <= total_tokens]
     total, count = 0.0, 0
     for first in range(0, len(full), batch_size):
-        windows = torch.stack([stream[i:i + block_size + 1].long()
-                               for i in full[first:first + batch_size]]).to(device)  # (B, T+1)
-        n = windows.numel() - windows.size(0)
-        total += next_token_loss(model(windows, labels=windows)).item() * n
+        batch = torch.stack([stream[i:i + block_size + 1].long()
+                             for i in full[first:first + batch_size]]).to(device)  # (B, T+1)
+        n = batch.numel() - batch.size(0)
+        total += next_token_loss(model(batch, labels=batch)).item() * n
         count += n
     for i in starts[len(full):]:  # the last, shorter window (at least 2 tokens)
         window = stream[i:i + block_size + 1].long()[None].to(device)  # (1, < T+1)
