@@ -291,15 +291,14 @@ def list_models(model_type: str | None = None) -> list[str]:
                   if model_type in (None, preset.model_class.config_class.model_type))
 
 
-def _nested(field: dataclasses.Field, current: Any, value: Any) -> Any:
-    """A dict override of a nested settings field (`moe`, typed as a *Config) goes over the
-    field's current value (a preset's dict or settings, or {} when None); anything else
-    replaces it."""
-    if not isinstance(value, Mapping) or "Config" not in str(field.type):
-        return value
-    if dataclasses.is_dataclass(current):
+def _nested(current: Any, value: Any) -> Any:
+    """A dict override of a nested settings field (`moe`) goes over the field's current value
+    (a preset's dict or a settings object); anything else replaces it."""
+    if isinstance(value, Mapping) and dataclasses.is_dataclass(current):
         current = dataclasses.asdict(current)
-    return {**(current or {}), **value}
+    if isinstance(value, Mapping) and isinstance(current, Mapping):
+        return {**current, **value}
+    return value
 
 
 def get_config(name: str, **overrides: Any) -> Any:
@@ -321,7 +320,7 @@ def get_config(name: str, **overrides: Any) -> Any:
         f = fields[key]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
             else (None if f.default is dataclasses.MISSING else f.default)
-        values[key] = _nested(f, values.get(key, default), value)
+        values[key] = _nested(values.get(key, default), value)
     return config_class(**values)
 
 

@@ -27,7 +27,7 @@ from attnlab.models.causal_lm import CausalLM, check_decoder_config
 from attnlab.models.common import init_moe_, init_normal_
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import DecoderLayer
-from attnlab.nn.moe import MoE, MoEConfig, feed_forward
+from attnlab.nn.moe import MoE, MoEConfig, feed_forward, layer_moe
 from attnlab.nn.norm import NORM
 from attnlab.nn.position import POSITION
 from attnlab.nn.stack import Decoder
@@ -72,9 +72,7 @@ def decoder_layer(c: Any, i: int = 0) -> DecoderLayer:
     attention = ATTENTION.build("multi_head", d_model=c.d_model, n_heads=c.n_heads,
                                 dropout=getattr(c, "attention_dropout", c.dropout),
                                 kernel=c.kernel)
-    moe = getattr(c, "moe", None)
-    ffn = feed_forward(c.feedforward, c.d_model, c.d_ff,
-                       moe if moe is not None and moe.is_moe_layer(i) else None)
+    ffn = feed_forward(c.feedforward, c.d_model, c.d_ff, layer_moe(getattr(c, "moe", None), i))
     return DecoderLayer(attention, None, ffn, layer_norm(c), None, layer_norm(c),
                         dropout=c.dropout, norm_first=True)
 

@@ -22,7 +22,7 @@ from attnlab.models.causal_lm import CausalLM, check_decoder_config
 from attnlab.models.common import init_moe_, init_normal_
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import DecoderLayer
-from attnlab.nn.moe import MoEConfig, feed_forward
+from attnlab.nn.moe import MoEConfig, feed_forward, layer_moe
 from attnlab.nn.norm import NORM
 from attnlab.nn.position import POSITION
 from attnlab.nn.stack import Decoder
@@ -88,8 +88,7 @@ class Llama(CausalLM):
                                     kernel=c.kernel, rotary=rotary)
         if c.attention_bias:  # Qwen2: biases on q, k, v only
             attention.out_proj.bias = None
-        moe = c.moe if c.moe is not None and c.moe.is_moe_layer(i) else None
-        ffn = feed_forward("swiglu", c.d_model, c.d_ff, moe)
+        ffn = feed_forward("swiglu", c.d_model, c.d_ff, layer_moe(c.moe, i))
         return DecoderLayer(attention, None, ffn, self._norm(), None, self._norm(),
                             dropout=0.0, norm_first=True)
 

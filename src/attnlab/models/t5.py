@@ -34,7 +34,7 @@ from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import DecoderLayer, EncoderLayer
 from attnlab.nn.cache import DecoderCache
 from attnlab.nn.feedforward import FeedForward, GatedFeedForward
-from attnlab.nn.moe import MoE, MoEConfig
+from attnlab.nn.moe import MoE, MoEConfig, layer_moe
 from attnlab.nn.norm import RMSNorm
 from attnlab.nn.position import POSITION
 from attnlab.nn.stack import Decoder, Encoder, EncoderOutput
@@ -134,8 +134,9 @@ class T5(EncoderDecoderModel):
     def _feed_forward(self, i: int) -> nn.Module:
         c = self.config
         gated = c.feed_forward == "gated-gelu"
-        if c.moe is not None and c.moe.is_moe_layer(i):
-            return MoE(c.d_model, c.d_ff, c.moe, activation="gelu_tanh" if gated else "relu",
+        moe = layer_moe(c.moe, i)
+        if moe is not None:
+            return MoE(c.d_model, c.d_ff, moe, activation="gelu_tanh" if gated else "relu",
                        gated=gated, bias=False, dropout=c.dropout)
         if not gated:
             return FeedForward(c.d_model, c.d_ff, activation="relu", dropout=c.dropout,

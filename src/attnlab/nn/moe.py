@@ -277,6 +277,12 @@ class MoE(nn.Module):
         return MoEOutput(combined.view(B, T, D), router)
 
 
+def layer_moe(moe: MoEConfig | None, i: int) -> MoEConfig | None:
+    """The routing of layer i (0-based): `moe` where it makes that layer a mixture of experts,
+    None (a dense feed-forward) otherwise or for a dense model."""
+    return moe if moe is not None and moe.is_moe_layer(i) else None
+
+
 def feed_forward(kind: str, d_model: int, d_ff: int, moe: MoEConfig | None, *,
                  dropout: float = 0.0, bias: bool | None = None) -> nn.Module:
     """The FEEDFORWARD `kind` ("swiglu", "gelu", ...) as one dense FFN (moe None) or as E
