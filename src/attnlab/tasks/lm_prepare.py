@@ -15,7 +15,7 @@ tokenizer trained on the train books, the shard `text` (train) and the shards `v
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from attnlab.data.shards import (
 from attnlab.data.web_corpus import MODULE, PACKAGE, TEST_BOOKS, VALID_BOOKS, WEB, load_web
 from attnlab.errors import DataError
 from attnlab.tasks.language_model import encode_lines, train_tokenizer
+from attnlab.tokenizers import Tokenizer
 
 CHUNK_LINES = 10_000  # lines encoded and appended at a time
 
@@ -40,6 +41,34 @@ CHUNK_LINES = 10_000  # lines encoded and appended at a time
 def chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
     while chunk := list(islice(lines, size)):
         yield chunk
+
+
+def write_prepared(out: Path, trained: Tokenizer, shards: dict[str, Callable[[], Iterator[str]]],
+                   lines: int, sources: list[dict[str, Any]], *, kind: str, vocab_size: int,
+                   overwrite: bool, progress: bool, start: float) -> dict[str, Any]:
+    """The prepared folder `out`: the tokenizer, one shard per name in `shards` (each a fresh
+    iterator of its lines, encoded `CHUNK_LINES` at a time), the meta record; the summary
+    counts over all shards (`lines`: their total, for the progress bar)."""
+    with building(out, overwrite) as folder:
+        trained.save(folder / "tokenizer.json")
+        dtype = ids_dtype(trained.vocab_size)
+        counts = {}
+        with tqdm(total=lines, unit=" lines", desc="encoding", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            for name, shard_lines in shards.items():
+                writer = ShardWriter(folder, name, dtype)
+                for chunk in chunks(shard_lines(), CHUNK_LINES):
+                    writer.append(encode_lines(trained, chunk))
+                    bar.update(len(chunk))
+                counts[name] = writer.close()
+        write_meta(folder, {"kind": "text", "dtype": dtype.name, "shards": counts,
+                            "sources": sources,
+                            "tokenizer": {"kind": kind, "vocab_size": trained.vocab_size,
+                                          "requested_vocab_size": vocab_size}})
+    return {"sequences": sum(c["sequences"] for c in counts.values()),
+            "tokens": sum(c["tokens"] for c in counts.values()),
+            "bytes": sum(p.stat().st_size for p in out.iterdir()),
+            "seconds": time.perf_counter() - start}
 
 
 def prepare_text(text: Path, out: Path, *, tokenizer: str, vocab_size: int,
@@ -57,23 +86,9 @@ def prepare_text(text: Path, out: Path, *, tokenizer: str, vocab_size: int,
     trained = train_tokenizer(counted(), vocab_size, tokenizer)
     if not seen["text"]:
         raise DataError(f"--text {text}: the file holds no text")
-    with building(out, overwrite) as folder:
-        trained.save(folder / "tokenizer.json")
-        dtype = ids_dtype(trained.vocab_size)
-        writer = ShardWriter(folder, "text", dtype)
-        with tqdm(total=seen["lines"], unit=" lines", desc="encoding", disable=not progress,
-                  dynamic_ncols=True) as bar:
-            for chunk in chunks(iter_lines(text), CHUNK_LINES):
-                writer.append(encode_lines(trained, chunk))
-                bar.update(len(chunk))
-        counts = writer.close()
-        write_meta(folder, {"kind": "text", "dtype": dtype.name, "shards": {"text": counts},
-                            "sources": source_record([text]),
-                            "tokenizer": {"kind": tokenizer, "vocab_size": trained.vocab_size,
-                                          "requested_vocab_size": vocab_size}})
-    return {"sequences": counts["sequences"], "tokens": counts["tokens"],
-            "bytes": sum(p.stat().st_size for p in out.iterdir()),
-            "seconds": time.perf_counter() - start}
+    return write_prepared(out, trained, {"text": lambda: iter_lines(text)}, seen["lines"],
+                          source_record([text]), kind=tokenizer, vocab_size=vocab_size,
+                          overwrite=overwrite, progress=progress, start=start)
 
 
 # the prepared shard of each split of builtin:web ("text": the one `train lm` trains on)
@@ -87,26 +102,11 @@ def prepare_web(out: Path, *, tokenizer: str, vocab_size: int, overwrite: bool =
     start = time.perf_counter()
     corpus = load_web()
     trained = train_tokenizer(corpus.lines["train"], vocab_size, tokenizer)
-    with building(out, overwrite) as folder:
-        trained.save(folder / "tokenizer.json")
-        dtype = ids_dtype(trained.vocab_size)
-        shards = {}
-        total = sum(len(lines) for lines in corpus.lines.values())
-        with tqdm(total=total, unit=" lines", desc="encoding", disable=not progress,
-                  dynamic_ncols=True) as bar:
-            for split, name in WEB_SHARDS.items():
-                writer = ShardWriter(folder, name, dtype)
-                for chunk in chunks(iter(corpus.lines[split]), CHUNK_LINES):
-                    writer.append(encode_lines(trained, chunk))
-                    bar.update(len(chunk))
-                shards[name] = writer.close()
-        write_meta(folder, {"kind": "text", "dtype": dtype.name, "shards": shards,
-                            "sources": [{"name": WEB, "module": MODULE, "package": PACKAGE,
-                                         "valid_books": list(VALID_BOOKS),
-                                         "test_books": list(TEST_BOOKS)}],
-                            "tokenizer": {"kind": tokenizer, "vocab_size": trained.vocab_size,
-                                          "requested_vocab_size": vocab_size}})
-    return {"sequences": sum(c["sequences"] for c in shards.values()),
-            "tokens": sum(c["tokens"] for c in shards.values()),
-            "bytes": sum(p.stat().st_size for p in out.iterdir()),
-            "seconds": time.perf_counter() - start}
+    shards = {name: (lambda split=split: iter(corpus.lines[split]))
+              for split, name in WEB_SHARDS.items()}
+    sources = [{"name": WEB, "module": MODULE, "package": PACKAGE,
+                "valid_books": list(VALID_BOOKS), "test_books": list(TEST_BOOKS)}]
+    return write_prepared(out, trained, shards,
+                          sum(len(lines) for lines in corpus.lines.values()), sources,
+                          kind=tokenizer, vocab_size=vocab_size, overwrite=overwrite,
+                          progress=progress, start=start)
