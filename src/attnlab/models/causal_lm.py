@@ -99,6 +99,9 @@ class CausalLM(GenerationMixin, PretrainedModel):
     prompt (see GenerationMixin)."""
 
     model_kind: ClassVar[str] = DECODER_ONLY
+    # True for families whose layers are recurrent sequence mixers (nn/mixers/): their cache
+    # is a fixed-size RecurrentState per layer instead of keys and values
+    recurrent: ClassVar[bool] = False
     config: Any
 
     def embed(self, input_ids: Tensor, position_ids: Tensor) -> Tensor:
@@ -137,8 +140,12 @@ class CausalLM(GenerationMixin, PretrainedModel):
 
     def new_cache(self, max_length: int | None = None) -> DecoderCache:
         """An empty cache for incremental decoding; `max_length` preallocates room for that many
-        positions (at most config.max_seq_len) instead of growing the keys/values each step."""
+        positions (at most config.max_seq_len) instead of growing the keys/values each step.
+        A recurrent family gets one RecurrentState per layer, whose size does not depend on
+        the length (`max_length` is only checked)."""
         if max_length is not None and not 0 < max_length <= self.config.max_seq_len:
             raise ValueError(f"max_length must be in [1, max_seq_len={self.config.max_seq_len}],"
                              f" got {max_length}")
+        if self.recurrent:
+            return DecoderCache.recurrent(self.config.n_layers)
         return DecoderCache.empty(self.config.n_layers, max_length=max_length)

@@ -14,6 +14,12 @@ a second buffer of the same size (made once) and swaps the two, so it allocates 
 step either; a view of the keys taken before a reorder keeps its values until the reorder after
 that one (the decoding loops read the keys within the step that made them).
 
+A recurrent sequence mixer (Mamba, RWKV, RetNet, an LSTM: `nn/mixers/`) keeps no keys at all:
+its `RecurrentState` holds a fixed-size summary of every position read so far (an SSM state, the
+WKV numerator and denominator, the retention matrix, (h, c)), so decoding memory does not grow
+with the context. It takes the self-attention slot of a layer's cache, with the same `length`
+and `reorder`, so the decoding loops and beam search drive both kinds alike.
+
 Beam search never needs a cross-attention cache reordered: a sentence's beams share one source,
 so their rows of the encoder keys/values are equal and any reordering within a sentence leaves
 them as they are (`DecoderCache.reorder(index, cross=False)`).
@@ -139,11 +145,62 @@ class KVCache:
         return f"KVCache(cross={self.cross}, max_length={self.max_length}, shape={shape})"
 
 
+class RecurrentState:
+    """The state of one recurrent sequence mixer: named tensors, each (B, ...), and the number
+    of positions read so far. A mixer reads its tensors with `get` (None before the first
+    call: start from zeros), writes them with `set`, and calls `advance(T)` once per forward;
+    a stateful feed-forward of the same layer (RWKV's channel mix) keeps its own names in the
+    same state and does not advance it. Its size is fixed: `nbytes` does not grow with
+    `length`."""
+
+    cross = False
+
+    def __init__(self) -> None:
+        self.tensors: dict[str, Tensor] = {}
+        self._length = 0
+
+    @property
+    def length(self) -> int:
+        """Positions read so far (0 when empty)."""
+        return self._length
+
+    @property
+    def is_filled(self) -> bool:
+        return bool(self.tensors)
+
+    def get(self, name: str) -> Tensor | None:
+        """The tensor `name`, or None when this state has not stored it yet."""
+        return self.tensors.get(name)
+
+    def set(self, name: str, value: Tensor) -> None:
+        self.tensors[name] = value
+
+    def advance(self, positions: int) -> None:
+        """Count `positions` more positions read (the mixer, once per forward)."""
+        if positions < 0:
+            raise ValueError(f"positions must be >= 0, got {positions}")
+        self._length += positions
+
+    def reorder(self, index: Tensor) -> None:
+        """Select batch rows (beam search: keep the surviving hypotheses' states)."""
+        self.tensors = {name: t.index_select(0, index) for name, t in self.tensors.items()}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the state's tensors."""
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+    def __repr__(self) -> str:
+        shapes = {name: tuple(t.shape) for name, t in self.tensors.items()}
+        return f"RecurrentState(length={self._length}, tensors={shapes})"
+
+
 @dataclass
 class DecoderLayerCache:
-    """The caches of one decoder layer: masked self-attention and (optional) cross-attention."""
+    """The caches of one decoder layer: masked self-attention (or a recurrent mixer's state)
+    and (optional) cross-attention."""
 
-    self_attn: KVCache = field(default_factory=KVCache)
+    self_attn: KVCache | RecurrentState = field(default_factory=KVCache)
     cross_attn: KVCache = field(default_factory=lambda: KVCache(cross=True))
 
 
@@ -159,6 +216,25 @@ class DecoderCache:
         cache for that many positions (cross-attention caches are filled once either way)."""
         return cls([DecoderLayerCache(self_attn=KVCache(max_length=max_length))
                     for _ in range(n_layers)])
+
+    @classmethod
+    def recurrent(cls, n_layers: int) -> DecoderCache:
+        """Empty recurrent states for `n_layers` layers of recurrent sequence mixers (no
+        preallocation: a state's size does not depend on the length)."""
+        return cls([DecoderLayerCache(self_attn=RecurrentState()) for _ in range(n_layers)])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by every layer's keys/values or recurrent state (filled positions only
+        for a preallocated KV cache's view)."""
+        total = 0
+        for layer in self.layers:
+            for part in (layer.self_attn, layer.cross_attn):
+                if isinstance(part, RecurrentState):
+                    total += part.nbytes
+                elif part.key is not None and part.value is not None:
+                    total += sum(t.numel() * t.element_size() for t in (part.key, part.value))
+        return total
 
     @property
     def length(self) -> int:
