@@ -40,7 +40,8 @@ from attnlab.data.checks import split_held_out
 from attnlab.data.shards import TokenStream, is_prepared, open_prepared
 from attnlab.data.web_corpus import TEST_BOOKS, VALID_BOOKS, WEB, is_web, load_web
 from attnlab.errors import DataError
-from attnlab.models import build_model, list_models
+from attnlab.models import PRESETS, build_model, list_models
+from attnlab.models.causal_lm import CausalLM
 from attnlab.tasks.common import FamilyTask, read_text
 from attnlab.tasks.lm_moe import STEP_KEYS, ExpertMonitor, moe_layers
 from attnlab.tokenizers import Tokenizer
@@ -63,7 +64,9 @@ TOKENIZERS = ("bpe", "chars")
 
 
 def decoder_only_presets() -> list[str]:
-    return list_models("gpt2") + list_models("llama") + list_models("mixtral")
+    """Every preset of a decoder-only language model family (GPT-2, LLaMA, Mixtral, and the
+    recurrent ones: any CausalLM)."""
+    return [name for name in list_models() if issubclass(PRESETS[name].model_class, CausalLM)]
 
 
 @dataclass
