@@ -102,6 +102,9 @@ class CausalLM(GenerationMixin, PretrainedModel):
     # True for families whose layers are recurrent sequence mixers (nn/mixers/): their cache
     # is a fixed-size RecurrentState per layer instead of keys and values
     recurrent: ClassVar[bool] = False
+    # False for a decoder over another vocabulary than text (text-to-image: caption + VQ codes),
+    # which `attnlab train lm` cannot train
+    text_lm: ClassVar[bool] = True
     config: Any
 
     def embed(self, input_ids: Tensor, position_ids: Tensor) -> Tensor:

@@ -137,6 +137,7 @@ class TextToImage(CausalLM):
     """forward(input_ids, attention_mask=None, labels=None) -> TextToImageOutput."""
 
     config_class = TextToImageConfig
+    text_lm = False  # caption tokens + image codes: trained by `attnlab train text2image`
 
     def __init__(self, config: TextToImageConfig) -> None:
         super().__init__()

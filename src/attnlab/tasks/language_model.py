@@ -65,8 +65,9 @@ TOKENIZERS = ("bpe", "chars")
 
 def decoder_only_presets() -> list[str]:
     """Every preset of a decoder-only language model family (GPT-2, LLaMA, Mixtral, and the
-    recurrent ones: any CausalLM)."""
-    return [name for name in list_models() if issubclass(PRESETS[name].model_class, CausalLM)]
+    recurrent ones: any CausalLM over text)."""
+    return [name for name in list_models()
+            if issubclass(cls := PRESETS[name].model_class, CausalLM) and cls.text_lm]
 
 
 @dataclass
