@@ -1,5 +1,5 @@
-"""Print what is registered: attention mechanisms, kernels, positional encodings, norms,
-feed-forward networks and model presets (with their parameter counts and sources)."""
+"""Print what is registered: attention mechanisms, kernels, the recurrent sequence mixers that
+may replace attention, positional encodings, norms, feed-forward networks and model presets (with their parameter counts and sources)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 from attnlab.models import PRESETS, get_config, list_models
 from attnlab.nn.attention import ATTENTION, KERNELS
 from attnlab.nn.feedforward import FEEDFORWARD
+from attnlab.nn.mixers import MIXER
 from attnlab.nn.norm import NORM
 from attnlab.nn.position import POSITION
 
@@ -41,6 +42,13 @@ def attention_line(name: str) -> str:
     return f"{line} {complexity}" if complexity else line
 
 
+def mixer_line(name: str) -> str:
+    """The mixer's title (its module's first line, before the citation) and its forms."""
+    cls = MIXER.get(name)
+    title = first_line(inspect.getmodule(cls)).split(" (")[0]
+    return f"{title} [forms: {', '.join(cls.forms)}]"
+
+
 def collect() -> dict[str, dict[str, str]]:
     def module_line(obj: object) -> str:
         return first_line(inspect.getmodule(obj))
@@ -48,6 +56,7 @@ def collect() -> dict[str, dict[str, str]]:
     return {
         "attention": {n: attention_line(n) for n in ATTENTION.names()},
         "kernels": {n: first_line(KERNELS.get(n)) for n in KERNELS.names()},
+        "mixers": {n: mixer_line(n) for n in MIXER.names()},
         "position": {n: module_line(POSITION.get(n)) for n in POSITION.names()},
         "norm": {n: first_line(NORM.get(n)) for n in NORM.names()},
         "feedforward": {n: n for n in FEEDFORWARD.names()},
@@ -64,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for section, entries in table.items():
         print(f"{section}:")
-        width = max(len(name) for name in entries)
+        width = max((len(name) for name in entries), default=0)
         for name, description in entries.items():
             print(f"  {name:<{width}}  {description}")
         print()
