@@ -8,6 +8,7 @@ import torch
 
 from attnlab.nn.cache import RecurrentState
 from attnlab.nn.mixers import MIXER
+from attnlab.nn.mixers.lstm import LSTMMixer
 
 D = 16
 
@@ -15,6 +16,10 @@ D = 16
 def mixer():
     torch.manual_seed(0)
     return MIXER.build("lstm", d_model=D).double().eval()
+
+
+def test_registered():
+    assert MIXER.get("lstm") is LSTMMixer
 
 
 def reference(m, x, state=None):
