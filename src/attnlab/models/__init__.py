@@ -20,8 +20,10 @@ from attnlab.models.clip import CLIP
 from attnlab.models.conv import ConvS2S
 from attnlab.models.gpt import GPT
 from attnlab.models.llama import Llama
+from attnlab.models.lstm_lm import LstmLM
 from attnlab.models.mixtral import Mixtral
 from attnlab.models.resnet import ResNet
+from attnlab.models.retnet import RetNet
 from attnlab.models.rnn import RNNSeq2Seq
 from attnlab.models.t5 import T5
 from attnlab.models.text2image import TextToImage
@@ -277,6 +279,35 @@ PRESETS: dict[str, Preset] = {
                           d_model=192, n_heads=6, n_layers=4, d_ff=768, dropout=0.1),
         "attnlab CPU size: emoji names to 8 x 8 codes of 256, 4 layers, d=192",
     ),
+    # Sun et al. 2023, Table 2 (the sizes of GPT-3's 1.3B / 2.7B / 6.7B models): RetNet with
+    # value heads 2x the query/key width and a GELU FFN of 2d; tied head, GPT-2's vocabulary.
+    "retnet-1.3b": Preset(
+        RetNet, dict(), "RetNet 1.3B: 24 layers, d=2048, 8 retention heads, FFN 4096, 1.3B",
+    ),
+    "retnet-2.7b": Preset(
+        RetNet, dict(d_model=2560, n_layers=32, n_heads=10, d_ff=5120),
+        "RetNet 2.7B: 32 layers, d=2560, 10 retention heads, FFN 5120, 2.6B",
+    ),
+    "retnet-6.7b": Preset(
+        RetNet, dict(d_model=4096, n_layers=32, n_heads=16, d_ff=8192),
+        "RetNet 6.7B: 32 layers, d=4096, 16 retention heads, FFN 8192, 6.6B",
+    ),
+    "retnet-tiny": Preset(
+        RetNet, dict(vocab_size=1000, d_model=64, n_layers=2, n_heads=4, d_ff=128,
+                     bos_token_id=999, eos_token_id=999),
+        "attnlab test size (< 0.2M params): 4 retention heads of 16 (values 32), FFN 128",
+    ),
+    # Zaremba et al. 2014, sec. 4.1 (the small non-regularized model: 2 layers of 200 LSTM
+    # units over Penn Treebank's 10k words), in attnlab's pre-norm residual blocks, tied head.
+    "lstm-lm-small": Preset(
+        LstmLM, dict(vocab_size=10000, d_model=200, n_layers=2),
+        "Zaremba et al. 2014 (small): 2 LSTM layers of 200 units, 10k words, tied, 2.6M params",
+    ),
+    "lstm-lm-tiny": Preset(
+        LstmLM, dict(vocab_size=1000, d_model=64, n_layers=2, bos_token_id=999,
+                     eos_token_id=999),
+        "attnlab test size (< 0.2M params): 2 LSTM layers of 64 units, no feed-forward",
+    ),
 }
 
 # Baselines of issue 6 keep their presets beside their code: name -> (values, source).
@@ -330,6 +361,6 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     return PRESETS[name].model_class(config)
 
 
-__all__ = ["AST", "CLIP", "GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "Mixtral", "Preset",
-           "RNNSeq2Seq", "T5", "TextToImage", "Transformer", "VQVAE", "ViT", "build_model",
-           "get_config", "list_models"]
+__all__ = ["AST", "CLIP", "GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "LstmLM", "Mixtral",
+           "Preset", "RNNSeq2Seq", "RetNet", "T5", "TextToImage", "Transformer", "VQVAE", "ViT",
+           "build_model", "get_config", "list_models"]
