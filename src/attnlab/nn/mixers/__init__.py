@@ -9,7 +9,7 @@ Every entry follows the attention call contract (`base.py`) with a fixed-size
 forms it lists (parallel / chunkwise / recurrent).
 """
 
-from attnlab.nn.mixers import mamba  # noqa: F401  (registers "mamba")
+from attnlab.nn.mixers import mamba, rwkv  # noqa: F401  (register "mamba", "rwkv")
 from attnlab.nn.mixers.base import MIXER, SequenceMixer, token_mask, zero_padding
 
 __all__ = ["MIXER", "SequenceMixer", "token_mask", "zero_padding"]
