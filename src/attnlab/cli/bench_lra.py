@@ -1,11 +1,14 @@
 """Accuracy of every attention variant on Long-Range-Arena-style tasks (Tay et al., 2021):
 ListOps, key-value retrieval at long distance, and handwritten digits as 1,024-pixel sequences.
 Same classifier, optimiser, steps, batches and seeds for every variant; data generated here,
-seeded (the digits ship with scikit-learn).
+seeded (the digits ship with scikit-learn). The recurrent sequence mixers (mamba, rwkv,
+retention; lstm by name) run beside them in the same classifier: they are not attention, read
+left to right and pool the last real token.
 
     attnlab bench lra --quick --out runs/lra-quick    # 12-15 minutes on 2 CPU cores
     attnlab bench lra --out runs/lra                  # full: ~10 h on 2 CPU cores (estimate)
     attnlab bench lra --quick --tasks listops --names multi_head linformer --seeds 1
+    attnlab bench lra --quick --names multi_head mamba rwkv retention --seeds 1
 
 Writes results.json (after every run, so an interrupted study keeps what finished; --resume
 continues it), results.md (mean ± std per task and variant beside the published LRA numbers,
@@ -20,8 +23,14 @@ from pathlib import Path
 
 from attnlab.cli.settings import positive_int
 from attnlab.errors import ConfigError
-from attnlab.nn.attention import ATTENTION
-from attnlab.studies.lra.study import TASKS, LRASettings, default_names, run_lra
+from attnlab.studies.lra.study import (
+    MIXER_POOLINGS,
+    TASKS,
+    LRASettings,
+    default_names,
+    run_lra,
+    runnable_names,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=None,
                         help="tasks to run (default: all)")
     parser.add_argument("--names", nargs="+", default=None, metavar="NAME",
-                        help="attention variants (default: multi_head and every registered "
-                             "mechanism except the RNN-era additive / multiplicative)")
+                        help="attention variants and sequence mixers (default: multi_head, "
+                             "every registered mechanism except the RNN-era additive / "
+                             "multiplicative, and every registered mixer except lstm)")
+    parser.add_argument("--mixer-pooling", choices=MIXER_POOLINGS, default=None,
+                        help="how a sequence mixer's classifier pools its causal outputs "
+                             "(default last: the last real token)")
     parser.add_argument("--seeds", type=positive_int, default=None,
                         help="seeds per task and variant (default 3)")
     parser.add_argument("--steps", type=positive_int, default=None,
@@ -46,14 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.names is not None:
-        unknown = [n for n in args.names if n not in ATTENTION]
+        unknown = [n for n in args.names if n not in runnable_names()]
         if unknown:
-            raise ConfigError(f"--names: unknown attention {unknown}; registered: "
-                             f"{ATTENTION.names()} (default: {default_names()})")
+            raise ConfigError(f"--names: unknown attention or mixer {unknown}; registered: "
+                             f"{runnable_names()} (default: {default_names()})")
     overrides = {key: value for key, value in (
         ("out", args.out or ("runs/lra-quick" if args.quick else "runs/lra")),
         ("tasks", args.tasks), ("names", args.names), ("seeds", args.seeds),
-        ("device", args.device),
+        ("device", args.device), ("mixer_pooling", args.mixer_pooling),
     ) if value is not None}
     settings = LRASettings.quick(**overrides) if args.quick else LRASettings(**overrides)
     if args.steps is not None:

@@ -6,7 +6,16 @@ input_ids (B, T) -> token embedding + absolute positions (learned or sinusoidal,
 ATTENTION.build(variant, ...) -> final LayerNorm -> pooling -> linear -> logits.
 Pooling is "mean" over real tokens (the default: no extra token, and every position gets a
 gradient from the first step) or "first": position 0 only, for a task whose first token asks
-the question (LRA pools a [CLS] token; retrieval's query token plays that role).
+the question (LRA pools a [CLS] token; retrieval's query token plays that role), or "last": each
+row's last real token.
+
+`variant` may also name a recurrent sequence mixer (MIXER: Mamba, RWKV, RetNet's retention, an
+LSTM; nn/mixers/) in the self-attention slot. A mixer reads left to right, so its layers are
+called with causal=True and position 0 has read one token: "first" pooling is refused, and
+"last" (the one position that has read the whole row, as decoder-only classifiers read it) or
+"mean" over the causal outputs pools it. A mixer counts positions from each row's first real
+token (embedding and position_ids alike), so a left-padded row gives the logits of the same row
+unpadded; attention variants keep positions 0..T-1 (the tasks pad on the right).
 """
 
 from __future__ import annotations
@@ -23,10 +32,11 @@ from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import EncoderLayer
 from attnlab.nn.feedforward import FeedForward
 from attnlab.nn.functional import padding_mask
+from attnlab.nn.mixers import MIXER
 from attnlab.nn.norm import LayerNorm
 from attnlab.nn.position import POSITION
 
-POOLINGS = ("mean", "first")  # how the classifier reads one vector off the sequence
+POOLINGS = ("mean", "first", "last")  # how the classifier reads one vector off the sequence
 
 
 class ClassifierOutput(NamedTuple):
@@ -48,9 +58,29 @@ def build_attention(variant: str, *, d_model: int, n_heads: int, max_length: int
     return ATTENTION.build(variant, d_model=d_model, n_heads=n_heads, **extra, **knobs)
 
 
+def is_mixer(variant: str) -> bool:
+    """True when `variant` names a recurrent sequence mixer (MIXER) rather than an attention."""
+    return variant in MIXER and variant not in ATTENTION
+
+
+def build_mixing(variant: str, *, d_model: int, n_heads: int, max_length: int,
+                 dropout: float = 0.0, **knobs: Any) -> nn.Module:
+    """The self-attention slot of a layer: `build_attention` for an ATTENTION name; for a MIXER
+    name, MIXER.build(variant, d_model=d_model, **knobs), the mixer's own defaults otherwise
+    (the heads of RetNet's retention also set its decays, so the attention's n_heads is not
+    forced on it; knobs={"n_heads": ...} does that)."""
+    if is_mixer(variant):
+        return MIXER.build(variant, d_model=d_model, **knobs)
+    if variant not in ATTENTION:
+        raise ValueError(f"variant must be a registered attention {ATTENTION.names()} or "
+                         f"sequence mixer {MIXER.names()}, got {variant!r}")
+    return build_attention(variant, d_model=d_model, n_heads=n_heads, max_length=max_length,
+                           dropout=dropout, **knobs)
+
+
 class SequenceClassifier(nn.Module):
     """Args:
-        variant: ATTENTION name used in every layer.
+        variant: ATTENTION name used in every layer, or a MIXER name (called causally).
         vocab_size, n_classes, max_length: token ids < vocab_size, labels < n_classes,
             sequences of at most max_length tokens.
         d_model, n_heads, n_layers, d_ff: encoder sizes.
@@ -58,8 +88,10 @@ class SequenceClassifier(nn.Module):
         attention_dropout: on attention weights, for variants that have it (off by default:
             on CPU it moves fused attention onto its slow unfused path).
         position: an absolute POSITION scheme ("learned" or "sinusoidal").
-        pooling: "mean" over real tokens or "first" (the hidden state at position 0 only).
-        knobs: extra keywords for the attention constructor (window, n_features, ...).
+        pooling: "mean" over real tokens, "first" (the hidden state at position 0 only; not
+            for a mixer) or "last" (each row's last real token).
+        knobs: extra keywords for the attention or mixer constructor (window, n_features,
+            chunk_size, ...).
     """
 
     def __init__(self, variant: str, *, vocab_size: int, n_classes: int, max_length: int,
@@ -78,6 +110,11 @@ class SequenceClassifier(nn.Module):
                              f"got {position!r}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.causal = is_mixer(variant)  # mixers read left to right
+        if self.causal and pooling == "first":
+            raise ValueError(f"pooling must be 'last' or 'mean' for the sequence mixer "
+                             f"{variant!r} (causal: its position 0 has read one token), got "
+                             "'first'")
         self.variant, self.max_length, self.pooling = variant, max_length, pooling
         self.embed = nn.Embedding(vocab_size, d_model)
         nn.init.normal_(self.embed.weight, std=0.02)
@@ -86,9 +123,8 @@ class SequenceClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             EncoderLayer(
-                build_attention(variant, d_model=d_model, n_heads=n_heads,
-                                max_length=max_length, dropout=attention_dropout,
-                                **(knobs or {})),
+                build_mixing(variant, d_model=d_model, n_heads=n_heads, max_length=max_length,
+                             dropout=attention_dropout, **(knobs or {})),
                 FeedForward(d_model, d_ff, activation="gelu", dropout=dropout),
                 LayerNorm(d_model), LayerNorm(d_model), dropout=dropout, norm_first=True)
             for _ in range(n_layers))
@@ -108,15 +144,23 @@ class SequenceClassifier(nn.Module):
             check_attention_mask(attention_mask, B, T)
         keep = (torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None
                 else attention_mask.bool())  # (B, T)
-        positions = torch.arange(T, device=input_ids.device)  # (T,)
+        if self.causal:  # counted from each row's first real token (left padding reads alike)
+            positions = (keep.long().cumsum(-1) - 1).clamp_min(0)  # (B, T)
+        else:
+            positions = torch.arange(T, device=input_ids.device)  # (T,)
         x = self.dropout(self.embed(input_ids) + self.position(positions))  # (B, T, D)
         # no mask when nothing is padded: same result, and the cheaper unmasked path
         mask = padding_mask(keep) if self.takes_mask and not bool(keep.all()) else None
+        extra = dict(causal=True, position_ids=positions) if self.causal else {}
         for layer in self.layers:
-            x = layer(x, mask=mask).hidden  # (B, T, D)
+            x = layer(x, mask=mask, **extra).hidden  # (B, T, D)
         x = self.final_norm(x)
         if self.pooling == "first":
             pooled = x[:, 0]  # (B, D)
+        elif self.pooling == "last":
+            index = torch.arange(T, device=x.device) * keep  # (B, T): the largest is the last
+            last = index.argmax(-1)  # (B,) each row's last real position (0 if none)
+            pooled = x[torch.arange(B, device=x.device), last]  # (B, D)
         else:
             weights = keep.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
             pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, D)

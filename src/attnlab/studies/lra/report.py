@@ -1,6 +1,8 @@
 """results.json of `attnlab bench lra` -> results.md (accuracy mean ± std per task and variant,
 beside the published Long Range Arena numbers, with notes where the rankings disagree) and
-results.png (a bar chart with error bars per task)."""
+results.png (a bar chart with error bars per task). Recurrent sequence mixers (runs of kind
+"mixer": Mamba, RWKV, RetNet's retention, an LSTM) share the tables and the plot, marked as
+mixers: LRA's table has no row for them."""
 
 from __future__ import annotations
 
@@ -50,6 +52,40 @@ TASK_NOTES = {
               "digits upsampled to 32x32 (scikit-learn load_digits), not CIFAR-10: digits are "
               "far easier, so only the ranking, not the level, can be compared.",
 }
+
+
+def mixers(results: dict[str, Any]) -> list[str]:
+    """The variants that are recurrent sequence mixers, not attention (in the order run)."""
+    return list(dict.fromkeys(r["variant"] for r in results["runs"] if r.get("kind") == "mixer"))
+
+
+def mixer_note(results: dict[str, Any], params: dict[str, int]) -> str | None:
+    """The line saying which rows are recurrent mixers and how they were read and sized."""
+    names = mixers(results)
+    if not names:
+        return None
+    pooling = results["settings"].get("mixer_pooling", "last")
+    how = ("the hidden state of the last real token (the one position that has read the whole "
+           "row)" if pooling == "last" else "the mean of their causal outputs over real tokens")
+    line = (f"{', '.join(names)}: recurrent sequence mixers (nn/mixers), not attention. They "
+            "take the attention's place in the same classifier but read left to right "
+            "(causal), so the classifier pools " + how + " on every task; LRA's Table 1 has no "
+            "row for them.")
+    exact = params.get("multi_head")
+    sizes = [f"{v} {params[v] / exact:.1f}x" for v in names if exact and params.get(v)]
+    if sizes:
+        line += (" Parameters against exact attention's classifier (each mixer at its own "
+                 f"default widths): {', '.join(sizes)}.")
+    return line
+
+
+def _params(results: dict[str, Any]) -> dict[str, int]:
+    """Each variant's parameter count on the pixels task (else on any task it ran)."""
+    found: dict[str, int] = {}
+    for run in sorted(results["runs"], key=lambda r: r["task"] == "pixels"):
+        if "error" not in run:
+            found[run["variant"]] = run["params"]
+    return found
 
 
 def summarise(results: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -148,7 +184,7 @@ def comparisons(table: dict[str, dict[str, dict[str, Any]]],
 
 
 def rank_notes(table: dict[str, dict[str, dict[str, Any]]], chance: dict[str, float],
-               params: dict[str, int]) -> list[str]:
+               params: dict[str, int], mixer_names: tuple[str, ...] = ()) -> list[str]:
     """Where our ordering of the variants disagrees with the published one, said plainly."""
     notes = []
     for task, cells in table.items():
@@ -192,7 +228,8 @@ def rank_notes(table: dict[str, dict[str, dict[str, Any]]], chance: dict[str, fl
         notes.append(line.strip())
     exact = params.get("multi_head")
     if exact:
-        heavy = [f"{v} ({n / exact:.1f}x)" for v, n in params.items() if n > 1.2 * exact]
+        heavy = [f"{v} ({n / exact:.1f}x)" for v, n in params.items()
+                 if n > 1.2 * exact and v not in mixer_names]
         if heavy:
             notes.append("More parameters than exact attention (pixels task; sequence-sized "
                          f"projections or tables): {', '.join(heavy)}. Part of their accuracy "
@@ -207,13 +244,21 @@ def _task_model(settings: dict[str, Any], tasks: list[str]) -> str:
     return f" ({'; '.join(changes)})" if changes else ""
 
 
+POOLING_WORDS = {"mean": "mean pooling", "first": "first-token pooling",
+                 "last": "last-token pooling"}
+
+
 def _poolings(results: dict[str, Any], tasks: list[str]) -> str:
-    """'mean pooling (listops, pixels), first-token pooling (retrieval)'."""
+    """'mean pooling (listops, pixels), first-token pooling (retrieval)' (the attention
+    variants'), then the mixers' ('; mixers: last-token pooling (every task)')."""
     by_kind: dict[str, list[str]] = {}
     for t in tasks:
         by_kind.setdefault(results["tasks"].get(t, {}).get("pooling", "mean"), []).append(t)
-    words = {"mean": "mean pooling", "first": "first-token pooling"}
-    return ", ".join(f"{words.get(k, k)} ({', '.join(ts)})" for k, ts in by_kind.items())
+    text = ", ".join(f"{POOLING_WORDS.get(k, k)} ({', '.join(ts)})" for k, ts in by_kind.items())
+    if mixers(results):
+        pooling = results["settings"].get("mixer_pooling", "last")
+        text += f"; mixers: {POOLING_WORDS.get(pooling, pooling)} (every task)"
+    return text
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -222,8 +267,10 @@ def markdown(results: dict[str, Any]) -> str:
     names = list(dict.fromkeys(results["settings"]["names"]))
     s, machine = results["settings"], results["machine"]
     chance = {t: results["tasks"][t]["chance"] for t in tasks if t in results["tasks"]}
+    mixer_names = tuple(mixers(results))
     lines = [
-        "# Long-Range-Arena-style accuracy of the attention variants", "",
+        "# Long-Range-Arena-style accuracy of the attention variants"
+        + (" and recurrent mixers" if mixer_names else ""), "",
         f"Command: `{results['command']}`", "",
         f"Machine: {machine.get('cpu')}, {machine.get('cpu_count')} CPUs, torch "
         f"{machine.get('torch')} with {machine.get('torch_threads')} thread(s)"
@@ -236,6 +283,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{s['position']} positions{_task_model(s, tasks)}; {_poolings(results, tasks)}; "
         f"AdamW (weight decay {s['weight_decay']}), linear warmup + cosine decay, gradient "
         f"clipping 1.0; {s['seeds']} seed(s).", "",
+        *([note, ""] if (note := mixer_note(results, _params(results))) else []),
         "## Test accuracy (%), mean ± std over seeds", "",
         "| variant | " + " | ".join(tasks) + " | published ListOps | published Image "
         "| vs exact attention, here / published |",
@@ -246,7 +294,8 @@ def markdown(results: dict[str, Any]) -> str:
     relations = comparisons(table, chance)
     for name in names:
         row = PUBLISHED.get(name)
-        published = (f"{row[1]:.2f} ({row[0]})", f"{row[2]:.2f}") if row else ("-", "-")
+        published = (f"{row[1]:.2f} ({row[0]})", f"{row[2]:.2f}") if row else (
+            ("- (recurrent mixer)", "-") if name in mixer_names else ("-", "-"))
         cells = " | ".join(_cell(table[t].get(name)) for t in tasks)
         versus = "; ".join(
             f"{t}: {o} / {p}" + (" **(disagrees)**" if o != p else "")
@@ -278,7 +327,7 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{cell['train_seconds']:.1f} s, {cell['params']:,}")
         lines.append(f"| {name} | {knob} | " + " | ".join(cells) + " |")
     pixel_params = {v: c["params"] for v, c in table.get("pixels", {}).items() if c["params"]}
-    notes = rank_notes(table, chance, pixel_params)
+    notes = rank_notes(table, chance, pixel_params, mixer_names)
     lines += ["", "## Against the published ranking", "",
               "Published: Tay et al., 2021, Table 1 (ListOps and Image columns). Their models "
               "are far bigger and trained far longer on the real data sets; ours are tiny and "
@@ -304,7 +353,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
         cells = [table[task].get(n) for n in names]
         means = [c["mean"] if c and c["mean"] is not None else 0.0 for c in cells]
         stds = [c["std"] if c and c["mean"] is not None else 0.0 for c in cells]
-        ax.bar(range(len(names)), means, yerr=stds, capsize=3, color="tab:blue")
+        recurrent = set(mixers(results))
+        ax.bar(range(len(names)), means, yerr=stds, capsize=3,
+               color=["tab:orange" if n in recurrent else "tab:blue" for n in names])
         chance = results["tasks"].get(task, {}).get("chance")
         if chance is not None:
             ax.axhline(100 * chance, color="tab:red", linestyle="--", label="chance")
@@ -313,7 +364,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_title(task)
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(0, 100)
-    fig.suptitle(f"mean ± std over {results['settings']['seeds']} seed(s)", fontsize=9)
+    fig.suptitle(f"mean ± std over {results['settings']['seeds']} seed(s)"
+                 + ("; orange: recurrent sequence mixers, not attention" if mixers(results)
+                    else ""), fontsize=9)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)

@@ -1,6 +1,8 @@
 """`attnlab bench lra`: every attention variant trained on the same Long-Range-Arena-style tasks
 (Tay et al., 2021) with the same model size, optimiser, steps, batches and seeds, scored by test
-accuracy.
+accuracy; beside them the recurrent sequence mixers (nn/mixers: Mamba, Gu & Dao 2023; RWKV,
+Peng et al. 2023; RetNet's retention, Sun et al. 2023), which are not attention: they read
+left to right, so their classifier pools the last real token (`mixer_pooling`).
 
 For each task (generated once, seeded), each seed and each variant: build a SequenceClassifier
 with that variant in every layer, train it with AdamW and linear warmup + cosine decay (the
@@ -29,8 +31,9 @@ from tqdm.auto import tqdm
 from attnlab.data.batching import ShuffledRows
 from attnlab.errors import ConfigError
 from attnlab.evaluation.machine import machine_info
-from attnlab.models.sequence_classifier import SequenceClassifier
+from attnlab.models.sequence_classifier import SequenceClassifier, is_mixer
 from attnlab.nn.attention import ATTENTION
+from attnlab.nn.mixers import MIXER
 from attnlab.serialization import atomic_write
 from attnlab.studies.lra.data import Split, TaskData
 from attnlab.studies.lra.listops import make_listops
@@ -45,12 +48,20 @@ log = logging.getLogger(__name__)
 TASKS = ("listops", "retrieval", "pixels")
 MODEL_FIELDS = ("d_model", "n_heads", "n_layers", "d_ff", "dropout")  # what task_model may set
 RNN_ERA = ("additive", "multiplicative")  # attention of RNN encoder-decoders, not for encoders
+RNN_MIXERS = ("lstm",)  # the classic recurrent baseline: runnable by name, not by default
+MIXER_POOLINGS = ("last", "mean")  # how a causal mixer's classifier pools (never "first")
 
 
 def default_names() -> list[str]:
     """multi_head (exact attention, fused kernel) first, then every other registered mechanism
-    except the RNN-era ones."""
-    return ["multi_head", *(n for n in ATTENTION.names() if n not in ("multi_head", *RNN_ERA))]
+    except the RNN-era ones, then the registered sequence mixers except the LSTM."""
+    return ["multi_head", *(n for n in ATTENTION.names() if n not in ("multi_head", *RNN_ERA)),
+            *(n for n in MIXER.names() if n not in RNN_MIXERS and n not in ATTENTION)]
+
+
+def runnable_names() -> list[str]:
+    """Every name --names accepts: the registered attention mechanisms and sequence mixers."""
+    return [*ATTENTION.names(), *(n for n in MIXER.names() if n not in ATTENTION)]
 
 
 @dataclass
@@ -91,6 +102,10 @@ class LRASettings:
     # per-variant constructor keywords, e.g. {"sliding_window": {"window": 32}}; a variant not
     # named here runs at its registry defaults (recorded per run as its budget knob's value)
     knobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # how a sequence mixer's classifier pools, on every task: "last" (the last real token, the
+    # one position of a causal model that has read the whole row) or "mean" over its causal
+    # outputs (most of which have not read the tokens that decide the answer)
+    mixer_pooling: str = "last"
     weight_decay: float = 0.01
     eval_batch_size: int = 64
     # ListOps
@@ -156,10 +171,14 @@ class LRASettings:
         if bad or not self.tasks:
             raise ConfigError(f"tasks must be a non-empty subset of {list(TASKS)}, got "
                              f"{self.tasks}")
-        unknown = [n for n in [*self.names, *self.knobs] if n not in ATTENTION]
+        unknown = [n for n in [*self.names, *self.knobs] if n not in runnable_names()]
         if unknown or not self.names:
-            raise ConfigError(f"names must be registered attention mechanisms, one or more of "
-                             f"{ATTENTION.names()}, got unknown {unknown or self.names}")
+            raise ConfigError(f"names must be registered attention mechanisms or sequence "
+                             f"mixers, one or more of {runnable_names()}, got unknown "
+                             f"{unknown or self.names}")
+        if self.mixer_pooling not in MIXER_POOLINGS:
+            raise ConfigError(f"mixer_pooling must be one of {MIXER_POOLINGS}, got "
+                             f"{self.mixer_pooling!r}")
         if self.seeds < 1:
             raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
         for task, sizes in self.task_model.items():
@@ -235,16 +254,21 @@ def accuracy(model: nn.Module, split: Split, batch_size: int, device: torch.devi
     return right / len(split)
 
 
+def pooling_for(name: str, data: TaskData, s: LRASettings) -> str:
+    """The task's pooling for an attention variant; `mixer_pooling` for a sequence mixer."""
+    return s.mixer_pooling if is_mixer(name) else data.pooling
+
+
 def build_classifier(name: str, data: TaskData, s: LRASettings) -> SequenceClassifier:
     return SequenceClassifier(name, vocab_size=data.vocab_size, n_classes=data.n_classes,
                               max_length=data.seq_len, **s.model_for(data.name),
-                              position=s.position, pooling=data.pooling,
+                              position=s.position, pooling=pooling_for(name, data, s),
                               knobs=s.knobs.get(name))
 
 
 def budget_knob(name: str, s: LRASettings) -> dict[str, Any] | None:
     """The variant's cost/accuracy knob and the value this study ran it at."""
-    cls = ATTENTION.get(name)
+    cls = MIXER.get(name) if is_mixer(name) else ATTENTION.get(name)
     knob = getattr(cls, "budget_knob", None)
     if knob is None:
         return None
@@ -279,6 +303,7 @@ def train_one(data: TaskData, name: str, seed: int, s: LRASettings) -> dict[str,
         "eval_seconds": time.perf_counter() - start,
         "final_loss": sum(h["loss"] for h in tail) / len(tail),
         "masked": model.takes_mask, "knob": budget_knob(name, s),
+        "kind": "mixer" if model.causal else "attention", "pooling": model.pooling,
     }
 
 
@@ -351,4 +376,5 @@ def _guarded_run(data: TaskData, name: str, seed: int, s: LRASettings) -> dict[s
         log.warning("%s on %s (seed %d) failed:\n%s", name, data.name, seed,
                     traceback.format_exc())
         return {"task": data.name, "variant": name, "seed": seed,
+                "kind": "mixer" if is_mixer(name) else "attention",
                 "error": f"{type(e).__name__}: {e}"}
