@@ -9,7 +9,8 @@ Every entry follows the attention call contract (`base.py`) with a fixed-size
 forms it lists (parallel / chunkwise / recurrent).
 """
 
-from attnlab.nn.mixers import mamba, rwkv  # noqa: F401  (register "mamba", "rwkv")
+# importing a mixer module registers it: "lstm", "mamba", "retention", "rwkv"
+from attnlab.nn.mixers import lstm, mamba, retention, rwkv  # noqa: F401
 from attnlab.nn.mixers.base import MIXER, SequenceMixer, token_mask, zero_padding
 
 __all__ = ["MIXER", "SequenceMixer", "token_mask", "zero_padding"]
