@@ -25,6 +25,7 @@ from attnlab.models.mixtral import Mixtral
 from attnlab.models.resnet import ResNet
 from attnlab.models.retnet import RetNet
 from attnlab.models.rnn import RNNSeq2Seq
+from attnlab.models.rwkv import Rwkv
 from attnlab.models.t5 import T5
 from attnlab.models.text2image import TextToImage
 from attnlab.models.transformer import Transformer
@@ -91,6 +92,25 @@ PRESETS: dict[str, Preset] = {
         Llama, dict(vocab_size=1000, max_seq_len=256, d_model=64, n_heads=4, n_kv_heads=2,
                     n_layers=2, d_ff=172),
         "attnlab test size with grouped-query attention (4 query heads, 2 key/value heads)",
+    ),
+    # Peng et al. 2023 (RWKV-4) and the HF configs of "RWKV/rwkv-4-<size>-pile" (BlinkDL's Pile
+    # checkpoints): GPT-NeoX's 50277-token vocabulary, d_ff = 4 d_model, trained at 1024 tokens,
+    # rescale_every 6.
+    "rwkv-169m": Preset(Rwkv, dict(d_model=768, n_layers=12),
+                        "RWKV-4 Pile 169M: 12 layers, d=768, 169M params"),
+    "rwkv-430m": Preset(Rwkv, dict(d_model=1024, n_layers=24),
+                        "RWKV-4 Pile 430M: 24 layers, d=1024, 430M params"),
+    "rwkv-1b5": Preset(Rwkv, dict(d_model=2048, n_layers=24),
+                       "RWKV-4 Pile 1.5B: 24 layers, d=2048, 1.5B params"),
+    "rwkv-3b": Preset(Rwkv, dict(d_model=2560, n_layers=32),
+                      "RWKV-4 Pile 3B: 32 layers, d=2560, 3.0B params"),
+    "rwkv-7b": Preset(Rwkv, dict(d_model=4096, n_layers=32),
+                      "RWKV-4 Pile 7B: 32 layers, d=4096, 7.4B params"),
+    "rwkv-14b": Preset(Rwkv, dict(d_model=5120, n_layers=40),
+                       "RWKV-4 Pile 14B: 40 layers, d=5120, 14.1B params"),
+    "rwkv-tiny": Preset(
+        Rwkv, dict(vocab_size=1000, d_model=64, n_layers=2, d_ff=256),
+        "attnlab test size (< 0.3M params): 2 layers, d=64",
     ),
     # Jiang et al. 2024 and the HF config of "mistralai/Mixtral-8x7B-v0.1": 32 layers, d=4096,
     # 32 query / 8 key-value heads, 8 SwiGLU experts of width 14336, top 2, 32k positions,
@@ -362,5 +382,5 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
 
 
 __all__ = ["AST", "CLIP", "GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "LstmLM", "Mixtral",
-           "Preset", "RNNSeq2Seq", "RetNet", "T5", "TextToImage", "Transformer", "VQVAE", "ViT",
-           "build_model", "get_config", "list_models"]
+           "Preset", "RNNSeq2Seq", "RetNet", "Rwkv", "T5", "TextToImage", "Transformer", "VQVAE",
+           "ViT", "build_model", "get_config", "list_models"]
