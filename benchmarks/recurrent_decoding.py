@@ -15,8 +15,12 @@ For each context (1k ... 32k tokens; --quick: 1k ... 8k) each model runs
 `studies.compare.decoding.measure_decoding`: the context is prefilled in chunks, then
 --new-tokens one-token steps are timed (median ms per token; batch 1) and the memory decoding
 holds is read: the cache's bytes and the peak (cache + the allocator's high-water mark of a
-step; the module docstring says why not the RSS). All models run in one process, their order
-rotated at each context so drift on a shared machine hits them alike.
+step; the module docstring says why not the RSS). A recurrent model prefills in the form of its
+mixers that is fastest here (timed on 512 tokens first; the forms compute the same function;
+Mamba's chunkwise scan, for one, builds (chunk x chunk x d_inner x d_state) tensors that make
+it slower than the step-by-step scan at batch 1 on a CPU), recorded as prefill_form. All
+models run in one process, their order rotated at each context so drift on a shared machine
+hits them alike.
 
     python benchmarks/recurrent_decoding.py            # 1k-32k; run it alone on the machine
     python benchmarks/recurrent_decoding.py --quick    # 1k-8k
@@ -42,7 +46,12 @@ from torch import nn
 from attnlab.evaluation.machine import record_header, write_record
 from attnlab.models import build_model, get_config, list_models
 from attnlab.serialization import atomic_write
-from attnlab.studies.compare.decoding import PROFILED_STEPS, crossover, measure_decoding
+from attnlab.studies.compare.decoding import (
+    PROFILED_STEPS,
+    crossover,
+    measure_decoding,
+    use_fastest_form,
+)
 from attnlab.version import __version__
 
 SCRIPT = "benchmarks/recurrent_decoding.py"
@@ -155,7 +164,7 @@ def table(rows: dict[str, list[dict[str, Any]]], contexts: list[int]) -> str:
         for f in rows:
             r = by[f].get(n)
             cells += ["-", "-"] if r is None else [f"{r['ms_per_token']:.2f}",
-                                                   f"{mib(r['peak_bytes']):.2f}"]
+                                                   f"{mib(r['peak_bytes']):.3g}"]
         base = by.get(BASELINE, {}).get(n)
         for f in others:
             r = by[f].get(n)
@@ -217,18 +226,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         target = non_embedding(models[BASELINE], vocab)
     else:
         target = non_embedding(build(BASELINE, d, args.layers, vocab, 64, args.seed), vocab)
+    forms: dict[str, str | None] = {BASELINE: None}
     for family in families:
         if family != BASELINE:
             layers[family] = matched_layers(family, target, d, vocab)
             models[family] = build(family, d, layers[family], vocab, longest, args.seed)
+            forms[family] = use_fastest_form(models[family])
     described = {f: {"preset": FAMILIES[f], "n_layers": layers[f],
                      "overrides": overrides(f, d, layers[f], vocab, longest),
                      "parameters": sum(p.numel() for p in m.parameters()),
-                     "non_embedding_parameters": non_embedding(m, vocab)}
+                     "non_embedding_parameters": non_embedding(m, vocab),
+                     "prefill_form": forms[f]}
                  for f, m in models.items()}
     for f, info in described.items():
         print(f"{f}: {info['n_layers']} layers, {info['parameters'] / 1e6:.2f}M parameters "
-              f"({info['non_embedding_parameters'] / 1e6:.2f}M without the token tables)",
+              f"({info['non_embedding_parameters'] / 1e6:.2f}M without the token tables)"
+              + (f", prefill form {info['prefill_form']}" if info["prefill_form"] else ""),
               flush=True)
     rows: dict[str, list[dict[str, Any]]] = {f: [] for f in models}
     order = list(models)

@@ -10,7 +10,14 @@ import torch
 
 from attnlab.errors import ConfigError
 from attnlab.models import build_model, list_models
-from attnlab.studies.compare.decoding import KEYS, crossover, measure_decoding, prefill
+from attnlab.nn.mixers import SequenceMixer
+from attnlab.studies.compare.decoding import (
+    KEYS,
+    crossover,
+    measure_decoding,
+    prefill,
+    use_fastest_form,
+)
 
 torch.set_num_threads(1)
 
@@ -57,6 +64,16 @@ def test_chunked_prefill_gives_the_logits_of_one_prefill(preset):
         whole = prefill(model, ids, model.new_cache(), 64)
         chunked = prefill(model, ids, model.new_cache(), 7)
     torch.testing.assert_close(chunked, whole, atol=1e-8, rtol=1e-8)
+
+
+@pytest.mark.skipif(not RECURRENT, reason="no recurrent preset registered yet")
+def test_the_fastest_form_is_set_on_every_mixer_and_a_transformer_has_none():
+    assert use_fastest_form(build_model("llama-tiny"), tokens=8) is None
+    model = build_model(RECURRENT[0])
+    mixers = [m for m in model.modules() if isinstance(m, SequenceMixer)]
+    form = use_fastest_form(model, tokens=16)
+    if len(mixers[0].forms) > 1:
+        assert form in mixers[0].forms and {m.form for m in mixers} == {form}
 
 
 def test_a_transformer_too_short_for_the_context_is_named():

@@ -23,7 +23,9 @@ Transformer's chunk attends to everything cached before it), then one warm-up st
 - prefill_seconds: wall time of the chunked prefill.
 
 The KV cache is preallocated for every position the measurement feeds (as generation does by
-default), so a step writes in place and allocates no copy of the cache.
+default), so a step writes in place and allocates no copy of the cache. A recurrent mixer's
+forms compute the same function; `use_fastest_form` sets the one that prefills fastest on this
+machine (a one-token step is the recurrent step in every form).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from torch import Tensor, nn
 
 from attnlab.errors import ConfigError
 from attnlab.generation.state import new_cache
+from attnlab.nn.mixers import SequenceMixer
 from attnlab.studies.compare.throughput import peak_bytes
 
 PROFILED_STEPS = 2  # decoding steps run under the memory profiler (after the timed ones)
@@ -157,6 +160,37 @@ def measure_decoding(model: nn.Module, contexts: Sequence[int], *, new_tokens: i
     finally:
         model.train(was_training)
     return rows
+
+
+@torch.inference_mode()
+def use_fastest_form(model: nn.Module, tokens: int = 512, seed: int = 0) -> str | None:
+    """Time a prefill of `tokens` random tokens in each form the model's sequence mixers share
+    (after one warm-up each), set every mixer to the fastest and return its name; None for a
+    model without mixers (a Transformer) or with one form only."""
+    mixers = [m for m in model.modules() if isinstance(m, SequenceMixer)]
+    forms = [f for f in mixers[0].forms if all(f in m.forms for m in mixers)] if mixers else []
+    if len(forms) < 2:
+        return None
+    device = next(model.parameters()).device
+    ids = torch.randint(4, model.config.vocab_size, (1, tokens),
+                        generator=torch.Generator().manual_seed(seed)).to(device)
+    was_training = model.training
+    model.eval()
+    seconds = {}
+    for form in forms:
+        for m in mixers:
+            m.form = form
+        prefill(model, ids[:, :16], model.new_cache(), tokens)  # warm-up
+        _sync(device)
+        start = time.perf_counter()
+        prefill(model, ids, model.new_cache(), tokens)
+        _sync(device)
+        seconds[form] = time.perf_counter() - start
+    model.train(was_training)
+    best = min(seconds, key=seconds.__getitem__)
+    for m in mixers:
+        m.form = best
+    return best
 
 
 def crossover(rows_a: Sequence[dict[str, Any]], rows_b: Sequence[dict[str, Any]]) -> int | None:
