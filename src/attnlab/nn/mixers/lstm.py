@@ -81,16 +81,16 @@ class LSTMMixer(SequenceMixer):
         """One LSTM cell step per position with nn.LSTM's weights (gate order i, f, g, o)."""
         lstm = self.lstm
         inputs = nn.functional.linear(x, lstm.weight_ih_l0, lstm.bias_ih_l0)  # (B, T, 4D)
-        outputs = []
-        for t in range(x.size(1)):
-            gates = inputs[:, t] + nn.functional.linear(h, lstm.weight_hh_l0, lstm.bias_hh_l0)
+        reals = [None] * x.size(1) if keep is None else keep[..., None].unbind(1)  # (B, 1)
+        outputs = []  # unbound once: indexing per step would cost a full-size gradient per step
+        for x_t, real in zip(inputs.unbind(1), reals, strict=True):
+            gates = x_t + nn.functional.linear(h, lstm.weight_hh_l0, lstm.bias_hh_l0)
             i, f, g, o = gates.chunk(4, dim=-1)  # (B, D) each
             c_t = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h_t = torch.sigmoid(o) * torch.tanh(c_t)
-            if keep is None:
+            if real is None:
                 h, c = h_t, c_t
             else:
-                real = keep[:, t, None]  # (B, 1)
                 h, c = torch.where(real, h_t, h), torch.where(real, c_t, c)
             outputs.append(h_t)
         return torch.stack(outputs, dim=1), h, c  # (B, T, D)

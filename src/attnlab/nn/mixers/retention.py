@@ -26,6 +26,11 @@ accumulated in at least float32 with autocast off. The d^-0.5 scale and GroupNor
 Padding: a padded position's key contributes nothing and decay does not advance over it (the
 decay between n and m is gamma^(real positions in (m, n])), so a left-padded row gives the
 unpadded row's outputs in every form. State: S (B, H, Dk, Dv) in a RecurrentState.
+
+Default form and chunk: chunkwise, 64. A training forward + backward at d_model 256, batch 8,
+one CPU thread (4 heads; 8 heads alike) took 96 ms at T = 256 (parallel 111 ms, chunks of
+16 / 128: 151 / 102 ms) and 499 ms at T = 1024 (parallel 874 ms, chunks of 16 / 128 / 256:
+549 / 695 / 662 ms); the recurrent form 5-8x longer.
 """
 
 from __future__ import annotations
@@ -116,9 +121,11 @@ def chunkwise_retention(q: Tensor, k: Tensor, v: Tensor, log_gamma: Tensor,
     chunk_decay = (tau[:, None, :, -1] * log_gamma[:, None]).exp()  # (B', H, N) gamma^B
     r = q.new_zeros(B, H, Dk, Dv) if state is None else state
     before = []  # R_{i-1} for each chunk i
-    for i in range(N):
+    # unbind once: indexing inside the loop would cost a full-size gradient per chunk
+    for decay, own in zip(chunk_decay[..., None, None].unbind(2), summary.unbind(2),
+                          strict=True):
         before.append(r)
-        r = chunk_decay[:, :, i, None, None] * r + summary[:, :, i]
+        r = decay * r + own
     xi = (tau[:, None, :, :, None] * lg).exp()  # (B', H, N, C, 1)
     o = o + (qc * xi) @ torch.stack(before, dim=2)  # (B, H, N, C, Dv) across chunks
     return o.reshape(B, H, N * C, Dv)[:, :, :T], r
@@ -130,17 +137,14 @@ def recurrent_retention(q: Tensor, k: Tensor, v: Tensor, log_gamma: Tensor,
     """Eq. 6, one position at a time: S_n = gamma S_{n-1} + k_n^T v_n, o_n = q_n S_n (a padded
     position leaves S as it is). Shapes as `parallel_retention`."""
     B, H, T, Dk = q.shape
-    s = q.new_zeros(B, H, Dk, v.size(-1)) if state is None else state
+    s = q.new_zeros(B, H, Dk, v.size(-1)) if state is None else state  # (B, H, Dk, Dv)
     gamma = log_gamma.exp()[:, None, None]  # (H, 1, 1)
-    outputs = []
-    for t in range(T):
-        kv = k[:, :, t, :, None] * v[:, :, t, None, :]  # (B, H, Dk, Dv)
-        if keep is None:
-            s = gamma * s + kv
-        else:
-            real = keep[:, t, None, None, None]  # (B, 1, 1, 1)
-            s = torch.where(real, gamma * s + kv, s)
-        outputs.append((q[:, :, t, None, :] @ s)[:, :, 0])  # (B, H, Dv)
+    reals = [None] * T if keep is None else keep[:, :, None, None, None].unbind(1)
+    outputs = []  # unbound once: indexing per step would cost a full-size gradient per step
+    for q_t, k_t, v_t, real in zip(q.unbind(2), k.unbind(2), v.unbind(2), reals, strict=True):
+        kv = k_t[..., :, None] * v_t[..., None, :]  # (B, H, Dk, Dv)
+        s = gamma * s + kv if real is None else torch.where(real, gamma * s + kv, s)
+        outputs.append((q_t[..., None, :] @ s)[..., 0, :])  # (B, H, Dv)
     return torch.stack(outputs, dim=2), s
 
 
