@@ -186,15 +186,19 @@ def plot(rows: dict[str, list[dict[str, Any]]], models: dict[str, Any], path: Pa
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for family, rs in rows.items():
         xs = [r["context"] for r in rs]
-        label = f"{family} ({models[family]['parameters'] / 1e6:.1f}M)"
+        label = (f"{family} ({models[family]['non_embedding_parameters'] / 1e6:.1f}M "
+                 "non-embedding)")
         left.plot(xs, [r["ms_per_token"] for r in rs], marker="o", label=label)
         line, = right.plot(xs, [mib(r["peak_bytes"]) for r in rs], marker="o", label=label)
         right.plot(xs, [mib(r["cache_bytes"]) for r in rs], linestyle=":",
                    color=line.get_color())
     left.set_ylabel("ms per generated token (median)")
     right.set_ylabel("MiB: peak while decoding (solid), cache (dotted)")
+    contexts = sorted({r["context"] for rs in rows.values() for r in rs})
     for ax in (left, right):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(contexts, [f"{n / 1024:g}k" if n >= 1024 else str(n) for n in contexts])
+        ax.minorticks_off()
         ax.set_xlabel("context (tokens)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
