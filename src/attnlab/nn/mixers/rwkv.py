@@ -1,5 +1,5 @@
 """RWKV-4's time mix and channel mix (Peng et al. 2023, "RWKV: Reinventing RNNs for the
-Transformer Era", sec. 3-4), with the parameter names and shapes of transformers'
+Transformer Era", sec. 3), with the parameter names and shapes of transformers'
 RwkvForCausalLM.
 
 Time mix (the sequence mixer, registered "rwkv"). With the token shift x'_t = x_{t-1} (zeros
@@ -17,7 +17,9 @@ Forms (equal to float64 rounding):
   matrix of log-weights k_i - gap * w with each row's maximum subtracted before the
   exponential, every chunk at once; each chunk's summary (num, den, max) carried to the next
   by a loop over the chunks (T / L steps of (B, A) tensors). Nothing is exponentiated above its
-  row's maximum, so long sequences and keys of +-60 stay finite.
+  row's maximum, so long sequences and keys of +-60 stay finite. The work inside chunks grows
+  with L and the loop with T / L: the default L = 8 made a training step (d=256, T=256, batch
+  8, one CPU thread) about twice as fast as the recurrent loop.
 The WKV runs in float32 at least (float64 stays float64), as transformers runs it.
 
 Padded positions (mask False) are skipped: their keys get no weight, they do not decay the
