@@ -1,5 +1,8 @@
 """Training cost against sequence length: tokens per second of a forward + backward step and
 the allocator's peak memory during it, for each architecture, at a fixed token count per batch.
+Encoder-decoders get a source and a target of the length (both counted); decoder-only language
+models (`decoder_only=True`) one window, called as the LM task trains them
+(`model(input_ids, labels=input_ids)`, no padding mask).
 
 Timing runs the architectures round-robin (a slow moment of a shared machine hits them all)
 and keeps the median. Peak memory is read from the PyTorch profiler's allocation events: the
@@ -22,10 +25,14 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 
-def random_batch(vocab_size: int, batch: int, length: int, seed: int = 0) -> dict[str, Any]:
-    """Source and target ids (B, L) of real tokens (ids 4.. avoid the special tokens)."""
+def random_batch(vocab_size: int, batch: int, length: int, seed: int = 0, *,
+                 decoder_only: bool = False) -> dict[str, Any]:
+    """Source and target ids (B, L) of real tokens (ids 4.. avoid the special tokens); with
+    `decoder_only`, one window (B, L) that is its own labels."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(4, vocab_size, (batch, length), generator=g)
+    if decoder_only:
+        return {"input_ids": ids, "labels": ids}
     labels = torch.randint(4, vocab_size, (batch, length), generator=g)
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
 
@@ -62,13 +69,15 @@ def peak_bytes(fn: Callable[[], None]) -> int:
 
 def measure(models: dict[str, nn.Module], vocab_size: int, lengths: list[int], *,
             tokens_per_batch: int = 2048, repeats: int = 3,
-            progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+            progress: Callable[[str], None] | None = None,
+            decoder_only: bool = False) -> list[dict[str, Any]]:
     """One record per (architecture, length): tokens/s (median) and peak MiB of a step."""
     records = []
     for length in lengths:
         batch_size = max(1, tokens_per_batch // length)
-        batch = random_batch(vocab_size, batch_size, length)
-        tokens = batch_size * length * 2  # source + target positions processed
+        batch = random_batch(vocab_size, batch_size, length, decoder_only=decoder_only)
+        # positions processed: source + target, or the decoder-only window
+        tokens = batch_size * length * (1 if decoder_only else 2)
         for model in models.values():
             model.train()
             train_step(model, batch)  # warm-up: allocator, kernel selection

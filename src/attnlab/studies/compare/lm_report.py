@@ -1,0 +1,515 @@
+"""results.json of `attnlab compare --family lm` -> results.md and plots: perplexity at equal
+parameters and time, training tokens/s and memory against length, decoding latency and cache
+bytes against context (with the context where recurrent decoding overtakes the KV-cached
+Transformer), probe accuracies, and the papers' claims set against the numbers, each with a
+verdict computed from them:
+
+- Mamba (Gu & Dao 2023, abstract, sec. 4.2 and Fig. 8): matches Transformers of the same size
+  in language modelling, 5x the Transformer's generation throughput;
+- RWKV (Peng et al. 2023, abstract): on par with similarly sized Transformers, linear time in
+  training and constant time and memory per token in inference;
+- RetNet (Sun et al. 2023, abstract and Fig. 1): parallel training, O(1) inference, lower
+  decoding latency than the Transformer at comparable perplexity;
+- Zoology (Arora et al. 2023, sec. 3-4): gated convolutions and recurrences lose associative
+  recall (MQAR) that attention solves, more as the number of pairs grows.
+
+Works on a partial file (an interrupted study): a claim whose numbers are missing says so.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from attnlab.serialization import atomic_write  # noqa: E402
+
+REFERENCE = "transformer"
+RECURRENT = ("mamba", "rwkv", "retnet", "lstm-lm")
+MIB = 2**20
+PPL_TOLERANCE = 0.05  # "on par": perplexity within 5% (or within twice the seeds' spread)
+COLOURS = {"transformer": "tab:blue", "mamba": "tab:orange", "rwkv": "tab:green",
+           "retnet": "tab:red", "lstm-lm": "tab:purple", "gpt2": "tab:cyan"}
+
+
+# -- reading results.json --------------------------------------------------------------------------
+
+def archs(results: dict[str, Any]) -> list[str]:
+    return list(results.get("models", {})) or list(results["settings"]["architectures"])
+
+
+def label(results: dict[str, Any], arch: str) -> str:
+    return results.get("models", {}).get(arch, {}).get("label", arch)
+
+
+def held_out(results: dict[str, Any], arch: str) -> tuple[str, dict[str, float]] | None:
+    """("test" | "valid", the loss spread): the test books' loss where measured."""
+    stats = results.get("perplexity", {}).get(arch, {})
+    for split in ("test", "valid"):
+        if f"{split}_loss" in stats:
+            return split, stats[f"{split}_loss"]
+    return None
+
+
+def cost_rows(results: dict[str, Any], arch: str) -> list[dict[str, Any]]:
+    records = (results.get("cost") or {}).get("records", [])
+    return sorted((r for r in records if r["model"] == arch), key=lambda r: r["length"])
+
+
+def decode_rows(results: dict[str, Any], arch: str) -> list[dict[str, Any]]:
+    return sorted((results.get("decode") or {}).get("rows", {}).get(arch, []),
+                  key=lambda r: r["context"])
+
+
+def probe_accuracy(results: dict[str, Any], probe: str, arch: str) -> dict[str, Any]:
+    return results.get("probes", {}).get("accuracy", {}).get(probe, {}).get(arch, {})
+
+
+def _pm(stats: dict[str, float] | None, fmt: str = "{:.2f}") -> str:
+    if not stats:
+        return "-"
+    text = fmt.format(stats["mean"])
+    return text + (f" ± {fmt.format(stats['std'])}" if stats.get("n", 1) > 1 else "")
+
+
+def _percent(stats: dict[str, float] | None) -> str:
+    if not stats:
+        return "-"
+    return _pm({**stats, "mean": 100 * stats["mean"], "std": 100 * stats["std"]}, "{:.1f}")
+
+
+# -- tables ----------------------------------------------------------------------------------------
+
+def setup_section(results: dict[str, Any]) -> list[str]:
+    s, m, v = results["settings"], results.get("machine", {}), results.get("versions", {})
+    budget = (f"{s['max_steps']} optimizer steps" if s.get("max_steps") else
+              f"{s['seconds']:g} s of training (validation and testing not counted)")
+    lines = ["# After attention: Mamba, RWKV, RetNet and an LSTM against the Transformer", "",
+             f"`{results.get('command', '')}`", "",
+             f"Machine: {m.get('cpu', '?')}, {m.get('cpu_count', '?')} CPUs, "
+             f"{m.get('torch_threads', '?')} torch threads; attnlab {v.get('attnlab', '?')}, "
+             f"torch {v.get('torch', '?')}, Python {v.get('python', '?')}.", "",
+             f"Corpus `{s['text']}`; {s['tokenizer']} tokenizer of {s['vocab_size']:,} tokens "
+             f"shared by every model; windows of {s['block_size']} tokens, batch "
+             f"{s['batch_size']}; each run {budget}, AdamW, {s['warmup_steps']} warmup steps "
+             f"then the LM task's cosine decay, {s['evaluations']} validations on "
+             f"{s['valid_windows']} "
+             f"windows, the best one's weights tested; {s['seeds']} seed(s).", "",
+             "Equal parameters: every model's width is searched so its non-embedding "
+             "parameters (all but the token embedding and the LM head) are within "
+             f"{s['tolerance']:.0%} of the Transformer's "
+             f"(d={s['d_model']}, {s['n_layers']} layers, {s['n_heads']} heads).", "",
+             "| architecture | preset | shape | non-embedding params | gap | peak lr |",
+             "|---|---|---|---|---|---|"]
+    for info in results.get("models", {}).values():
+        shape = ", ".join(f"{k}={v}" for k, v in info["values"].items()
+                          if not k.endswith("dropout"))
+        lines.append(f"| {info['label']} | `{info['preset']}` | {shape} | "
+                     f"{info['non_embedding']:,} | {info['gap']:+.1%} | {info['lr']:g} |")
+    lines += ["", "Peak learning rates, and why:", ""]
+    lines += [f"- {info['label']}: {info['lr']:g}: {info['lr_reason']}."
+              for info in results.get("models", {}).values()]
+    return [*lines, ""]
+
+
+def perplexity_section(results: dict[str, Any]) -> list[str]:
+    if not results.get("perplexity"):
+        return []
+    lines = ["## Perplexity at equal parameters and equal time", "",
+             "| architecture | valid ppl | test ppl | valid loss | test loss | steps | "
+             "training tokens/s |", "|---|---|---|---|---|---|---|"]
+    for arch in archs(results):
+        p = results["perplexity"].get(arch)
+        if not p:
+            continue
+        lines.append(f"| {label(results, arch)} | {_pm(p.get('valid_perplexity'))} | "
+                     f"{_pm(p.get('test_perplexity'))} | {_pm(p.get('valid_loss'), '{:.3f}')} | "
+                     f"{_pm(p.get('test_loss'), '{:.3f}')} | {_pm(p.get('steps'), '{:,.0f}')} | "
+                     f"{_pm(p.get('train_tokens_per_second'), '{:,.0f}')} |")
+    scored = {a: held_out(results, a) for a in archs(results) if held_out(results, a)}
+    if REFERENCE in scored and len(scored) > 1:
+        split, ref = scored[REFERENCE]
+        best = min(scored, key=lambda a: scored[a][1]["mean"])
+        lines += ["", f"Lowest {split} perplexity: {label(results, best)}. Against the "
+                  "Transformer's: " + ", ".join(
+                      f"{label(results, a)} {math.exp(v[1]['mean'] - ref['mean']):.2f}x"
+                      for a, v in scored.items() if a != REFERENCE and v[0] == split) + "."]
+    return [*lines, ""]
+
+
+def cost_section(results: dict[str, Any]) -> list[str]:
+    measured = [a for a in archs(results) if cost_rows(results, a)]
+    if not measured:
+        return []
+    lengths = sorted({r["length"] for a in measured for r in cost_rows(results, a)})
+    head = "| architecture | " + " | ".join(f"L={n}" for n in lengths) + " |"
+    rule = "|---|" + "---|" * len(lengths)
+    lines = ["## Training cost against sequence length", "",
+             "Forward + backward of one batch of about "
+             f"{results['settings']['tokens_per_batch']:,} tokens (median of the rounds, "
+             "architectures timed in turn); peak: the allocator's high-water mark of the step.",
+             "", "Tokens/s:", "", head, rule]
+    for arch in measured:
+        by = {r["length"]: r for r in cost_rows(results, arch)}
+        lines.append(f"| {label(results, arch)} | " + " | ".join(
+            f"{by[n]['tokens_per_second']:,.0f}" if n in by else "-" for n in lengths) + " |")
+    lines += ["", "Peak MiB:", "", head, rule]
+    for arch in measured:
+        by = {r["length"]: r for r in cost_rows(results, arch)}
+        lines.append(f"| {label(results, arch)} | " + " | ".join(
+            f"{by[n]['peak_mib']:,.1f}" if n in by else "-" for n in lengths) + " |")
+    return [*lines, ""]
+
+
+def decode_section(results: dict[str, Any]) -> list[str]:
+    decode = results.get("decode") or {}
+    if decode.get("skipped"):
+        return ["## Decoding against context length", "", f"Not measured: {decode['skipped']}.",
+                ""]
+    measured = [a for a in archs(results) if decode_rows(results, a)]
+    if not measured:
+        return []
+    contexts = sorted({r["context"] for a in measured for r in decode_rows(results, a)})
+    head = "| architecture | " + " | ".join(f"{n:,}" for n in contexts) + " |"
+    rule = "|---|" + "---|" * len(contexts)
+    lines = ["## Decoding against context length", "",
+             "One sequence, the context prefilled with the model's cache, then one token at a "
+             "time (median ms per token); the cache's bytes after the context (KV cache: "
+             "grows with it; a recurrent state: fixed).", "", "ms per token:", "", head, rule]
+    for arch in measured:
+        by = {r["context"]: r for r in decode_rows(results, arch)}
+        lines.append(f"| {label(results, arch)} | " + " | ".join(
+            f"{by[n]['ms_per_token']:.2f}" if n in by else "-" for n in contexts) + " |")
+    lines += ["", "Cache KiB:", "", head, rule]
+    for arch in measured:
+        by = {r["context"]: r for r in decode_rows(results, arch)}
+        lines.append(f"| {label(results, arch)} | " + " | ".join(
+            f"{by[n]['cache_bytes'] / 1024:,.1f}" if n in by else "-" for n in contexts) + " |")
+    lines.append("")
+    for arch, context in (decode.get("crossover") or {}).items():
+        lines.append(f"- Crossover, {label(results, arch)}: " + (
+            f"first faster per token than the KV-cached Transformer at a context of "
+            f"{context:,} tokens" if context is not None else
+            f"never faster per token than the KV-cached Transformer up to {contexts[-1]:,} "
+            "tokens"))
+    return [*lines, ""]
+
+
+def probes_section(results: dict[str, Any]) -> list[str]:
+    accuracy = results.get("probes", {}).get("accuracy", {})
+    if not accuracy:
+        return []
+    from attnlab.studies.compare.lm_probes import SIZE_NAMES
+
+    s = results["settings"]
+    budget = (f"{s['probe_steps']} steps" if s.get("probe_steps") else
+              f"{s['probe_seconds']:g} s")
+    lines = ["## Probes", "",
+             f"Each architecture trained {budget} per probe at a smaller matched size "
+             f"(Transformer d={s['probe_d_model']}, {s['probe_n_layers']} layers), then "
+             "scored teacher-forced on held-out examples: accuracy (%) on the answer tokens.",
+             ""]
+    for probe, by_arch in accuracy.items():
+        present = [a for a in archs(results) if a in by_arch]
+        sizes = sorted({int(k) for a in present for k in by_arch[a]})
+        lines += [f"### {probe}: accuracy against {SIZE_NAMES.get(probe, 'size')}", "",
+                  "| architecture | " + " | ".join(map(str, sizes)) + " |",
+                  "|---|" + "---|" * len(sizes)]
+        for arch in present:
+            lines.append(f"| {label(results, arch)} | " + " | ".join(
+                _percent(by_arch[arch].get(str(n))) for n in sizes) + " |")
+        lines.append("")
+    return lines
+
+
+def runs_section(results: dict[str, Any]) -> list[str]:
+    if not results.get("runs"):
+        return []
+    lines = ["## Every run", "",
+             "| run | valid loss | test loss | steps | epochs | tokens/s | params |",
+             "|---|---|---|---|---|---|---|"]
+    for key, r in results["runs"].items():
+        test = f"{r['test_loss']:.3f}" if "test_loss" in r else "-"
+        lines.append(f"| {key} | {r['valid_loss']:.3f} | {test} | {r['steps']:,} | "
+                     f"{r.get('epochs', '-')} | {r['train_tokens_per_second']:,} | "
+                     f"{r['params']:,} |")
+    return [*lines, ""]
+
+
+# -- the papers' claims against the measurement ----------------------------------------------------
+
+def perplexity_claim(results: dict[str, Any], arch: str, claim: str) -> str:
+    mine, ref = held_out(results, arch), held_out(results, REFERENCE)
+    if not mine or not ref or mine[0] != ref[0]:
+        return f"{claim}: not measured yet."
+    split, a = mine
+    b = ref[1]
+    ratio = math.exp(a["mean"] - b["mean"])
+    noise = 2 * max(a.get("std", 0.0), b.get("std", 0.0))
+    on_par = abs(ratio - 1) <= PPL_TOLERANCE or abs(a["mean"] - b["mean"]) <= noise
+    said = (f"{label(results, arch)}'s {split} perplexity is {ratio:.2f}x the "
+            f"Transformer's ({math.exp(a['mean']):.1f} vs {math.exp(b['mean']):.1f})")
+    if on_par:
+        return f"{claim}: **agrees**: {said}, within {PPL_TOLERANCE:.0%} or the seeds' noise."
+    if ratio < 1:
+        return f"{claim}: **agrees** (better): {said}."
+    return f"{claim}: **disagrees**: {said}; see the caveats on budget and scale."
+
+
+def speedup(results: dict[str, Any], arch: str) -> tuple[int, float] | None:
+    """(the longest context both decoded, Transformer ms/token / arch ms/token)."""
+    ref = {r["context"]: r for r in decode_rows(results, REFERENCE)}
+    mine = {r["context"]: r for r in decode_rows(results, arch)}
+    common = sorted(set(ref) & set(mine))
+    if not common:
+        return None
+    n = common[-1]
+    return n, ref[n]["ms_per_token"] / mine[n]["ms_per_token"]
+
+
+def flat(rows: list[dict[str, Any]], key: str, ratio: float) -> bool | None:
+    """Whether rows' `key` at the longest point stays within `ratio` x the shortest's."""
+    if len(rows) < 2:
+        return None
+    first, last = rows[0][key], rows[-1][key]
+    return last <= ratio * first if key != "tokens_per_second" else last >= first / ratio
+
+
+def claims(results: dict[str, Any]) -> list[str]:
+    present = set(archs(results))
+    lines = ["## What the papers claim vs what we measured", ""]
+    if "mamba" in present:
+        lines.append("- " + perplexity_claim(
+            results, "mamba", "Mamba matches Transformers of the same size in language "
+                              "modelling (Gu & Dao 2023, sec. 4.2)"))
+        fast = speedup(results, "mamba")
+        claim = "Mamba generates with 5x the Transformer's throughput (Fig. 8)"
+        if fast is None:
+            lines.append(f"- {claim}: not measured yet.")
+        else:
+            n, x = fast
+            verdict = ("**agrees**" if x >= 5 else "**partly agrees** (faster, not 5x)"
+                       if x > 1 else "**disagrees**")
+            lines.append(f"- {claim}: {verdict}: {x:.2f}x per token at a context of {n:,} "
+                         "(batch 1 here; the paper's 5x is tokens/s at large batches on an "
+                         "A100, where the KV cache limits the Transformer's batch).")
+    if "rwkv" in present:
+        lines.append("- " + perplexity_claim(
+            results, "rwkv", "RWKV performs on par with similarly sized Transformers "
+                             "(Peng et al. 2023)"))
+        train = flat(cost_rows(results, "rwkv"), "tokens_per_second", 1.5)
+        ms = flat(decode_rows(results, "rwkv"), "ms_per_token", 1.5)
+        claim = "RWKV is linear in time: flat cost per token in training and in decoding"
+        if train is None and ms is None:
+            lines.append(f"- {claim}: not measured yet.")
+        else:
+            ok = all(v for v in (train, ms) if v is not None)
+            trained = _trend(cost_rows(results, "rwkv"), "tokens_per_second", "length")
+            decoded = _trend(decode_rows(results, "rwkv"), "ms_per_token", "context")
+            lines.append(f"- {claim}: **{'agrees' if ok else 'disagrees'}** (within 1.5x "
+                         f"counts as flat): training tokens/s {trained}; ms per token "
+                         f"{decoded}.")
+    if "retnet" in present:
+        lines.append("- " + perplexity_claim(
+            results, "retnet", "RetNet reaches Transformer-level perplexity (Sun et al. 2023)"))
+        mine, ref = cost_rows(results, "retnet"), {r["length"]: r for r in
+                                                   cost_rows(results, REFERENCE)}
+        claim = "RetNet trains in parallel (training speed of the Transformer's order)"
+        pairs = [(r["tokens_per_second"] / ref[r["length"]]["tokens_per_second"], r["length"])
+                 for r in mine if r["length"] in ref]
+        if not pairs:
+            lines.append(f"- {claim}: not measured yet.")
+        else:
+            worst, n = min(pairs)
+            lines.append(f"- {claim}: **{'agrees' if worst >= 0.5 else 'disagrees'}**: at "
+                         f"worst {worst:.2f}x the Transformer's training tokens/s (L={n}).")
+        rows = decode_rows(results, "retnet")
+        claim = "RetNet's inference is O(1): a fixed state and lower latency than the Transformer"
+        fast = speedup(results, "retnet")
+        if not rows or fast is None:
+            lines.append(f"- {claim}: not measured yet.")
+        else:
+            fixed = len({r["cache_bytes"] for r in rows}) == 1
+            n, x = fast
+            verdict = ("agrees" if fixed and x > 1 else "partly agrees" if fixed
+                       else "disagrees")
+            lines.append(f"- {claim}: **{verdict}**: cache "
+                         f"{'fixed at' if fixed else 'grows to'} "
+                         f"{rows[-1]['cache_bytes'] / 1024:,.1f} KiB; {x:.2f}x the "
+                         f"Transformer's decoding speed at a context of {n:,}.")
+    lines += zoology(results, present)
+    return [*lines, ""]
+
+
+def _trend(rows: list[dict[str, Any]], key: str, axis: str) -> str:
+    if len(rows) < 2:
+        return "not measured"
+    a, b = rows[0], rows[-1]
+    return (f"{a[key]:,.2f} at {axis} {a[axis]:,} -> {b[key]:,.2f} at {b[axis]:,} "
+            f"({b[key] / a[key]:.2f}x)")
+
+
+def zoology(results: dict[str, Any], present: set[str]) -> list[str]:
+    claim = ("Gated convolutions and recurrences lose associative recall that attention "
+             "solves (Arora et al. 2023, MQAR)")
+    ref = probe_accuracy(results, "mqar", REFERENCE)
+    gated = [a for a in ("mamba", "rwkv", "retnet", "lstm-lm")
+             if a in present and probe_accuracy(results, "mqar", a)]
+    if not ref or not gated:
+        return [f"- {claim}: not measured yet."]
+    largest = max(ref, key=int)
+    gaps = {a: (ref[largest]["mean"] - probe_accuracy(results, "mqar", a).get(
+        largest, {"mean": math.nan})["mean"]) * 100 for a in gated}
+    behind = [a for a, g in gaps.items() if g > 10]
+    said = ", ".join(f"{label(results, a)} {g:+.1f}" for a, g in gaps.items())
+    verdict = ("agrees" if len(behind) == len(gated) else "partly agrees" if behind
+               else "disagrees")
+    return [f"- {claim}: **{verdict}**: at {largest} key-value pairs the Transformer's MQAR "
+            f"accuracy is {ref[largest]['mean']:.0%}; it leads by (points) {said} (a lead of "
+            "over 10 points counts as a loss of recall)."]
+
+
+def caveats(results: dict[str, Any]) -> list[str]:
+    s = results["settings"]
+    runs = results.get("runs", {})
+    lines = ["## Why ours may differ from the papers", "",
+             "- Scale: models of about "
+             f"{results['models'][REFERENCE]['non_embedding'] / 1e6:.2f}M non-embedding "
+             "parameters trained for minutes on a CPU; the papers train 100M-14B parameter "
+             "models on billions of tokens on GPUs.",
+             "- Equal time, not equal tokens or FLOPs: each model gets the steps its speed on "
+             "this machine buys; a slow recurrent scan on CPU (no fused kernels) costs steps a "
+             "GPU kernel would not."]
+    steps = {r["arch"]: r["steps"] for r in runs.values()}
+    if steps and not s.get("max_steps"):
+        lines.append("- Steps taken in the budget: " + ", ".join(
+            f"{label(results, a)} {n:,}" for a, n in steps.items()) + ".")
+    lines += ["- One recipe per architecture from the papers' practice, not tuned here; "
+              "a different learning rate may reorder close results.",
+              "- Decoding at batch 1 with small models: the cost per token is dominated by "
+              "per-layer overheads until the KV cache is large; the papers' speedups are at "
+              "large batches and long contexts on GPUs.", ""]
+    if s.get("seeds", 1) == 1:
+        lines.insert(-1, "- One seed: differences of a few percent may be noise; run more "
+                         "seeds (--seeds) before quoting them.")
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    return "\n".join([*setup_section(results), *perplexity_section(results),
+                      *cost_section(results), *decode_section(results),
+                      *probes_section(results), *claims(results), *caveats(results),
+                      *runs_section(results)])
+
+
+# -- plots -----------------------------------------------------------------------------------------
+
+def plot_perplexity(results: dict[str, Any], path: Path) -> Path | None:
+    measured = [a for a in archs(results) if held_out(results, a)]
+    if not measured:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for i, arch in enumerate(measured):
+        split, stats = held_out(results, arch)
+        ax.bar(i, math.exp(stats["mean"]), color=COLOURS.get(arch, "tab:gray"))
+        seeds = [r[f"{split}_loss"] for r in results.get("runs", {}).values()
+                 if r["arch"] == arch and f"{split}_loss" in r]
+        ax.scatter([i] * len(seeds), [math.exp(v) for v in seeds], color="black", s=10,
+                   zorder=3)
+    ax.set_xticks(range(len(measured)), [label(results, a) for a in measured], rotation=15)
+    ax.set_ylabel(f"{held_out(results, measured[0])[0]} perplexity")
+    ax.set_title("Equal parameters, equal time (dots: seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_cost(results: dict[str, Any], path: Path) -> Path | None:
+    measured = [a for a in archs(results) if cost_rows(results, a)]
+    if not measured:
+        return None
+    fig, (speed, memory) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for arch in measured:
+        rows = cost_rows(results, arch)
+        style = dict(marker="o", color=COLOURS.get(arch), label=label(results, arch))
+        speed.plot([r["length"] for r in rows], [r["tokens_per_second"] for r in rows], **style)
+        memory.plot([r["length"] for r in rows], [r["peak_mib"] for r in rows], **style)
+    for ax, name in ((speed, "training tokens / s"), (memory, "peak MiB of a step")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    speed.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_decode(results: dict[str, Any], path: Path) -> Path | None:
+    measured = [a for a in archs(results) if decode_rows(results, a)]
+    if not measured:
+        return None
+    fig, (latency, memory) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for arch in measured:
+        rows = decode_rows(results, arch)
+        style = dict(marker="o", color=COLOURS.get(arch), label=label(results, arch))
+        latency.plot([r["context"] for r in rows], [r["ms_per_token"] for r in rows], **style)
+        memory.plot([r["context"] for r in rows], [r["cache_bytes"] / MIB for r in rows],
+                    **style)
+    for ax, name in ((latency, "ms per generated token"), (memory, "cache MiB")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("context (tokens)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    latency.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_probes(results: dict[str, Any], path: Path) -> Path | None:
+    from attnlab.studies.compare.lm_probes import SIZE_NAMES
+
+    accuracy = results.get("probes", {}).get("accuracy", {})
+    if not accuracy:
+        return None
+    fig, axes = plt.subplots(1, len(accuracy), figsize=(4.2 * len(accuracy), 3.6),
+                             squeeze=False)
+    for ax, (probe, by_arch) in zip(axes[0], accuracy.items(), strict=True):
+        for arch in archs(results):
+            if arch not in by_arch:
+                continue
+            sizes = sorted(by_arch[arch], key=int)
+            ax.plot([int(n) for n in sizes], [100 * by_arch[arch][n]["mean"] for n in sizes],
+                    marker="o", color=COLOURS.get(arch), label=label(results, arch))
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-2, 102)
+        ax.set_xlabel(SIZE_NAMES.get(probe, "size"))
+        ax.set_ylabel("answer accuracy (%)")
+        ax.set_title(probe)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+PLOTS = {"perplexity.png": plot_perplexity, "cost.png": plot_cost, "decode.png": plot_decode,
+         "probes.png": plot_probes}
+
+
+def write_report(results: dict[str, Any], out: Path, *, plots: bool = True) -> Path:
+    """results.md, and (`plots`) every plot whose numbers are there."""
+    text = markdown(results) + "\n"
+    atomic_write(out / "results.md", lambda t: Path(t).write_text(text, encoding="utf-8"))
+    if plots:
+        for name, plot in PLOTS.items():
+            plot(results, out / name)
+    return out / "results.md"
