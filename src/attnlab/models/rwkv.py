@@ -55,7 +55,7 @@ class RwkvConfig:
     d_ff: int | None = None  # the channel mix's key width (intermediate_size); None = 4 d_model
     layer_norm_eps: float = 1e-5
     rescale_every: int = 6  # eval-mode halving every k layers (module docstring); 0 = never
-    chunk_size: int = 8  # positions per chunk of the WKV's parallel form (training)
+    chunk_size: int = 4  # positions per chunk of the WKV's parallel form (nn/mixers/rwkv.py)
     context_length: int = 1024  # the training context (transformers' CUDA-kernel bound); kept
     # for the Hugging Face layout, not a limit here: the state reads up to max_seq_len positions
     tie_embeddings: bool = False
