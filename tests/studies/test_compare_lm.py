@@ -247,6 +247,11 @@ def test_micro_study_of_every_part_and_a_rerun_that_skips_it(tmp_path, text, cap
     assert printed.count("(skipped)") == 2 and "[cost]" not in printed
     assert "[probe" not in printed and "[decode] Transformer" not in printed
     assert again["runs"].keys() == results["runs"].keys()
+    # a part left out this time keeps what an earlier run of the same settings measured
+    one = run_lm_compare(micro(tmp_path, text, parts=["cost"]), runner=fail)
+    assert one["runs"].keys() == results["runs"].keys() and one["probes"]["accuracy"]
+    assert one["cost"] == results["cost"]
+    assert one.get("decode") == results["decode"] or lm.decoding_module() is None
 
 
 @pytest.mark.parametrize("arch", [a for a in lm.DEFAULT_ARCHS if a != lm.REFERENCE])

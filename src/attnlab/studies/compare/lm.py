@@ -382,8 +382,10 @@ def summarise_runs(results: dict[str, Any]) -> None:
 
 
 def run_train(s: LMCompareSettings, results: dict[str, Any], earlier: dict[str, Any],
-              out: Path, save: Callable[[], None], runner: Callable[[LMSettings, str], None]
-              ) -> None:
+              out: Path, save: Callable[[], None], runner: Callable[[LMSettings, str], None],
+              *, train: bool = True) -> None:
+    """Each (architecture, seed) run: kept from `earlier` when finished with these settings,
+    else trained (`train`; without it, left out)."""
     models = results["models"]
     cells = [(arch, seed) for seed in range(1, s.seeds + 1) for arch in s.architectures]
     for i, (arch, seed) in enumerate(cells, 1):
@@ -394,12 +396,16 @@ def run_train(s: LMCompareSettings, results: dict[str, Any], earlier: dict[str, 
         old = earlier.get(key)
         if old is not None and old.get("identity") == identity:
             results["runs"][key] = old
-            print(f"{head}: finished earlier, valid loss {old['valid_loss']:.3f} (skipped)",
-                  flush=True)
+            if train:
+                print(f"{head}: finished earlier, valid loss {old['valid_loss']:.3f} "
+                      "(skipped)", flush=True)
+            continue
+        if not train:
             continue
         state = run_state(Path(settings.out), settings)
         budget = f"{s.max_steps} steps" if s.max_steps else f"{s.seconds:g} s"
-        print(f"{head}: training for {budget} ({state}) ...", flush=True)
+        print(f"{head}: " + ("finished in its folder earlier (reused)" if state == "done" else
+                             f"training for {budget} ({state}) ..."), flush=True)
         start = time.perf_counter()
         if state != "done":
             runner(settings, state)
@@ -467,7 +473,9 @@ def recurrent(arch: str) -> bool:
 # -- part 4: probes --------------------------------------------------------------------------------
 
 def run_probes(s: LMCompareSettings, results: dict[str, Any], earlier: dict[str, Any],
-               save: Callable[[], None]) -> None:
+               save: Callable[[], None], *, train: bool = True) -> None:
+    """Each (probe, architecture, seed) run: kept from `earlier` when finished with these
+    settings, else trained and scored (`train`; without it, left out)."""
     spec = s.probe_spec()
     sizes = s.probe_sizes()
     longest = max(lm_probes.sequence_length(p, max(sizes[p]), spec) for p in s.probes)
@@ -485,6 +493,8 @@ def run_probes(s: LMCompareSettings, results: dict[str, Any], earlier: dict[str,
         old = earlier.get(key)
         if old is not None and old.get("identity") == identity:
             runs[key] = old
+            continue
+        if not train:
             continue
         print(f"[probe {i}/{len(cells)}] {probe}, {ARCHS[arch].label}, seed {seed} ...",
               flush=True)
@@ -549,34 +559,39 @@ def run_lm_compare(s: LMCompareSettings, *,
         write_report(results, out, plots=plots)
 
     measured = {"models": {a: m["values"] for a, m in models.items()}, "vocab": s.vocab_size}
-    for part in s.parts:
+    # every part: what an earlier run of these settings finished is kept, whether the part is
+    # chosen this time or not; a chosen part does the rest
+    for part in PARTS:
+        chosen = part in s.parts
         if part == "train":
-            run_train(s, results, before.get("runs", {}), out, save, runner)
+            run_train(s, results, before.get("runs", {}), out, save, runner, train=chosen)
         elif part == "cost":
-            identity = {**measured, "lengths": s.lengths, "tokens": s.tokens_per_batch,
-                        "repeats": s.cost_repeats}
+            identity = json.loads(json.dumps({**measured, "lengths": s.lengths,
+                                              "tokens": s.tokens_per_batch,
+                                              "repeats": s.cost_repeats}))
             old = before.get("cost") or {}
-            if old.get("identity") == json.loads(json.dumps(identity)):
+            if old.get("identity") == identity:
                 results["cost"] = old
-            else:
+            elif chosen:
                 print(f"[cost] training tokens/s and peak memory at lengths {s.lengths} ...",
                       flush=True)
                 results["cost"] = {"identity": identity, "records": run_cost(s, models)}
         elif part == "decode":
-            if decoding_module() is None:
+            identity = json.loads(json.dumps(
+                {**measured, "contexts": s.contexts, "new_tokens": s.new_tokens}))
+            old = before.get("decode") or {}
+            if old.get("identity") == identity:
+                results["decode"] = dict(old, rows=dict(old.get("rows", {})))
+            if chosen and decoding_module() is None:
                 results["decode"] = {"skipped": "attnlab.studies.compare.decoding is not in "
                                                 "this attnlab yet (measure_decoding)"}
                 print(f"[decode] skipped: {results['decode']['skipped']}", flush=True)
-            else:
-                identity = json.loads(json.dumps(
-                    {**measured, "contexts": s.contexts, "new_tokens": s.new_tokens}))
-                old = before.get("decode") or {}
-                results["decode"] = (dict(old, rows=dict(old.get("rows", {})))
-                                     if old.get("identity") == identity
-                                     else {"identity": identity})
+            elif chosen:
+                results.setdefault("decode", {"identity": identity})
                 run_decode(s, models, results["decode"], save)
         elif part == "probes":
-            run_probes(s, results, before.get("probes", {}).get("runs", {}), save)
+            run_probes(s, results, before.get("probes", {}).get("runs", {}), save,
+                       train=chosen)
         save()
     save(plots=True)
     return results

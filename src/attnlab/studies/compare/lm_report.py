@@ -309,8 +309,9 @@ def claims(results: dict[str, Any]) -> list[str]:
             lines.append(f"- {claim}: not measured yet.")
         else:
             ok = all(v for v in (train, ms) if v is not None)
-            trained = _trend(cost_rows(results, "rwkv"), "tokens_per_second", "length")
-            decoded = _trend(decode_rows(results, "rwkv"), "ms_per_token", "context")
+            trained = _trend(cost_rows(results, "rwkv"), "tokens_per_second", "length",
+                             "{:,.0f}")
+            decoded = _trend(decode_rows(results, "rwkv"), "ms_per_token", "context", "{:.2f}")
             lines.append(f"- {claim}: **{'agrees' if ok else 'disagrees'}** (within 1.5x "
                          f"counts as flat): training tokens/s {trained}; ms per token "
                          f"{decoded}.")
@@ -346,12 +347,12 @@ def claims(results: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def _trend(rows: list[dict[str, Any]], key: str, axis: str) -> str:
+def _trend(rows: list[dict[str, Any]], key: str, axis: str, fmt: str) -> str:
     if len(rows) < 2:
         return "not measured"
     a, b = rows[0], rows[-1]
-    return (f"{a[key]:,.2f} at {axis} {a[axis]:,} -> {b[key]:,.2f} at {b[axis]:,} "
-            f"({b[key] / a[key]:.2f}x)")
+    return (f"{fmt.format(a[key])} at {axis} {a[axis]:,} -> {fmt.format(b[key])} at "
+            f"{b[axis]:,} ({b[key] / a[key]:.2f}x)")
 
 
 def zoology(results: dict[str, Any], present: set[str]) -> list[str]:
