@@ -311,13 +311,16 @@ def synthetic(mamba_loss: float, mamba_ms: float, mamba_recall: float) -> dict:
                         for n, ms in ((256, 1.0), (4096, 4.0))],
         "mamba": [{"context": n, "ms_per_token": mamba_ms, "cache_bytes": 64}
                   for n in (256, 4096)]}, "crossover": {"mamba": 4096}}
-    recall = {"transformer": {"16": spread(0.95)}, "mamba": {"16": spread(mamba_recall)}}
+    recall = {"transformer": {"4": spread(0.99), "16": spread(0.95)},
+              "mamba": {"4": spread(0.9), "16": spread(mamba_recall)}}
+    selective = {"transformer": {"64": spread(0.3)}, "mamba": {"64": spread(mamba_recall)}}
     settings = LMCompareSettings.quick(architectures=["transformer"]).__dict__
     return {"settings": {**settings, "architectures": ["transformer", "mamba"]},
             "models": models, "runs": {},
             "perplexity": {"transformer": {"test_loss": spread(3.0)},
                            "mamba": {"test_loss": spread(mamba_loss)}},
-            "decode": decode, "probes": {"accuracy": {"mqar": recall}}}
+            "decode": decode, "probes": {"accuracy": {"mqar": recall,
+                                                      "selective": selective}}}
 
 
 def test_the_claims_are_judged_from_the_numbers():
@@ -330,6 +333,11 @@ def test_the_claims_are_judged_from_the_numbers():
     assert "**disagrees**: Mamba's test perplexity is 1.65x the Transformer's" in disagree
     assert "(Fig. 8): **disagrees**: 0.80x per token at a context of 4,096" in disagree
     assert "MQAR): **disagrees**" in disagree
+    assert "Table 1): **agrees** (90% or more counts as solved): 93% over 64" in disagree
+    assert "Table 1): **disagrees** (90% or more counts as solved): 40%" in agree
+    # the Transformer did not learn selective copying: the verdict says so
+    assert "The Transformer itself reached only 30% at size 64" in agree
+    assert agree.count("The Transformer itself") == 1  # it learned MQAR
     partly = "\n".join(lm_report.claims(synthetic(3.0, 2.0, 0.9)))
     assert "**partly agrees** (faster, not 5x): 2.00x" in partly
     text = lm_report.markdown(synthetic(3.01, 0.5, 0.4))

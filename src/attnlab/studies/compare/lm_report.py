@@ -355,24 +355,53 @@ def _trend(rows: list[dict[str, Any]], key: str, axis: str, fmt: str) -> str:
             f"{b[axis]:,} ({b[key] / a[key]:.2f}x)")
 
 
+def unlearned(results: dict[str, Any], probe: str) -> str:
+    """A warning when the Transformer itself stayed under 50% at the probe's smallest size:
+    then no architecture learned the task in the budget and a verdict says little."""
+    ref = probe_accuracy(results, probe, REFERENCE)
+    if not ref:
+        return ""
+    smallest = min(ref, key=int)
+    if ref[smallest]["mean"] >= 0.5:
+        return ""
+    return (f" The Transformer itself reached only {ref[smallest]['mean']:.0%} at size "
+            f"{smallest}: the budget was too short to learn the task, so this says little "
+            "(raise --probe-seconds).")
+
+
 def zoology(results: dict[str, Any], present: set[str]) -> list[str]:
     claim = ("Gated convolutions and recurrences lose associative recall that attention "
              "solves (Arora et al. 2023, MQAR)")
     ref = probe_accuracy(results, "mqar", REFERENCE)
-    gated = [a for a in ("mamba", "rwkv", "retnet", "lstm-lm")
-             if a in present and probe_accuracy(results, "mqar", a)]
+    gated = [a for a in RECURRENT if a in present and probe_accuracy(results, "mqar", a)]
+    lines = []
     if not ref or not gated:
-        return [f"- {claim}: not measured yet."]
-    largest = max(ref, key=int)
-    gaps = {a: (ref[largest]["mean"] - probe_accuracy(results, "mqar", a).get(
-        largest, {"mean": math.nan})["mean"]) * 100 for a in gated}
-    behind = [a for a, g in gaps.items() if g > 10]
-    said = ", ".join(f"{label(results, a)} {g:+.1f}" for a, g in gaps.items())
-    verdict = ("agrees" if len(behind) == len(gated) else "partly agrees" if behind
-               else "disagrees")
-    return [f"- {claim}: **{verdict}**: at {largest} key-value pairs the Transformer's MQAR "
-            f"accuracy is {ref[largest]['mean']:.0%}; it leads by (points) {said} (a lead of "
-            "over 10 points counts as a loss of recall)."]
+        lines.append(f"- {claim}: not measured yet.")
+    else:
+        largest = max(ref, key=int)
+        gaps = {a: (ref[largest]["mean"] - probe_accuracy(results, "mqar", a).get(
+            largest, {"mean": math.nan})["mean"]) * 100 for a in gated}
+        behind = [a for a, g in gaps.items() if g > 10]
+        said = ", ".join(f"{label(results, a)} {g:+.1f}" for a, g in gaps.items())
+        verdict = ("agrees" if len(behind) == len(gated) else "partly agrees" if behind
+                   else "disagrees")
+        lines.append(f"- {claim}: **{verdict}**: at {largest} key-value pairs the "
+                     f"Transformer's MQAR accuracy is {ref[largest]['mean']:.0%}; it leads by "
+                     f"(points) {said} (a lead of over 10 points counts as a loss of recall)."
+                     + unlearned(results, "mqar"))
+    mamba = probe_accuracy(results, "selective", "mamba")
+    if "mamba" in present:
+        claim = ("Mamba solves selective copying, which time-invariant recurrences cannot "
+                 "(Gu & Dao 2023, sec. 4.1, Table 1)")
+        if not mamba:
+            lines.append(f"- {claim}: not measured yet.")
+        else:
+            longest = max(mamba, key=int)
+            accuracy = mamba[longest]["mean"]
+            lines.append(f"- {claim}: **{'agrees' if accuracy >= 0.9 else 'disagrees'}** "
+                         f"(90% or more counts as solved): {accuracy:.0%} over {longest} "
+                         "positions of noise." + unlearned(results, "selective"))
+    return lines
 
 
 def caveats(results: dict[str, Any]) -> list[str]:
