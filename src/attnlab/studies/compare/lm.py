@@ -86,7 +86,7 @@ ARCHS: dict[str, LMArch] = {
                   + SAME_RECIPE),
     "mamba": LMArch(
         "Mamba", "mamba-tiny", "Gu & Dao 2023: selective SSM blocks, no MLP, 2 per layer",
-        lambda d, h: {"d_model": d}, layers=2, lr_reason=SAME_RECIPE),
+        lambda d, h: {"d_model": d, "dt_rank": "auto"}, layers=2, lr_reason=SAME_RECIPE),
     "rwkv": LMArch(
         "RWKV-4", "rwkv-tiny", "Peng et al. 2023: time mix + channel mix",
         lambda d, h: {"d_model": d, "attention_hidden_size": d, "d_ff": 4 * d}, fine="d_ff",
