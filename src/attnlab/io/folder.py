@@ -34,7 +34,20 @@ from attnlab.io.files import (
 from attnlab.io.fit import check_weights_fit
 from attnlab.io.generation_config import save_generation_config
 from attnlab.io.gguf import is_gguf, load_gguf, load_gguf_tokenizer
-from attnlab.io.hf import ast, bert, clip, deit, gpt2, llama, marian, mixtral, rwkv, t5, vit
+from attnlab.io.hf import (
+    ast,
+    bert,
+    clip,
+    deit,
+    gpt2,
+    llama,
+    mamba,
+    marian,
+    mixtral,
+    rwkv,
+    t5,
+    vit,
+)
 from attnlab.io.limits import check_sizes
 from attnlab.serialization import WEIGHTS_NAME, atomic_write, load_state_strict
 from attnlab.tokenizers import Tokenizer
@@ -48,13 +61,13 @@ HF_LAYOUTS: dict[str, ModuleType] = {"gpt2": gpt2, "llama": llama, "mistral": ll
                                      "qwen2": llama, "bert": bert, "t5": t5, "marian": marian,
                                      "vit": vit, "deit": deit,
                                      "audio-spectrogram-transformer": ast, "clip": clip,
-                                     "mixtral": mixtral, "rwkv": rwkv}
+                                     "mixtral": mixtral, "rwkv": rwkv, "mamba": mamba}
 # Our model_type -> the layout a save in Hugging Face names uses. A layout with
 # `unsupported(config)` (Marian for our Transformer) holds only the configs it names None for;
 # one without it holds no config with mixture-of-experts layers (`moe`).
 SAVE_LAYOUTS: dict[str, ModuleType] = {m.MODEL_TYPE: m
                                        for m in (gpt2, llama, bert, t5, marian, vit, ast,
-                                                 clip, mixtral, rwkv)}
+                                                 clip, mixtral, rwkv, mamba)}
 LAYOUTS = ("auto", "hf", "attnlab")
 # Config fields older attnlab folders carry that are no longer model settings.
 RETIRED_FIELDS = {"label_smoothing": "a setting of the training run (train_settings.json)"}

@@ -21,6 +21,7 @@ from attnlab.models.conv import ConvS2S
 from attnlab.models.gpt import GPT
 from attnlab.models.llama import Llama
 from attnlab.models.lstm_lm import LstmLM
+from attnlab.models.mamba import Mamba
 from attnlab.models.mixtral import Mixtral
 from attnlab.models.resnet import ResNet
 from attnlab.models.retnet import RetNet
@@ -111,6 +112,23 @@ PRESETS: dict[str, Preset] = {
     "rwkv-tiny": Preset(
         Rwkv, dict(vocab_size=1000, d_model=64, n_layers=2, d_ff=256),
         "attnlab test size (< 0.3M params): 2 layers, d=64",
+    ),
+    # Gu & Dao 2023 (sec. 4.2: GPT-3's widths at twice the layers, as each Mamba block replaces
+    # an attention block and an MLP) and the HF configs of "state-spaces/mamba-<size>-hf":
+    # GPT-NeoX's vocabulary padded to 50280, d_state 16, d_conv 4, expand 2, tied head.
+    "mamba-130m": Preset(Mamba, dict(),
+                         "state-spaces/mamba-130m: 24 layers, d=768, 129M params"),
+    "mamba-370m": Preset(Mamba, dict(d_model=1024, n_layers=48),
+                         "state-spaces/mamba-370m: 48 layers, d=1024, 372M params"),
+    "mamba-790m": Preset(Mamba, dict(d_model=1536, n_layers=48),
+                         "state-spaces/mamba-790m: 48 layers, d=1536, 793M params"),
+    "mamba-1.4b": Preset(Mamba, dict(d_model=2048, n_layers=48),
+                         "state-spaces/mamba-1.4b: 48 layers, d=2048, 1.37B params"),
+    "mamba-2.8b": Preset(Mamba, dict(d_model=2560, n_layers=64),
+                         "state-spaces/mamba-2.8b: 64 layers, d=2560, 2.77B params"),
+    "mamba-tiny": Preset(
+        Mamba, dict(vocab_size=1000, d_model=64, n_layers=4),
+        "attnlab test size (< 0.2M params): 4 layers (two per llama-tiny layer), d=64",
     ),
     # Jiang et al. 2024 and the HF config of "mistralai/Mixtral-8x7B-v0.1": 32 layers, d=4096,
     # 32 query / 8 key-value heads, 8 SwiGLU experts of width 14336, top 2, 32k positions,
@@ -381,6 +399,6 @@ def build_model(name: str, **overrides: Any) -> nn.Module:
     return PRESETS[name].model_class(config)
 
 
-__all__ = ["AST", "CLIP", "GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "LstmLM", "Mixtral",
-           "Preset", "RNNSeq2Seq", "RetNet", "Rwkv", "T5", "TextToImage", "Transformer", "VQVAE",
-           "ViT", "build_model", "get_config", "list_models"]
+__all__ = ["AST", "CLIP", "GPT", "PRESETS", "Bert", "ConvS2S", "Llama", "LstmLM", "Mamba",
+           "Mixtral", "Preset", "RNNSeq2Seq", "RetNet", "Rwkv", "T5", "TextToImage", "Transformer",
+           "VQVAE", "ViT", "build_model", "get_config", "list_models"]
