@@ -105,6 +105,7 @@ def test_tiny_study_with_a_mixer_marks_it_in_the_report_and_plot(tmp_path, toy):
     assert "attention variants and recurrent mixers" in text
     assert f"{toy}: recurrent sequence mixers (nn/mixers), not attention" in text
     assert "last real token" in text and "mixers: last-token pooling (every task)" in text
+    assert "associative recall" in text  # what retrieval asks of a recurrent state
     assert f"| {toy} |" in text and "- (recurrent mixer)" in text
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
 

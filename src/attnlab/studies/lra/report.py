@@ -71,6 +71,11 @@ def mixer_note(results: dict[str, Any], params: dict[str, int]) -> str | None:
             "take the attention's place in the same classifier but read left to right "
             "(causal), so the classifier pools " + how + " on every task; LRA's Table 1 has no "
             "row for them.")
+    if "retrieval" in results["settings"].get("tasks", []):
+        line += (" On retrieval a mixer cannot look back from the query: it must hold the query "
+                 "(position 0) in its fixed-size state until the matching pair passes, then hold "
+                 "that pair's value to the row's end: associative recall, where Zoology (Arora "
+                 "et al. 2023) finds gated recurrences weaker than attention.")
     exact = params.get("multi_head")
     sizes = [f"{v} {params[v] / exact:.1f}x" for v in names if exact and params.get(v)]
     if sizes:
