@@ -5,8 +5,8 @@ seeded (the digits ship with scikit-learn). The recurrent sequence mixers (mamba
 retention; lstm by name) run beside them in the same classifier: they are not attention, read
 left to right and pool the last real token.
 
-    attnlab bench lra --quick --out runs/lra-quick    # 12-15 minutes on 2 CPU cores
-    attnlab bench lra --out runs/lra                  # full: ~10 h on 2 CPU cores (estimate)
+    attnlab bench lra --quick --out runs/lra-quick    # ~25 minutes on 2 CPU cores (estimate)
+    attnlab bench lra --out runs/lra                  # full: ~15 h on 2 CPU cores (estimate)
     attnlab bench lra --quick --tasks listops --names multi_head linformer --seeds 1
     attnlab bench lra --quick --names multi_head mamba rwkv retention --seeds 1
 
@@ -36,7 +36,8 @@ from attnlab.studies.lra.study import (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="small model, short sequences, ~100-step runs: about 15 minutes "
-                             "on 2 CPU cores for 12 variants x 3 tasks x 3 seeds")
+                             "on 2 CPU cores for 12 attention variants x 3 tasks x 3 seeds, "
+                             "about 10 more for the three mixers (estimate)")
     parser.add_argument("--out", default=None,
                         help="output folder (default runs/lra, or runs/lra-quick with --quick)")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=None,

@@ -81,7 +81,9 @@ class LRASettings:
     pixels at 256 grey levels, 400-2,000 steps per run; about 10 hours for 12 variants x 3 tasks
     x 3 seeds on 2 CPU cores (an estimate from exact attention's measured step times, scaled by
     each variant's relative cost in the quick run, made when retrieval ran 128 tokens; not run
-    end to end). `quick()` is the 15-minute mode."""
+    end to end); the three mixers add roughly 5 hours more, 4 of them Mamba's step-by-step scan
+    (extrapolated from their quick-size step times by tokens x width x layers). `quick()` is
+    the short mode."""
 
     out: str = "runs/lra"
     mode: str = "full"  # "full" or "quick": which preset the numbers came from
@@ -135,7 +137,9 @@ class LRASettings:
 
     @classmethod
     def quick(cls, **overrides: Any) -> LRASettings:
-        """About 15 minutes on 2 shared CPU cores for 12 variants x 3 tasks x 3 seeds: a
+        """About 15 minutes on 2 shared CPU cores for 12 attention variants x 3 tasks x 3 seeds,
+        and about 10 more for the three mixers (Mamba's scan 7 of them; estimated from their
+        measured step times, not run end to end): a
         one-layer, one-head d_model 32 encoder (the size of LRA's own Image configuration; two
         heads on retrieval), ListOps of 64-256 tokens, retrieval over 128 tokens (4 pairs, all
         >= 65 positions from the query), pixels at 8 grey levels, 120-200 steps per run.
