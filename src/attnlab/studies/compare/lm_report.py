@@ -406,7 +406,6 @@ def zoology(results: dict[str, Any], present: set[str]) -> list[str]:
 
 def caveats(results: dict[str, Any]) -> list[str]:
     s = results["settings"]
-    runs = results.get("runs", {})
     lines = ["## Why ours may differ from the papers", "",
              "- Scale: models of about "
              f"{results['models'][REFERENCE]['non_embedding'] / 1e6:.2f}M non-embedding "
@@ -415,10 +414,18 @@ def caveats(results: dict[str, Any]) -> list[str]:
              "- Equal time, not equal tokens or FLOPs: each model gets the steps its speed on "
              "this machine buys; a slow recurrent scan on CPU (no fused kernels) costs steps a "
              "GPU kernel would not."]
-    steps = {r["arch"]: r["steps"] for r in runs.values()}
+    steps = {a: p["steps"]["mean"] for a, p in results.get("perplexity", {}).items()
+             if "steps" in p}
     if steps and not s.get("max_steps"):
-        lines.append("- Steps taken in the budget: " + ", ".join(
-            f"{label(results, a)} {n:,}" for a, n in steps.items()) + ".")
+        lines.append("- Steps taken in the budget (mean over seeds): " + ", ".join(
+            f"{label(results, a)} {n:,.0f}" for a, n in steps.items()) + ".")
+        slow = [a for a in steps if REFERENCE in steps and steps[a] < steps[REFERENCE] / 3]
+        if slow:
+            lines.append("- " + ", ".join(
+                f"{label(results, a)} took {steps[REFERENCE] / steps[a]:.0f}x fewer steps"
+                for a in slow) + " than the Transformer in the same time: at equal time its "
+                "perplexity measures its speed on this machine as much as its architecture "
+                "(LMCompareSettings(max_steps=...) compares at equal steps instead).")
     lines += ["- One recipe per architecture from the papers' practice, not tuned here; "
               "a different learning rate may reorder close results.",
               "- Decoding at batch 1 with small models: the cost per token is dominated by "
