@@ -175,7 +175,7 @@ def test_first_pooling_reads_position_0_only():
     assert mean.pooling == "mean"
     with pytest.raises(ValueError, match="pooling"):
         SequenceClassifier("multi_head", vocab_size=22, n_classes=4, max_length=128,
-                           pooling="last")
+                           pooling="max")
 
 
 @pytest.mark.parametrize("name, reaches", [("sliding_window", False), ("longformer", True),

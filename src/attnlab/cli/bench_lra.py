@@ -3,9 +3,10 @@ ListOps, key-value retrieval at long distance, and handwritten digits as 1,024-p
 Same classifier, optimiser, steps, batches and seeds for every variant; data generated here,
 seeded (the digits ship with scikit-learn). The recurrent sequence mixers (mamba, rwkv,
 retention; lstm by name) run beside them in the same classifier: they are not attention, read
-left to right and pool the last real token.
+left to right and pool the last real token. The full mode runs them by default; the quick mode
+only when named (they would take it past 15 minutes: about 10 more, mostly Mamba's scan).
 
-    attnlab bench lra --quick --out runs/lra-quick    # ~25 minutes on 2 CPU cores (estimate)
+    attnlab bench lra --quick --out runs/lra-quick    # attention only: ~15 minutes, 2 CPU cores
     attnlab bench lra --out runs/lra                  # full: ~15 h on 2 CPU cores (estimate)
     attnlab bench lra --quick --tasks listops --names multi_head linformer --seeds 1
     attnlab bench lra --quick --names multi_head mamba rwkv retention --seeds 1
@@ -36,8 +37,9 @@ from attnlab.studies.lra.study import (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="small model, short sequences, ~100-step runs: about 15 minutes "
-                             "on 2 CPU cores for 12 attention variants x 3 tasks x 3 seeds, "
-                             "about 10 more for the three mixers (estimate)")
+                             "on 2 CPU cores for 12 attention variants x 3 tasks x 3 seeds; "
+                             "the mixers only when named in --names (about 10 more minutes, "
+                             "estimate)")
     parser.add_argument("--out", default=None,
                         help="output folder (default runs/lra, or runs/lra-quick with --quick)")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=None,
@@ -45,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--names", nargs="+", default=None, metavar="NAME",
                         help="attention variants and sequence mixers (default: multi_head, "
                              "every registered mechanism except the RNN-era additive / "
-                             "multiplicative, and every registered mixer except lstm)")
+                             "multiplicative, and (full mode) every registered mixer except "
+                             "lstm)")
     parser.add_argument("--mixer-pooling", choices=MIXER_POOLINGS, default=None,
                         help="how a sequence mixer's classifier pools its causal outputs "
                              "(default last: the last real token)")

@@ -52,11 +52,15 @@ RNN_MIXERS = ("lstm",)  # the classic recurrent baseline: runnable by name, not 
 MIXER_POOLINGS = ("last", "mean")  # how a causal mixer's classifier pools (never "first")
 
 
-def default_names() -> list[str]:
+def default_names(mixers: bool = True) -> list[str]:
     """multi_head (exact attention, fused kernel) first, then every other registered mechanism
-    except the RNN-era ones, then the registered sequence mixers except the LSTM."""
-    return ["multi_head", *(n for n in ATTENTION.names() if n not in ("multi_head", *RNN_ERA)),
-            *(n for n in MIXER.names() if n not in RNN_MIXERS and n not in ATTENTION)]
+    except the RNN-era ones, then (with `mixers`) the registered sequence mixers except the
+    LSTM."""
+    attention = ["multi_head",
+                 *(n for n in ATTENTION.names() if n not in ("multi_head", *RNN_ERA))]
+    if not mixers:
+        return attention
+    return [*attention, *(n for n in MIXER.names() if n not in RNN_MIXERS and n not in ATTENTION)]
 
 
 def runnable_names() -> list[str]:
@@ -137,10 +141,11 @@ class LRASettings:
 
     @classmethod
     def quick(cls, **overrides: Any) -> LRASettings:
-        """About 15 minutes on 2 shared CPU cores for 12 attention variants x 3 tasks x 3 seeds,
-        and about 10 more for the three mixers (Mamba's scan 7 of them; estimated from their
-        measured step times, not run end to end): a
-        one-layer, one-head d_model 32 encoder (the size of LRA's own Image configuration; two
+        """About 15 minutes on 2 shared CPU cores for 12 attention variants x 3 tasks x 3 seeds:
+        the quick mode runs the attention variants only, to stay within its 15 minutes; the
+        three mixers take about 10 more (Mamba's scan 7 of them; estimated from their measured
+        step times, not run end to end) when named (`--names multi_head mamba rwkv retention`).
+        A one-layer, one-head d_model 32 encoder (the size of LRA's own Image configuration; two
         heads on retrieval), ListOps of 64-256 tokens, retrieval over 128 tokens (4 pairs, all
         >= 65 positions from the query), pixels at 8 grey levels, 120-200 steps per run.
 
@@ -152,7 +157,8 @@ class LRASettings:
         the seed (67-100% over 10 seeds; 60-100% at 200, 9 of 10 seeds >= 95%). Eight keys
         instead of four need about twice the steps, even with two heads."""
         values: dict[str, Any] = dict(
-            mode="quick", d_model=32, n_heads=1, n_layers=1, d_ff=64, dropout=0.0,
+            mode="quick", names=default_names(mixers=False), d_model=32, n_heads=1, n_layers=1,
+            d_ff=64, dropout=0.0,
             task_model={"retrieval": {"n_heads": 2}},
             listops_min_length=64, listops_max_length=256, listops_train=2000, listops_test=500,
             retrieval_length=128, retrieval_pairs=4, retrieval_keys=4, retrieval_values=4,
