@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from attnlab.nn.cache import RecurrentState
-from attnlab.nn.mixers import MIXER
+from attnlab.nn.mixers import MIXER, mamba
 from attnlab.nn.mixers.mamba import MambaMixer
 
 D = 24
@@ -70,6 +70,14 @@ def inputs(batch=2, length=23, seed=1):
 def test_every_form_equals_the_paper_recurrence(form, length, chunk):
     m = mixer(chunk_size=chunk, form=form)
     u = inputs(length=length)
+    torch.testing.assert_close(m(u).output, naive(m, u), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("form", MambaMixer.forms)
+def test_long_inputs_scan_in_blocks(form, monkeypatch):
+    monkeypatch.setattr(mamba, "SCAN_BLOCK", 5)  # 23 positions: blocks of 5, 5, 5, 5, 3
+    m = mixer(chunk_size=2, form=form)
+    u = inputs(length=23)
     torch.testing.assert_close(m(u).output, naive(m, u), atol=1e-6, rtol=1e-6)
 
 

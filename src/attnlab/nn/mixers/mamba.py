@@ -48,6 +48,10 @@ from attnlab.nn.attention.base import AttentionOutput
 from attnlab.nn.cache import RecurrentState
 from attnlab.nn.mixers.base import MIXER, SequenceMixer, zero_padding
 
+# Positions per scan call: the scans build (B, T, E, N) tensors (decays, inputs, states), which
+# for a 32k-token prefill at d_model 256 would be ~1 GB each; blocks bound them.
+SCAN_BLOCK = 512
+
 
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -146,7 +150,13 @@ class MambaMixer(SequenceMixer):
         A = -torch.exp(self.A_log.to(dtype))  # (E, N)
         h = None if cache is None else cache.get("ssm")  # (B, E, N)
         scan = self._recurrent if self.form == "recurrent" or T == 1 else self._chunkwise
-        y, h = scan(xs.to(dtype), dt.to(dtype), A, B.to(dtype), C.to(dtype), h)  # (B, T, E)
+        pieces = []
+        for start in range(0, T, SCAN_BLOCK):  # the state carries across blocks
+            part = slice(start, start + SCAN_BLOCK)
+            y, h = scan(xs[:, part].to(dtype), dt[:, part].to(dtype), A, B[:, part].to(dtype),
+                        C[:, part].to(dtype), h)  # (B, T_block, E)
+            pieces.append(y)
+        y = torch.cat(pieces, 1) if len(pieces) > 1 else pieces[0]  # (B, T, E)
         y = (y + xs.to(dtype) * self.D.to(dtype)) * F.silu(z.to(dtype))
         out = self.out_proj(y.to(xs.dtype))  # (B, T, D)
         if cache is not None:
