@@ -9,8 +9,10 @@ Per position t, with E = expand * d_model channels and N = d_state states per ch
     (r_t, B_t, C_t) = x_proj(x_t)                              (dt_rank, N, N)
     Delta_t    = softplus(dt_proj(r_t))                        (E)   selection
     A          = -exp(A_log)                                   (E, N)
-    h_t        = exp(Delta_t A) * h_{t-1} + (Delta_t B_t) x_t  (E, N) zero-order-hold
-                                                               discretisation (eq. 4)
+    h_t        = exp(Delta_t A) * h_{t-1} + (Delta_t B_t) x_t  (E, N) discretised: A by
+                                                               eq. 4's zero-order hold, B by
+                                                               its first-order Delta B (as
+                                                               the reference code and HF)
     y_t        = (h_t C_t + D * x_t) * SiLU(z_t)
     out_t      = out_proj(y_t)
 
