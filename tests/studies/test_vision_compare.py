@@ -164,7 +164,7 @@ def test_cli_vision_help_and_flags_of_the_other_family(capsys):
         main(["compare", "--family", "vision", "--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    assert "--family {text,vision}" in text and "--fractions" in text and "--seconds" in text
+    assert "--family {text,vision,lm}" in text and "--fractions" in text and "--seconds" in text
     assert "vision comparison only" in text and "--bleu-seconds" in text
     assert main(["compare", "--family", "vision", "--bleu-seconds", "5"]) == 2
     assert ("--bleu-seconds: only for --family text; --family vision takes --out, --quick, "

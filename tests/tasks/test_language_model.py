@@ -254,3 +254,21 @@ def test_valid_windows_score_fixed_evenly_spaced_windows_by_the_lm_loss():
         validation_loss(model, stream[:10], 16, windows=4)
 
 
+
+
+def test_the_schedule_decays_to_the_end_the_time_budget_allows(text_file, tmp_path):
+    """With --time-budget the cosine ends at the steps the plan expects (not at max_steps,
+    which a budgeted run never reaches); without one it ends at max_steps."""
+    from attnlab.training.plan import StepPlan
+
+    budgeted = LanguageModelTask(settings(text_file, tmp_path / "a", max_steps=10**9,
+                                          time_budget=60.0, warmup_steps=10, lr=1e-3))
+    budgeted.plan = plan = StepPlan(10**9, 60.0)
+    plan.total = 200  # what the plan measured the budget allows
+    assert budgeted.lr(10) == pytest.approx(1e-3)
+    assert budgeted.lr(200) == pytest.approx(1e-4)
+    assert 1e-4 < budgeted.lr(105) < 1e-3
+    fixed = LanguageModelTask(settings(text_file, tmp_path / "b", max_steps=200,
+                                       warmup_steps=10, lr=1e-3))
+    fixed.plan = StepPlan(200)
+    assert fixed.lr(200) == pytest.approx(1e-4)

@@ -38,7 +38,8 @@ def read_text(path: str | Path) -> list[str]:
 
 class FamilyTask(Task):
     """AdamW (no weight decay on biases and norms), linear warmup to `settings.lr`, then cosine
-    decay to a tenth of it at `max_steps` (the lm, mlm and classify recipes)."""
+    decay to a tenth of it at the run's end: `max_steps`, or with --time-budget the steps the
+    plan expects the budget to allow (training/plan.py) (the lm, mlm and classify recipes)."""
 
     betas: tuple[float, float] = (0.9, 0.999)
     # False: learned tokens and position tables (parameters with a leading 1: [CLS], CLIP's
@@ -57,8 +58,10 @@ class FamilyTask(Task):
 
     def lr(self, step: int) -> float:
         s = self.settings
+        total = (s.max_steps if s.time_budget is None
+                 else max(self.plan.total, s.warmup_steps + 1))
         return cosine_warmup(step, peak_lr=s.lr, warmup_steps=s.warmup_steps,
-                             total_steps=s.max_steps, min_lr=s.lr / 10)
+                             total_steps=total, min_lr=s.lr / 10)
 
 
 class PlannedTask(FamilyTask):
