@@ -121,8 +121,9 @@ def save_folder(model: nn.Module, directory: str | Path, layout: str = "auto",
 
     layout "hf" writes Hugging Face names (transformers loads the folder with its own
     `from_pretrained`); "attnlab" writes ours; "auto" picks "hf" for the families
-    transformers has (GPT-2, LLaMA, BERT, T5, ViT / DeiT, Mixtral, and a Transformer Marian's
-    layout holds; GPT-2, LLaMA and T5 without `moe`) and "attnlab" for the others. Each file
+    transformers has (GPT-2, LLaMA, BERT, T5, ViT / DeiT, Mixtral, Mamba, RWKV, and a
+    Transformer Marian's layout holds; GPT-2, LLaMA and T5 without `moe`) and "attnlab" for
+    the others. Each file
     is written to a temporary name and renamed; config.json comes last, so a folder with a
     config.json holds weights that fit it.
     """

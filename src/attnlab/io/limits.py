@@ -18,7 +18,9 @@ The largest real values they must admit (model cards / config.json of each):
 | head_dim (T5 d_kv) | 128 | 64 | 128 | 256 | 2**14 = 16,384 |
 
 The remaining sizes (BERT's type_vocab_size, T5's relative-position buckets, ConvS2S's
-d_hidden and kernel_size, a classifier's num_labels) get bounds of the same generosity.
+d_hidden and kernel_size, a classifier's num_labels, Mamba's d_state / d_conv / expand (16 / 4 /
+2 in every released checkpoint), RWKV's attention_hidden_size) get bounds of the same
+generosity.
 A config can still ask for more memory than the machine has within these bounds; the folder
 owner also compares every tensor the config implies with the weights on disk before building
 the model (`io/folder.py`), so a folder's model is never larger than its weights file.
@@ -47,6 +49,10 @@ SIZE_LIMITS: dict[str, int] = {
     "max_distance": 2**20,
     "kernel_size": 2**10,
     "num_labels": 2**20,
+    "d_state": 2**12,
+    "d_conv": 2**10,
+    "expand": 2**6,
+    "attention_hidden_size": 2**16,
 }
 
 

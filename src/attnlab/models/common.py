@@ -143,9 +143,9 @@ class PretrainedModel(nn.Module):
 
         layout "hf" writes Hugging Face names, so `transformers` loads the folder with its own
         `from_pretrained`; "attnlab" writes our names; "auto" picks "hf" for the families
-        transformers has (GPT-2, LLaMA, BERT, T5, ViT / DeiT, Mixtral, and a Transformer whose
-        config Marian's layout holds; GPT-2, LLaMA and T5 without mixture-of-experts layers)
-        and "attnlab" for the others.
+        transformers has (GPT-2, LLaMA, BERT, T5, ViT / DeiT, Mixtral, Mamba, RWKV, and a
+        Transformer whose config Marian's layout holds; GPT-2, LLaMA and T5 without
+        mixture-of-experts layers) and "attnlab" for the others (RetNet, the LSTM LM, ...).
         """
         return save_folder(self, directory, layout=layout, tokenizer=tokenizer,
                            generation=generation)
