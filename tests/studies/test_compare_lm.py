@@ -1,8 +1,8 @@
 """`attnlab compare --family lm`: the settings' checks, every architecture matched to the
 Transformer's non-embedding parameters, the probe generators (answers right by construction,
 every other position masked) and their scoring, a micro study of every part writing its files
-for each architecture whose preset exists (the others are skipped, naming the preset), resuming
-without retraining, and the report's verdicts against the papers."""
+for each architecture, resuming without retraining, and the report's verdicts against the
+papers."""
 
 from __future__ import annotations
 
@@ -18,11 +18,6 @@ from attnlab.studies.compare.lm import ARCHS, LMCompareSettings, run_lm_compare
 
 LINES = ["the cat sat on a mat and then it ran to the dog who was very happy with it"[i:] + " ."
          for i in range(40)]
-
-
-def needs(arch: str) -> None:
-    if not lm.available(arch):
-        pytest.skip(f"{arch}: preset {ARCHS[arch].preset!r} is not in this attnlab yet")
 
 
 @pytest.fixture
@@ -46,7 +41,7 @@ def micro(tmp_path, text: str, **overrides) -> LMCompareSettings:
 
 # -- settings --------------------------------------------------------------------------------------
 
-def test_settings_refuse_what_cannot_be_run(tmp_path, monkeypatch):
+def test_settings_refuse_what_cannot_be_run(tmp_path):
     for values, message in [
         (dict(architectures=["gpt2"]), "must include 'transformer'"),
         (dict(architectures=["transformer", "lstm"]), "distinct names among"),
@@ -68,9 +63,6 @@ def test_settings_refuse_what_cannot_be_run(tmp_path, monkeypatch):
     ]:
         with pytest.raises(ConfigError, match=message):
             LMCompareSettings(**{"architectures": ["transformer"], **values})
-    monkeypatch.setitem(ARCHS, "fake", lm.LMArch("Fake", "fake-tiny", "", lambda d, h: {}))
-    with pytest.raises(ConfigError, match=r"no preset for fake \(fake-tiny\)"):
-        LMCompareSettings(architectures=["transformer", "fake"])
     quick = LMCompareSettings.quick(architectures=["transformer"])
     assert quick.seeds == 1 and quick.seconds == 70.0 and lm.expected_minutes(quick) < 5
     assert LMCompareSettings(contexts=[64, 8, 8], architectures=["transformer"]).contexts == \
@@ -90,7 +82,6 @@ def test_quick_mode_of_the_five_fits_fifteen_minutes():
 
 @pytest.mark.parametrize("arch", [a for a in ARCHS if a != lm.REFERENCE])
 def test_each_architecture_is_matched_to_the_transformer(arch):
-    needs(arch)
     reference = lm.shape("transformer", 64, 2, 4)
     target = lm.non_embedding("llama-tiny", reference, 100)
     matched = lm.match(arch, target, d_model=64, n_layers=2, n_heads=4, vocab_size=100,
@@ -205,17 +196,14 @@ def check_study(results: dict, s: LMCompareSettings, out) -> None:
         assert (out / "runs" / f"{arch}-s1" / "metrics.json").is_file()
     assert {r["model"] for r in saved["cost"]["records"]} == set(archs)
     assert all(r["tokens_per_second"] > 0 for r in saved["cost"]["records"])
-    if lm.decoding_module() is None:
-        assert "not in this attnlab yet" in saved["decode"]["skipped"]
-    else:
-        for arch in archs:
-            rows = saved["decode"]["rows"][arch]
-            assert [r["context"] for r in rows] == [8, 16]
-            if lm.recurrent(arch):
-                assert rows[0]["cache_bytes"] == rows[1]["cache_bytes"]
-                assert arch in saved["decode"]["crossover"]
-            else:
-                assert rows[1]["cache_bytes"] > rows[0]["cache_bytes"]  # the KV cache grows
+    for arch in archs:
+        rows = saved["decode"]["rows"][arch]
+        assert [r["context"] for r in rows] == [8, 16]
+        if lm.recurrent(arch):
+            assert rows[0]["cache_bytes"] == rows[1]["cache_bytes"]
+            assert arch in saved["decode"]["crossover"]
+        else:
+            assert rows[1]["cache_bytes"] > rows[0]["cache_bytes"]  # the KV cache grows
     accuracy = saved["probes"]["accuracy"]
     assert set(accuracy) == set(lm_probes.PROBES)
     assert set(accuracy["copy"]) == set(archs) and set(accuracy["mqar"]["transformer"]) == \
@@ -225,10 +213,7 @@ def check_study(results: dict, s: LMCompareSettings, out) -> None:
                     "## Training cost against sequence length", "## Probes",
                     "## What the papers claim vs what we measured"):
         assert section in report
-    plots = ["perplexity.png", "cost.png", "probes.png"]
-    if lm.decoding_module() is not None:
-        plots.append("decode.png")
-    for png in plots:
+    for png in ("perplexity.png", "cost.png", "probes.png", "decode.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -251,12 +236,11 @@ def test_micro_study_of_every_part_and_a_rerun_that_skips_it(tmp_path, text, cap
     one = run_lm_compare(micro(tmp_path, text, parts=["cost"]), runner=fail)
     assert one["runs"].keys() == results["runs"].keys() and one["probes"]["accuracy"]
     assert one["cost"] == results["cost"]
-    assert one.get("decode") == results["decode"] or lm.decoding_module() is None
+    assert one.get("decode") == results["decode"]
 
 
 @pytest.mark.parametrize("arch", [a for a in lm.DEFAULT_ARCHS if a != lm.REFERENCE])
 def test_micro_study_with_each_recurrent_family(tmp_path, text, arch):
-    needs(arch)
     s = micro(tmp_path, text, architectures=["transformer", arch])
     check_study(run_lm_compare(s), s, tmp_path / "study")
 

@@ -85,7 +85,7 @@ class SequenceMixer(nn.Module):
                             "DecoderCache.recurrent(n_layers) (the model's new_cache())")
         return token_mask(mask, x.size(0), x.size(1), name)
 
-    def output(self, y: Tensor, cache: RecurrentState | None) -> AttentionOutput:
+    def result(self, y: Tensor, cache: RecurrentState | None) -> AttentionOutput:
         """The attention-shaped result of a forward: (B, T, D), no weights, the cache."""
         return AttentionOutput(y, None, cache)
 

@@ -55,7 +55,7 @@ class LSTMMixer(SequenceMixer):
             cache.set("h", h)
             cache.set("c", c)
             cache.advance(T)
-        return self.output(zero_padding(y, keep), cache)  # (B, T, D)
+        return self.result(zero_padding(y, keep), cache)  # (B, T, D)
 
     def _fused(self, x: Tensor, keep: Tensor | None, h: Tensor, c: Tensor
                ) -> tuple[Tensor, Tensor, Tensor]:

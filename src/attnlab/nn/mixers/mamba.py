@@ -174,7 +174,7 @@ class MambaMixer(SequenceMixer):
             cache.set("conv", window)
             cache.set("ssm", h)
             cache.advance(T)
-        return self.output(out, cache)
+        return self.result(out, cache)
 
     def _conv(self, xs: Tensor, window: Tensor | None) -> tuple[Tensor, Tensor]:
         """Causal depthwise convolution of xs (B, T, E) after the previous window (B, E, K - 1)

@@ -211,7 +211,7 @@ class MultiScaleRetention(SequenceMixer):
             cache.set("S", state)
             cache.advance(T)
         y = F.silu(self.g_proj(x)) * o.reshape(B, T, 2 * self.d_model).to(x.dtype)
-        return self.output(zero_padding(self.out_proj(y), keep), cache)  # (B, T, D)
+        return self.result(zero_padding(self.out_proj(y), keep), cache)  # (B, T, D)
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, n_heads={self.n_heads}, chunk_size={self.chunk_size}, "

@@ -264,14 +264,7 @@ class RwkvTimeMix(SequenceMixer):
             for name, value in zip(("wkv_num", "wkv_den", "wkv_max"), state, strict=True):
                 cache.set(name, value)
             cache.advance(T)
-        return self.output_of(y, cache)
-
-    output_of = SequenceMixer.output
-
-    @property
-    def output(self) -> nn.Linear:  # type: ignore[override]
-        """The output projection W_o (transformers' name, which hides the base's `output`)."""
-        return self._modules["output"]
+        return self.result(y, cache)
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, attention_hidden_size={self.attention_hidden_size}, "

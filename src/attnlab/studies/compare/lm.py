@@ -40,7 +40,7 @@ from attnlab.data.web_corpus import WEB
 from attnlab.errors import ConfigError
 from attnlab.evaluation.machine import machine_info
 from attnlab.models import PRESETS, build_model
-from attnlab.studies.compare import lm_probes, throughput
+from attnlab.studies.compare import decoding, lm_probes, throughput
 from attnlab.studies.compare.vision import read_results, spread, write_results
 from attnlab.studies.scaling.sweep import as_saved, parameter_counts, read_json, run_state
 from attnlab.studies.scaling.sweep import train_run as sweep_train_run
@@ -106,11 +106,6 @@ ARCHS: dict[str, LMArch] = {
         fine="d_ff", lr_reason=SAME_RECIPE),
 }
 DEFAULT_ARCHS = ("transformer", "mamba", "rwkv", "retnet", "lstm-lm")
-
-
-def available(name: str) -> bool:
-    """Whether this attnlab has the architecture's preset."""
-    return ARCHS[name].preset in PRESETS
 
 
 @dataclass
@@ -184,11 +179,6 @@ class LMCompareSettings:
         if REFERENCE not in archs:
             raise ConfigError(f"architectures must include {REFERENCE!r} (every other one is "
                               f"matched and compared to it), got {archs!r}")
-        missing = [f"{a} ({ARCHS[a].preset})" for a in archs if not available(a)]
-        if missing:
-            raise ConfigError(f"architectures: no preset for {', '.join(missing)} in this "
-                              f"attnlab; available: "
-                              f"{[a for a in ARCHS if available(a)]}")
         bad = [p for p in self.parts if p not in PARTS]
         if not self.parts or bad:
             raise ConfigError(f"parts must be among {list(PARTS)}, at least one, got "
@@ -439,18 +429,8 @@ def run_cost(s: LMCompareSettings, models: dict[str, Any]) -> list[dict[str, Any
 
 # -- part 3: decode --------------------------------------------------------------------------------
 
-def decoding_module() -> Any:
-    """studies/compare/decoding.py, or None where this attnlab does not have it yet."""
-    try:
-        from attnlab.studies.compare import decoding
-    except ImportError:
-        return None
-    return decoding
-
-
 def run_decode(s: LMCompareSettings, models: dict[str, Any], decode: dict[str, Any],
                save: Callable[[], None]) -> None:
-    decoding = decoding_module()
     rows = decode.setdefault("rows", {})
     for arch, m in models.items():
         if arch in rows:
@@ -582,11 +562,7 @@ def run_lm_compare(s: LMCompareSettings, *,
             old = before.get("decode") or {}
             if old.get("identity") == identity:
                 results["decode"] = dict(old, rows=dict(old.get("rows", {})))
-            if chosen and decoding_module() is None:
-                results["decode"] = {"skipped": "attnlab.studies.compare.decoding is not in "
-                                                "this attnlab yet (measure_decoding)"}
-                print(f"[decode] skipped: {results['decode']['skipped']}", flush=True)
-            elif chosen:
+            if chosen:
                 results.setdefault("decode", {"identity": identity})
                 run_decode(s, models, results["decode"], save)
         elif part == "probes":

@@ -168,9 +168,6 @@ def cost_section(results: dict[str, Any]) -> list[str]:
 
 def decode_section(results: dict[str, Any]) -> list[str]:
     decode = results.get("decode") or {}
-    if decode.get("skipped"):
-        return ["## Decoding against context length", "", f"Not measured: {decode['skipped']}.",
-                ""]
     measured = [a for a in archs(results) if decode_rows(results, a)]
     if not measured:
         return []
