@@ -56,8 +56,9 @@ from attnlab.nn.cache import RecurrentState
 from attnlab.nn.mixers.base import MIXER, SequenceMixer, zero_padding
 from attnlab.nn.mixers.selective_scan import selective_scan
 
-# Positions per scan call: the scans build (B, T, E, N) tensors (decays, inputs, states), which
-# for a 32k-token prefill at d_model 256 would be ~1 GB each; blocks bound them.
+# Positions per scan call: the chunkwise scan and the one-token loop build (B, T, E, N) tensors
+# (decays, inputs, states), which for a 32k-token prefill at d_model 256 would be ~1 GB each;
+# blocks bound them (selective_scan keeps (B, T / 32, E, N) states either way).
 SCAN_BLOCK = 512
 
 
