@@ -18,7 +18,7 @@ def test_help_lists_the_lm_family_and_its_flags(capsys):
     text = capsys.readouterr().out
     assert "--family {text,vision,lm}" in text and "runs/compare-lm" in text
     assert "language-model comparison only (--family lm)" in text
-    for flag in ("--train-seconds", "--contexts", "--text"):
+    for flag in ("--train-seconds", "--steps", "--contexts", "--text"):
         assert flag in text
     assert "lm: transformer, mamba, rwkv, retnet" in " ".join(text.split())
 
@@ -28,7 +28,7 @@ def test_flags_of_other_families_are_refused_with_what_lm_takes(capsys):
     err = capsys.readouterr().err
     assert ("--bleu-seconds: only for --family text; --fractions: only for --family vision; "
             "--family lm takes --out, --quick, --seeds, --archs, --parts, --probe-seconds, "
-            "--lengths, --train-seconds, --contexts, --text") in err
+            "--lengths, --train-seconds, --steps, --contexts, --text") in err
     assert main(["compare", "--family", "vision", "--train-seconds", "5"]) == 2
     assert "--train-seconds: only for --family lm; --family vision takes" in \
         capsys.readouterr().err
@@ -82,3 +82,22 @@ def test_the_flags_reach_the_settings(tmp_path, monkeypatch, capsys):
     assert main(["compare", "--family", "lm", "--archs", "transformer"]) == 0
     assert seen[0].out == "runs/compare-lm" and seen[0].seconds == 300.0
     assert (tmp_path / "runs" / "compare-lm" / "results.md").is_file()
+
+
+def test_steps_train_to_equal_steps_and_say_so(tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def fake(settings):
+        seen.append(settings)
+        Path(settings.out).mkdir(parents=True, exist_ok=True)
+        (Path(settings.out) / "results.md").write_text("# the report\n")
+        return {}
+
+    monkeypatch.setattr(lm, "run_lm_compare", fake)
+    assert main(["compare", "--family", "lm", "--out", str(tmp_path), "--archs",
+                 "transformer", "mamba", "--parts", "train", "--steps", "300"]) == 0
+    assert seen[0].max_steps == 300
+    out = capsys.readouterr().out
+    assert "2 LM runs of 300 steps, about" in out and "probe runs" not in out
+    assert main(["compare", "--family", "vision", "--steps", "5"]) == 2
+    assert "--steps: only for --family lm" in capsys.readouterr().err

@@ -209,7 +209,7 @@ def check_study(results: dict, s: LMCompareSettings, out) -> None:
     assert set(accuracy["copy"]) == set(archs) and set(accuracy["mqar"]["transformer"]) == \
         {"2", "4"}
     report = (out / "results.md").read_text()
-    for section in ("## Perplexity at equal parameters and equal time",
+    for section in ("## Perplexity at equal parameters and equal steps",
                     "## Training cost against sequence length", "## Probes",
                     "## What the papers claim vs what we measured"):
         assert section in report

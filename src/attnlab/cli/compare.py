@@ -38,6 +38,7 @@ decoding ms/token and cache bytes against context (the crossover), and three pro
     attnlab compare --family lm --quick                  # 1 seed, 70 s runs: <= 15 min, 2 CPUs
     attnlab compare --family lm                          # 3 seeds, 300 s runs: about 2.3 hours
     attnlab compare --family lm --archs transformer mamba --parts train probes
+    attnlab compare --family lm --parts train --steps 300   # equal steps instead of equal time
 
 Writes results.json (after every run; the same command again skips what finished),
 results.md (tables and the papers' claims against the measurement), perplexity.png,
@@ -61,7 +62,7 @@ ONLY: dict[str, tuple[str, ...]] = {
     "archs": ("text", "lm"), "parts": ("text", "lm"), "size": ("text",),
     "bleu_seconds": ("text",), "probe_seconds": ("text", "lm"), "lengths": ("text", "lm"),
     "seconds": ("vision",), "fractions": ("vision",), "data": ("vision",),
-    "train_seconds": ("lm",), "contexts": ("lm",), "text": ("lm",)}
+    "train_seconds": ("lm",), "steps": ("lm",), "contexts": ("lm",), "text": ("lm",)}
 # the values --archs and --parts take, per family
 CHOICES = {"archs": {"text": list(ARCHITECTURES), "lm": list(lm.ARCHS)},
            "parts": {"text": list(PARTS), "lm": list(lm.PARTS)}}
@@ -127,6 +128,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     family_lm.add_argument("--train-seconds", type=positive_float, default=None,
                            help="training seconds per architecture and seed, the same for "
                                 "every one (default 300; quick 70)")
+    family_lm.add_argument("--steps", type=positive_int, default=None,
+                           help="train every architecture for this many optimizer steps "
+                                "instead of --train-seconds: equal tokens rather than equal "
+                                "time (a slow scan then costs minutes, not steps)")
     family_lm.add_argument("--contexts", type=positive_int, nargs="+", default=None,
                            help="context lengths for the decoding part (default 256 1024 "
                                 "4096 16384; quick 256 1024 4096)")
@@ -206,15 +211,20 @@ def run_vision(args: argparse.Namespace) -> int:
 def run_lm(args: argparse.Namespace) -> int:
     overrides = {key: value for key, value in (
         ("out", args.out), ("architectures", args.archs), ("parts", args.parts),
-        ("seeds", args.seeds), ("seconds", args.train_seconds),
+        ("seeds", args.seeds), ("seconds", args.train_seconds), ("max_steps", args.steps),
         ("probe_seconds", args.probe_seconds), ("lengths", args.lengths),
         ("contexts", args.contexts), ("text", args.text),
     ) if value is not None}
     settings = (lm.LMCompareSettings.quick if args.quick else lm.LMCompareSettings)(**overrides)
     runs = len(settings.architectures) * settings.seeds
+    budget = (f"{settings.max_steps:,} steps" if settings.max_steps else
+              f"{settings.seconds:g} s")
+    work = [f"{runs} LM runs of {budget}"] if "train" in settings.parts else []
+    if "probes" in settings.parts:
+        work.append(f"{runs * len(settings.probes)} probe runs of "
+                    f"{settings.probe_seconds:g} s")
     print(f"language-model comparison of {', '.join(settings.architectures)}: parts "
-          f"{', '.join(settings.parts)}; {runs} LM runs of {settings.seconds:g} s and "
-          f"{runs * len(settings.probes)} probe runs of {settings.probe_seconds:g} s, about "
+          f"{', '.join(settings.parts)}; {' and '.join(work) or 'measurements'}, about "
           f"{lm.expected_minutes(settings):.0f} minutes on 2 CPU cores; results in "
           f"{settings.out}", flush=True)
     lm.run_lm_compare(settings)

@@ -117,10 +117,15 @@ def setup_section(results: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def equal_budget(results: dict[str, Any]) -> str:
+    """"equal time", or "equal steps" for a study run with a step limit (--steps)."""
+    return "equal steps" if results.get("settings", {}).get("max_steps") else "equal time"
+
+
 def perplexity_section(results: dict[str, Any]) -> list[str]:
     if not results.get("perplexity"):
         return []
-    lines = ["## Perplexity at equal parameters and equal time", "",
+    lines = [f"## Perplexity at equal parameters and {equal_budget(results)}", "",
              "| architecture | valid ppl | test ppl | valid loss | test loss | steps | "
              "training tokens/s |", "|---|---|---|---|---|---|---|"]
     for arch in archs(results):
@@ -457,7 +462,7 @@ def plot_perplexity(results: dict[str, Any], path: Path) -> Path | None:
                    zorder=3)
     ax.set_xticks(range(len(measured)), [label(results, a) for a in measured], rotation=15)
     ax.set_ylabel(f"{held_out(results, measured[0])[0]} perplexity")
-    ax.set_title("Equal parameters, equal time (dots: seeds)")
+    ax.set_title(f"Equal parameters, {equal_budget(results)} (dots: seeds)")
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
