@@ -272,3 +272,24 @@ def test_the_schedule_decays_to_the_end_the_time_budget_allows(text_file, tmp_pa
                                        warmup_steps=10, lr=1e-3))
     fixed.plan = StepPlan(200)
     assert fixed.lr(200) == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("preset", ["mamba-tiny", "rwkv-tiny", "retnet-tiny", "lstm-lm-tiny"])
+def test_recurrent_families_train_and_generate_from_the_cli(text_file, tmp_path, capsys,
+                                                            preset):
+    """`attnlab train lm --preset <recurrent>` then `attnlab generate` on its folder: the
+    recurrent families go through the one run routine and the one generate."""
+    out = tmp_path / preset
+    assert main(["--threads", "1", "train", "lm", "--text", str(text_file), "--out", str(out),
+                 "--preset", preset, "--tokenizer", "chars", "--block-size", "32",
+                 "--batch-size", "8", "--max-steps", "12", "--warmup-steps", "2",
+                 "--save-every", "0", "--lr", "3e-3"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["valid_loss"] < math.log(metrics["vocab_size"])  # better than uniform
+    model = from_pretrained(out)
+    assert model.recurrent and model.new_cache().layers[0].self_attn.nbytes == 0
+    capsys.readouterr()
+    assert main(["generate", "--model", str(out), "--prompt", "the cat", "--max-new-tokens",
+                 "12", "--num-beams", "2"]) == 0
+    generated = capsys.readouterr().out
+    assert generated.startswith("the cat") and len(generated) > len("the cat\n")
