@@ -98,6 +98,6 @@ def test_steps_train_to_equal_steps_and_say_so(tmp_path, monkeypatch, capsys):
                  "transformer", "mamba", "--parts", "train", "--steps", "300"]) == 0
     assert seen[0].max_steps == 300
     out = capsys.readouterr().out
-    assert "2 LM runs of 300 steps, about" in out and "probe runs" not in out
+    assert "6 LM runs of 300 steps, about" in out and "probe runs" not in out  # 3 seeds
     assert main(["compare", "--family", "vision", "--steps", "5"]) == 2
     assert "--steps: only for --family lm" in capsys.readouterr().err
