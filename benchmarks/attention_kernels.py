@@ -352,6 +352,8 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from attnlab.viz.figures import save_png
+
     kernels = [r for r in records if r["bench"] == "kernel"]
     colors = dict(zip(IMPLS, ("C0", "C1", "C2", "C3"), strict=True))
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
@@ -403,8 +405,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
     if skipped:
         fig.text(0.01, 0.005, "skipped (over --max-gib): " + ", ".join(skipped), fontsize=8)
     fig.tight_layout(rect=(0, 0.02, 1, 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path, dpi=100, tight=False)
 
 
 def summary(records: list[dict[str, Any]]) -> str:

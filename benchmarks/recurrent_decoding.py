@@ -45,7 +45,6 @@ from torch import nn
 
 from attnlab.evaluation.machine import record_header, write_record
 from attnlab.models import build_model, get_config, list_models
-from attnlab.serialization import atomic_write
 from attnlab.studies.compare.decoding import (
     PROFILED_STEPS,
     crossover,
@@ -183,6 +182,8 @@ def plot(rows: dict[str, list[dict[str, Any]]], models: dict[str, Any], path: Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from attnlab.viz.figures import save_png
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for family, rs in rows.items():
         xs = [r["context"] for r in rs]
@@ -204,9 +205,7 @@ def plot(rows: dict[str, list[dict[str, Any]]], models: dict[str, Any], path: Pa
         ax.legend(fontsize=8)
     right.set_yscale("log")
     fig.suptitle("decoding after a context: KV-cached Transformer vs recurrent state", fontsize=10)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    save_png(fig, path)
     print(f"wrote {path}")
 
 

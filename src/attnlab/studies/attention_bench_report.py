@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from attnlab.serialization import atomic_write  # noqa: E402
+from attnlab.viz.figures import save_png  # noqa: E402
 
 STEM = "attention_variants"
 
@@ -211,10 +212,7 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     axes[0].set_title("forward + backward time (exact sdpa in bold)")
     axes[1].set_title("forward + backward peak memory")
     axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.tight_layout()
-    atomic_write(path, lambda t: fig.savefig(t, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:

@@ -30,7 +30,6 @@ from attnlab.models.auto import from_pretrained
 from attnlab.models.clip import CLIP
 from attnlab.models.text2image import TextToImage
 from attnlab.models.vqvae import VQVAE, to_pixels
-from attnlab.serialization import atomic_write
 from attnlab.tokenizers import Tokenizer
 from attnlab.tokenizers.captions import encode_captions
 from attnlab.tokenizers.image_processor import ImageProcessor, fit_pixels
@@ -226,6 +225,8 @@ def save_grid(images: Tensor, path: str | Path, captions: Sequence[str],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from attnlab.viz.figures import save_png
+
     N, S = images.shape[:2]
     fig, axes = plt.subplots(N, S, figsize=(1.3 * S, 1.55 * N), squeeze=False)
     for r in range(N):
@@ -242,12 +243,7 @@ def save_grid(images: Tensor, path: str | Path, captions: Sequence[str],
                 ax.set_xlabel(f"{float(scores[r, s]):.3f}", fontsize=7)
         title = textwrap.shorten(captions[r], width=max(20, 14 * S))
         axes[r][0].set_title(title, fontsize=8, loc="left")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda t: fig.savefig(t, dpi=100, format="png"))
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=100)
 
 
 __all__ = ["IMAGE_TOKENIZER", "ClipScorer", "Pipeline", "check_image_tokenizer", "clip_scores",

@@ -29,7 +29,6 @@ from attnlab.errors import DataError
 from attnlab.models import build_model, list_models
 from attnlab.models.auto import from_pretrained
 from attnlab.models.vqvae import to_pixels, to_unit
-from attnlab.serialization import atomic_write
 from attnlab.tasks.common import PlannedSettings, PlannedTask, planned
 from attnlab.training.run import model_device, run_model_folder
 from attnlab.training.settings import (
@@ -243,6 +242,8 @@ def plot_reconstructions(originals: Tensor, reconstructions: Tensor, path: Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from attnlab.viz.figures import save_png
+
     n = len(originals)
     figure, axes = plt.subplots(2, n, figsize=(max(1.0 * n, 2.0), 2.4), squeeze=False)
     for row, images in enumerate((originals, reconstructions)):
@@ -256,9 +257,7 @@ def plot_reconstructions(originals: Tensor, reconstructions: Tensor, path: Path,
             axis.axis("off")
     if title:
         figure.suptitle(title, fontsize=9)
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100,
-                                                  bbox_inches="tight"))
-    plt.close(figure)
+    save_png(figure, path, dpi=100, tight=False, bbox_inches="tight")
 
 
 __all__ = ["ImageBatches", "VQVAESettings", "VQVAETask", "load_splits", "plot_reconstructions",

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from attnlab.serialization import atomic_write  # noqa: E402
+from attnlab.viz.figures import save_png  # noqa: E402
 
 
 def plot_confusion(confusion: Tensor, classes: list[str], path: str | Path,
@@ -40,9 +40,4 @@ def plot_confusion(confusion: Tensor, classes: list[str], path: str | Path,
                             color="white" if shares[row, col] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     ax.set_title(title or "confusion matrix", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda t: fig.savefig(t, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from attnlab.viz.figures import save_png  # noqa: E402
+
 
 def plot_training_curves(
     history: Sequence[dict[str, float]], evaluations: Sequence[dict[str, float]],
@@ -17,8 +19,6 @@ def plot_training_curves(
 ) -> Path:
     """Save a PNG: training loss (and validation loss) on the left, lr on the right, validation
     BLEU on a second axis when present."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(11, 4))
     steps = [h["step"] for h in history]
     ax_loss.plot(steps, [h["loss"] for h in history], lw=0.8, alpha=0.6, label="train loss")
@@ -46,7 +46,4 @@ def plot_training_curves(
     ax_lr.set_xlabel("step")
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_title("schedule")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

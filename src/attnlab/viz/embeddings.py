@@ -35,6 +35,7 @@ from attnlab.errors import ConfigError, DataError  # noqa: E402
 from attnlab.nn.stack import Decoder, Encoder  # noqa: E402
 from attnlab.tokenizers import Tokenizer  # noqa: E402
 from attnlab.viz.extract import ENCODER_DECODER, encode_text, family_of, readable  # noqa: E402
+from attnlab.viz.figures import save_png  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -223,8 +224,6 @@ def compare_contexts(model: nn.Module, tokenizer: Tokenizer, word: str, contexts
 def plot_comparison(result: EmbeddingComparison, path: str | Path, title: str | None = None
                     ) -> Path:
     """Similarity vs layer: a solid line per context pair for the word, dashed for the control."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     x = range(len(result.layers))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(result.layers) + 3), 4.5))
     for p, (i, j) in enumerate(result.pairs):
@@ -245,6 +244,4 @@ def plot_comparison(result: EmbeddingComparison, path: str | Path, title: str | 
     legend_text = "\n".join(f"{i + 1}: {text[:70]}" for i, text in enumerate(result.contexts))
     fig.text(0.01, 0.01, legend_text, fontsize=7, va="bottom")
     fig.tight_layout(rect=(0, 0.04 + 0.03 * len(result.contexts), 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=120, tight=False)

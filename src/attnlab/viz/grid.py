@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from attnlab.errors import ConfigError  # noqa: E402
+from attnlab.viz.figures import save_png  # noqa: E402
 from attnlab.viz.heads import head_name  # noqa: E402
 from attnlab.viz.heatmap import plot_attention  # noqa: E402
 from attnlab.viz.maps import AttentionView  # noqa: E402
@@ -45,8 +46,6 @@ def plot_grid(view: AttentionView, path: str | Path, layers: Sequence[int] | Non
     so heads can be compared; tokens on the outer axes when there are few enough."""
     rows = check_indices(layers, view.n_layers, "layers")
     cols = check_indices(heads, view.n_heads, "heads")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     T, S = view.weights.shape[2:]
     labelled = max(T, S) <= MAX_TICKS
     cell = 2.2 if labelled else 1.6
@@ -71,9 +70,7 @@ def plot_grid(view: AttentionView, path: str | Path, layers: Sequence[int] | Non
                 ax.set_xticks(range(S), view.key_tokens, rotation=90, fontsize=5)
     fig.suptitle(f"{view.name}: layers x heads", fontsize=10)
     fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, tight=False)
 
 
 def _labels(view: AttentionView) -> dict[str, str]:

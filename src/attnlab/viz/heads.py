@@ -305,6 +305,8 @@ def plot_head_scores(result: HeadScores, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from attnlab.viz.figures import save_png
+
     views = list(result.scores)
     columns = max(len(_behaviours(result, v)) for v in views)
     L, H = next(iter(result.scores[views[0]].values())).shape
@@ -340,11 +342,7 @@ def plot_head_scores(result: HeadScores, path: str | Path) -> Path:
                             color="white" if score < 0.6 else "black")
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="score")
     fig.suptitle(f"head scores: {result.model}", fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=120, tight=False)
 
 
 def _behaviours(result: HeadScores, view: str) -> list[str]:

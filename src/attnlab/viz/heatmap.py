@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from attnlab.viz.figures import save_png  # noqa: E402
+
 
 def plot_attention(
     weights: Tensor,
@@ -30,8 +32,6 @@ def plot_attention(
         raise ValueError(
             f"need {T} query and {S} key labels, got {len(query_tokens)} and {len(key_tokens)}"
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     size = max(4.0, 0.28 * max(T, S) + 2)
     # at least 2.5 inches high: a one-token target against a long source still has room for
     # the key labels (tight_layout gives up otherwise)
@@ -44,7 +44,4 @@ def plot_attention(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=120)

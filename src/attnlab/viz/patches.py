@@ -30,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from attnlab.errors import ConfigError, MissingFileError  # noqa: E402
+from attnlab.viz.figures import save_png  # noqa: E402
 from attnlab.viz.maps import AttentionMaps, AttentionView, PatchGrid  # noqa: E402
 from attnlab.viz.rollout import attention_rollout  # noqa: E402
 
@@ -277,8 +278,6 @@ def _panel_size(pa: PatchAttention) -> tuple[float, float]:
 
 def plot_rollout(pa: PatchAttention, path: str | Path) -> Path:
     """rollout.png: the picture, and the rollout from [CLS] through every layer over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     width, height = _panel_size(pa)
     image = pa.grid.kind == "image"
     fig, axes = plt.subplots(1 if image else 2, 2 if image else 1,
@@ -291,10 +290,7 @@ def plot_rollout(pa: PatchAttention, path: str | Path) -> Path:
     second.set_title(f"rollout from [CLS] through {pa.n_layers} layers", fontsize=9)
     fig.colorbar(shown, ax=second, fraction=0.046, pad=0.04)
     fig.suptitle("attention rollout (Abnar & Zuidema 2020)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def plot_cls_heads(pa: PatchAttention, layer: int, heads: Sequence[int] | None,
@@ -302,8 +298,6 @@ def plot_cls_heads(pa: PatchAttention, layer: int, heads: Sequence[int] | None,
     """cls_heads_L<n>.png: one panel per head (0-based `heads`, all when None) of layer
     `layer` (0-based): that head's [CLS] attention over the patches, each on its own scale."""
     chosen = list(range(pa.n_heads)) if heads is None else list(heads)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     per_head = pa.heat(cls_heads(pa.weights, layer, len(pa.grid.prefix))[chosen], NAN)
     columns = min(len(chosen), 4 if pa.grid.kind == "image" else 2)
     rows = -(-len(chosen) // columns)
@@ -318,7 +312,4 @@ def plot_cls_heads(pa: PatchAttention, layer: int, heads: Sequence[int] | None,
         fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
     fig.suptitle(f"[CLS] attention over the patches, layer {layer + 1} of {pa.n_layers}",
                  fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

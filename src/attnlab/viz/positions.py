@@ -25,6 +25,7 @@ from torch import Tensor  # noqa: E402
 
 from attnlab.nn.position import POSITION  # noqa: E402
 from attnlab.nn.position.base import check_positive_int  # noqa: E402
+from attnlab.viz.figures import save_png  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -97,14 +98,6 @@ def alibi_data(n_heads: int, length: int) -> AlibiData:
                      bias=bias.flip(-1))  # (H, L) indexed by distance
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def plot_sinusoidal(data: SinusoidalData, out: str | Path) -> list[Path]:
     """sinusoidal.png (the table) and sinusoidal_similarity.png (dot product vs offset)."""
     out = Path(out)
@@ -116,7 +109,7 @@ def plot_sinusoidal(data: SinusoidalData, out: str | Path) -> list[Path]:
     ax.set_ylabel("position")
     ax.set_title(f"sinusoidal encoding (d_model={D}, {L} positions)")
     fig.colorbar(image, ax=ax)
-    table_path = _save(fig, out / "sinusoidal.png")
+    table_path = save_png(fig, out / "sinusoidal.png", dpi=120)
 
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(data.distances.numpy(), data.similarity_from_start.numpy(), label="PE(0) . PE(k)")
@@ -128,7 +121,7 @@ def plot_sinusoidal(data: SinusoidalData, out: str | Path) -> list[Path]:
     ax.set_title(f"sinusoidal: similarity depends on the offset only (max {D // 2} at k=0)")
     ax.legend()
     ax.grid(alpha=0.3)
-    return [table_path, _save(fig, out / "sinusoidal_similarity.png")]
+    return [table_path, save_png(fig, out / "sinusoidal_similarity.png", dpi=120)]
 
 
 def plot_rope(data: RopeData, out: str | Path) -> Path:
@@ -148,7 +141,7 @@ def plot_rope(data: RopeData, out: str | Path) -> Path:
     bottom.grid(alpha=0.3)
     top.set_title(f"RoPE: score of one vector rotated to positions i and j (head_dim="
                   f"{data.head_dim})")
-    return _save(fig, Path(out) / "rope.png")
+    return save_png(fig, Path(out) / "rope.png", dpi=120)
 
 
 def plot_alibi(data: AlibiData, out: str | Path) -> Path:
@@ -162,7 +155,7 @@ def plot_alibi(data: AlibiData, out: str | Path) -> Path:
     ax.set_title(f"ALiBi: -m_h |i - j| for {data.slopes.numel()} heads")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    return _save(fig, Path(out) / "alibi.png")
+    return save_png(fig, Path(out) / "alibi.png", dpi=120)
 
 
 def plot_positions(out: str | Path, d_model: int = 128, length: int = 256, n_heads: int = 8,

@@ -27,6 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from attnlab.serialization import atomic_write  # noqa: E402
+from attnlab.viz.figures import save_png  # noqa: E402
 
 ALPHA = 0.6  # opacity of the heat over the image
 COLORMAP = "magma"
@@ -110,12 +111,7 @@ def plot_word_regions(image: Tensor, weights: Tensor, words: Sequence[str],
     fig.suptitle(f"{caption}\nattention of each image region to each caption token "
                  "(mean over heads; number: mean weight)" if caption else
                  "attention of each image region to each caption token", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda t: fig.savefig(t, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 __all__ = ["picture", "plot_word_regions", "save_image", "word_region_attention"]

@@ -28,6 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from attnlab.serialization import atomic_write  # noqa: E402
+from attnlab.viz.figures import save_png  # noqa: E402
 
 REFERENCE = "transformer"
 RECURRENT = ("mamba", "rwkv", "retnet", "lstm-lm")
@@ -464,7 +465,7 @@ def plot_perplexity(results: dict[str, Any], path: Path) -> Path | None:
     ax.set_ylabel(f"{held_out(results, measured[0])[0]} perplexity")
     ax.set_title(f"Equal parameters, {equal_budget(results)} (dots: seeds)")
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_cost(results: dict[str, Any], path: Path) -> Path | None:
@@ -484,7 +485,7 @@ def plot_cost(results: dict[str, Any], path: Path) -> Path | None:
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     speed.legend(fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_decode(results: dict[str, Any], path: Path) -> Path | None:
@@ -505,7 +506,7 @@ def plot_decode(results: dict[str, Any], path: Path) -> Path | None:
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     latency.legend(fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_probes(results: dict[str, Any], path: Path) -> Path | None:
@@ -530,14 +531,7 @@ def plot_probes(results: dict[str, Any], path: Path) -> Path | None:
         ax.set_title(probe)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    return _save(fig, path)
-
-
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 PLOTS = {"perplexity.png": plot_perplexity, "cost.png": plot_cost, "decode.png": plot_decode,

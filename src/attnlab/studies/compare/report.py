@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from attnlab.serialization import atomic_write  # noqa: E402
+from attnlab.viz.figures import save_png  # noqa: E402
 
 
 def _pm(stats: dict[str, float], digits: int = 1) -> str:
@@ -229,7 +230,7 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
             _integer_ticks(ax, sorted({n for rows in cost.values() for n in rows}))
             ax.grid(alpha=0.3)
         ax_speed.legend(fontsize=8)
-        written.append(_save(fig, out / "cost.png"))
+        written.append(save_png(fig, out / "cost.png"))
     if "bleu" in results:
         runs = results["bleu"]
         buckets = sorted({b for r in runs.values() for b in r["buckets"]},
@@ -246,7 +247,7 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
                       ["all", *(f"{b} words" for b in buckets)])
         ax.set(ylabel="BLEU", title="BLEU by source length at an equal training budget")
         ax.legend(fontsize=8)
-        written.append(_save(fig, out / "bleu.png"))
+        written.append(save_png(fig, out / "bleu.png"))
     if "probes" in results:
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
         for ax, task in zip(axes, ("copy", "reverse", "recall"), strict=True):
@@ -261,7 +262,7 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("accuracy")
         axes[0].legend(fontsize=8)
-        written.append(_save(fig, out / "probes.png"))
+        written.append(save_png(fig, out / "probes.png"))
     if "table1" in results:
         fig, (ax_seq, ax_path) = plt.subplots(1, 2, figsize=(11, 4))
         for kind, data in results["table1"]["kinds"].items():
@@ -274,7 +275,7 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
             _integer_ticks(ax, ns)
             ax.grid(alpha=0.3)
         ax_seq.legend(fontsize=8)
-        written.append(_save(fig, out / "table1.png"))
+        written.append(save_png(fig, out / "table1.png"))
     return written
 
 
@@ -282,13 +283,6 @@ def _integer_ticks(ax, values: list[int]) -> None:
     """Label a log x-axis at the measured values, as plain integers."""
     ax.set_xticks(values, [str(v) for v in values])
     ax.minorticks_off()
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def write_report(results: dict[str, Any], out: Path) -> Path:

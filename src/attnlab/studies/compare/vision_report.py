@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from attnlab.serialization import atomic_write  # noqa: E402
+from attnlab.viz.figures import save_png  # noqa: E402
 
 ARCHS = ("vit", "resnet")
 NAMES = {"vit": "ViT", "resnet": "ResNet"}
@@ -262,7 +263,7 @@ def plot_accuracy(results: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"Accuracy vs data, {budget} per run (dots: seeds)")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_throughput(results: dict[str, Any], path: Path) -> Path | None:
@@ -292,14 +293,7 @@ def plot_throughput(results: dict[str, Any], path: Path) -> Path | None:
         ax.set_ylim(top=ax.get_ylim()[1] * 1.25)  # room for the legend above the bars
         ax.legend(loc="upper right", ncols=2)
         ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
-
-
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def write_report(results: dict[str, Any], out: Path) -> Path:

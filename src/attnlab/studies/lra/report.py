@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from attnlab.serialization import atomic_write  # noqa: E402
+from attnlab.viz.figures import save_png  # noqa: E402
 
 # Tay et al., 2021, "Long Range Arena", Table 1: test accuracy (%) on ListOps and Image (CIFAR-10
 # as 1,024 grey-level pixels), keyed by our registry name -> (their row name, ListOps, Image).
@@ -372,9 +373,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.suptitle(f"mean ± std over {results['settings']['seeds']} seed(s)"
                  + ("; orange: recurrent sequence mixers, not attention" if mixers(results)
                     else ""), fontsize=9)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def write_report(results: dict[str, Any], out: Path) -> None:

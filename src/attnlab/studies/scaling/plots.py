@@ -21,17 +21,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from attnlab.serialization import atomic_write  # noqa: E402
 from attnlab.studies.scaling.fit import Law  # noqa: E402
+from attnlab.viz.figures import save_png  # noqa: E402
 
 PLOTS = ("loss_vs_compute.png", "loss_vs_n.png", "loss_vs_d.png")
-
-
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    return path
 
 
 def _colours(ns: list[float]) -> dict[float, Any]:
@@ -80,7 +73,7 @@ def plot_compute(results: dict[str, Any], report: dict[str, Any], path: Path) ->
     ax.set_title("Loss against compute")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncols=2)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_size(results: dict[str, Any], report: dict[str, Any], path: Path) -> Path:
@@ -124,7 +117,7 @@ def plot_size(results: dict[str, Any], report: dict[str, Any], path: Path) -> Pa
     ax.set_title("Loss against model size")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_tokens(results: dict[str, Any], report: dict[str, Any], path: Path) -> Path:
@@ -157,7 +150,7 @@ def plot_tokens(results: dict[str, Any], report: dict[str, Any], path: Path) -> 
                  f"before {first} x warmup)", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncols=2)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def write_plots(results: dict[str, Any], report: dict[str, Any], out: Path) -> list[Path]:
