@@ -42,7 +42,7 @@ class ToyCumulative(SequenceMixer):
                 need_weights=False, bias=None, position_ids=None):
         keep = self.check_call(x, context, mask, causal, cache, need_weights, bias)  # (B, T)
         h = zero_padding(self.inp(x), keep).cumsum(1)  # (B, T, D)
-        return self.output(self.out(torch.tanh(h)), cache)
+        return self.result(self.out(torch.tanh(h)), cache)
 
 
 @pytest.fixture
