@@ -40,7 +40,7 @@ class ToyDecay(SequenceMixer):
         if cache is not None:
             cache.set("h", h)
             cache.advance(x.size(1))
-        return self.output(self.u(torch.stack(outs, 1)), cache)  # (B, T, D)
+        return self.result(self.u(torch.stack(outs, 1)), cache)  # (B, T, D)
 
 
 @pytest.fixture

@@ -414,6 +414,9 @@ def caveats(results: dict[str, Any]) -> list[str]:
              f"{results['models'][REFERENCE]['non_embedding'] / 1e6:.2f}M non-embedding "
              "parameters trained for minutes on a CPU; the papers train 100M-14B parameter "
              "models on billions of tokens on GPUs.",
+             "- Equal steps (the same tokens for every model), not equal time: this says "
+             "what each architecture learns from the same data, not what this machine's time "
+             "buys." if s.get("max_steps") else
              "- Equal time, not equal tokens or FLOPs: each model gets the steps its speed on "
              "this machine buys; a slow recurrent scan on CPU (no fused kernels) costs steps a "
              "GPU kernel would not."]
@@ -428,7 +431,7 @@ def caveats(results: dict[str, Any]) -> list[str]:
                 f"{label(results, a)} took {steps[REFERENCE] / steps[a]:.0f}x fewer steps"
                 for a in slow) + " than the Transformer in the same time: at equal time its "
                 "perplexity measures its speed on this machine as much as its architecture "
-                "(LMCompareSettings(max_steps=...) compares at equal steps instead).")
+                "(--steps N compares at equal steps instead).")
     lines += ["- One recipe per architecture from the papers' practice, not tuned here; "
               "a different learning rate may reorder close results.",
               "- Decoding at batch 1 with small models: the cost per token is dominated by "
