@@ -182,8 +182,8 @@ def test_pytorch_model_bin_is_read_without_unpickling_objects(tmp_path):
 def test_hf_folder_errors_name_the_problem(tmp_path):
     import attnlab
 
-    (tmp_path / "config.json").write_text('{"model_type": "mamba"}')
-    with pytest.raises(ValueError, match="model_type 'mamba' is not supported"):
+    (tmp_path / "config.json").write_text('{"model_type": "bloom"}')
+    with pytest.raises(ValueError, match="model_type 'bloom' is not supported"):
         attnlab.from_pretrained(tmp_path)
     hf = hf_model("tiny")
     (tmp_path / "config.json").write_text(hf.config.to_json_string())
