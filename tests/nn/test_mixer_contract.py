@@ -35,7 +35,8 @@ def build(name: str) -> torch.nn.Module:
 
 
 def inputs(batch: int = 2, length: int = 23) -> torch.Tensor:
-    return torch.randn(batch, length, D, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(1)
+    return torch.randn(batch, length, D, dtype=torch.float64, generator=generator)
 
 
 def full(mixer, x, **kwargs):

@@ -1,5 +1,6 @@
 """Print what is registered: attention mechanisms, kernels, the recurrent sequence mixers that
-may replace attention, positional encodings, norms, feed-forward networks and model presets (with their parameter counts and sources)."""
+may replace attention, positional encodings, norms, feed-forward networks and model presets
+(with their parameter counts and sources)."""
 
 from __future__ import annotations
 
