@@ -29,6 +29,7 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
+from attnlab.errors import ConfigError
 from attnlab.nn.attention.base import AttentionOutput
 from attnlab.nn.cache import KVCache, RecurrentState
 from attnlab.registry import Registry
@@ -43,10 +44,7 @@ class SequenceMixer(nn.Module):
 
     def __init__(self, d_model: int, form: str | None = None) -> None:
         super().__init__()
-        if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model <= 0:
-            raise ValueError(f"{type(self).__name__}: d_model must be a positive integer, got "
-                             f"{d_model!r}")
-        self.d_model = d_model
+        self.d_model = positive_int(type(self).__name__, "d_model", d_model)
         self.form = self.forms[0] if form is None else form
 
     @property
@@ -88,6 +86,14 @@ class SequenceMixer(nn.Module):
     def result(self, y: Tensor, cache: RecurrentState | None) -> AttentionOutput:
         """The attention-shaped result of a forward: (B, T, D), no weights, the cache."""
         return AttentionOutput(y, None, cache)
+
+
+def positive_int(owner: str, name: str, value: object) -> int:
+    """`value` when it is a positive int (not a bool); else a ConfigError (a ValueError) naming
+    the mixer, the argument and the value."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    return value
 
 
 def token_mask(mask: Tensor | None, batch: int, length: int, name: str = "mixer"

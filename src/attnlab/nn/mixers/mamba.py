@@ -51,9 +51,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.errors import ConfigError
 from attnlab.nn.attention.base import AttentionOutput
 from attnlab.nn.cache import RecurrentState
-from attnlab.nn.mixers.base import MIXER, SequenceMixer, zero_padding
+from attnlab.nn.mixers.base import MIXER, SequenceMixer, positive_int, zero_padding
 from attnlab.nn.mixers.selective_scan import selective_scan
 
 # Positions per scan call: the chunkwise scan and the one-token loop build (B, T, E, N) tensors
@@ -62,17 +63,11 @@ from attnlab.nn.mixers.selective_scan import selective_scan
 SCAN_BLOCK = 512
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"MambaMixer: {name} must be a positive integer, got {value!r}")
-    return value
-
-
 def resolve_dt_rank(dt_rank: int | str, d_model: int) -> int:
     """dt_rank "auto" = ceil(d_model / 16) (the paper's and Hugging Face's default)."""
     if dt_rank == "auto":
         return math.ceil(d_model / 16)
-    return _positive_int("dt_rank", dt_rank)
+    return positive_int("MambaMixer", "dt_rank", dt_rank)
 
 
 @MIXER.register("mamba")
@@ -98,16 +93,16 @@ class MambaMixer(SequenceMixer):
                  chunk_size: int = 2, dt_min: float = 0.001, dt_max: float = 0.1,
                  dt_init_floor: float = 1e-4, form: str | None = None) -> None:
         super().__init__(d_model, form)
-        self.d_state = _positive_int("d_state", d_state)
-        self.d_conv = _positive_int("d_conv", d_conv)
-        self.d_inner = _positive_int("expand", expand) * d_model
+        self.d_state = positive_int("MambaMixer", "d_state", d_state)
+        self.d_conv = positive_int("MambaMixer", "d_conv", d_conv)
+        self.d_inner = positive_int("MambaMixer", "expand", expand) * d_model
         self.dt_rank = resolve_dt_rank(dt_rank, d_model)
-        self.chunk_size = _positive_int("chunk_size", chunk_size)
+        self.chunk_size = positive_int("MambaMixer", "chunk_size", chunk_size)
         if not 0 < dt_min <= dt_max:
-            raise ValueError(f"MambaMixer: dt_min and dt_max must satisfy 0 < dt_min <= dt_max, "
+            raise ConfigError(f"MambaMixer: dt_min and dt_max must satisfy 0 < dt_min <= dt_max, "
                              f"got dt_min={dt_min!r}, dt_max={dt_max!r}")
         if not dt_init_floor >= 0:
-            raise ValueError(f"MambaMixer: dt_init_floor must be >= 0, got {dt_init_floor!r}")
+            raise ConfigError(f"MambaMixer: dt_init_floor must be >= 0, got {dt_init_floor!r}")
         self.dt_range = (dt_min, dt_max, dt_init_floor)
         E, N, R = self.d_inner, self.d_state, self.dt_rank
         self.in_proj = nn.Linear(d_model, 2 * E, bias=use_bias)

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from attnlab.errors import ConfigError
 from attnlab.nn.attention.base import AttentionOutput
 from attnlab.nn.cache import RecurrentState
-from attnlab.nn.mixers.base import MIXER, SequenceMixer, zero_padding
+from attnlab.nn.mixers.base import MIXER, SequenceMixer, positive_int, zero_padding
 from attnlab.nn.position.rope import RotaryEmbedding
 
 
@@ -160,9 +160,8 @@ class MultiScaleRetention(SequenceMixer):
                  eps: float = 1e-5, form: str | None = None) -> None:
         super().__init__(d_model, form)
         name = type(self).__name__
-        for knob, value in (("n_heads", n_heads), ("chunk_size", chunk_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name}: {knob} must be a positive integer, got {value!r}")
+        positive_int(name, "n_heads", n_heads)
+        positive_int(name, "chunk_size", chunk_size)
         if d_model % n_heads:
             raise ConfigError(f"{name}: n_heads ({n_heads}) must divide d_model ({d_model})")
         if (d_model // n_heads) % 2:

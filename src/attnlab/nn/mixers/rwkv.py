@@ -40,19 +40,24 @@ import math
 import torch
 from torch import Tensor, nn
 
+from attnlab.errors import ConfigError
 from attnlab.nn.attention.base import AttentionOutput
 from attnlab.nn.cache import RecurrentState
-from attnlab.nn.mixers.base import MIXER, SequenceMixer
+from attnlab.nn.mixers.base import MIXER, SequenceMixer, positive_int
 
 NEG = -1e38  # the log-scale of an empty state (transformers' initial max), finite on purpose
 
 WkvState = tuple[Tensor, Tensor, Tensor]  # num, den, max: each (B, A)
 
 
-def _positive_int(owner: str, name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
-    return value
+def _layer_position(owner: str, layer_id: object, n_layers: object) -> tuple[int, int]:
+    """(layer_id, n_layers) once checked: the init schedules run over the depth."""
+    positive_int(owner, "n_layers", n_layers)
+    if isinstance(layer_id, bool) or not isinstance(layer_id, int) \
+            or not 0 <= layer_id < n_layers:
+        raise ConfigError(f"{owner}: layer_id must be an integer in [0, n_layers={n_layers}), "
+                          f"got {layer_id!r}")
+    return layer_id, n_layers
 
 
 def token_shift(x: Tensor, keep: Tensor | None, last: Tensor) -> tuple[Tensor, Tensor]:
@@ -198,14 +203,9 @@ class RwkvTimeMix(SequenceMixer):
         super().__init__(d_model, form)
         name = type(self).__name__
         A = d_model if attention_hidden_size is None else attention_hidden_size
-        self.attention_hidden_size = _positive_int(name, "attention_hidden_size", A)
-        self.chunk_size = _positive_int(name, "chunk_size", chunk_size)
-        _positive_int(name, "n_layers", n_layers)
-        if isinstance(layer_id, bool) or not isinstance(layer_id, int) \
-                or not 0 <= layer_id < n_layers:
-            raise ValueError(f"{name}: layer_id must be an integer in [0, n_layers={n_layers}),"
-                             f" got {layer_id!r}")
-        self.layer_id, self.n_layers = layer_id, n_layers
+        self.attention_hidden_size = positive_int(name, "attention_hidden_size", A)
+        self.chunk_size = positive_int(name, "chunk_size", chunk_size)
+        self.layer_id, self.n_layers = _layer_position(name, layer_id, n_layers)
         self.time_decay = nn.Parameter(torch.empty(A))  # w = exp(time_decay)
         self.time_first = nn.Parameter(torch.empty(A))  # u
         self.time_mix_key = nn.Parameter(torch.empty(1, 1, d_model))
@@ -281,14 +281,9 @@ class RwkvChannelMix(nn.Module):
                  n_layers: int = 1) -> None:
         super().__init__()
         name = type(self).__name__
-        self.d_model = _positive_int(name, "d_model", d_model)
-        F = _positive_int(name, "d_ff", 4 * d_model if d_ff is None else d_ff)
-        _positive_int(name, "n_layers", n_layers)
-        if isinstance(layer_id, bool) or not isinstance(layer_id, int) \
-                or not 0 <= layer_id < n_layers:
-            raise ValueError(f"{name}: layer_id must be an integer in [0, n_layers={n_layers}),"
-                             f" got {layer_id!r}")
-        self.layer_id, self.n_layers = layer_id, n_layers
+        self.d_model = positive_int(name, "d_model", d_model)
+        F = positive_int(name, "d_ff", 4 * d_model if d_ff is None else d_ff)
+        self.layer_id, self.n_layers = _layer_position(name, layer_id, n_layers)
         self.time_mix_key = nn.Parameter(torch.empty(1, 1, d_model))
         self.time_mix_receptance = nn.Parameter(torch.empty(1, 1, d_model))
         self.key = nn.Linear(d_model, F, bias=False)
