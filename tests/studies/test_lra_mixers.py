@@ -147,3 +147,20 @@ def test_cli_takes_mixer_names_and_the_mixer_pooling(tmp_path, capsys, monkeypat
     assert saved["runs"][0]["pooling"] == "mean"
     assert main(["bench", "lra", "--names", "no_such_mixer", "--out", str(out)]) == 2
     assert "unknown attention or mixer ['no_such_mixer']" in capsys.readouterr().err
+
+
+def test_report_with_only_mixers_beside_exact_attention_has_no_empty_ranking_notes():
+    """With no published variant beside exact attention (mixers only), the ranking section
+    says what was learned and nothing more: no empty '- **task**:' bullet."""
+    from attnlab.studies.lra.report import markdown
+
+    runs = [{"task": "listops", "variant": v, "seed": 0, "accuracy": a, "params": 1,
+             "train_seconds": 1.0, "kind": kind}
+            for v, a, kind in (("multi_head", 0.34, "attention"), ("rwkv", 0.28, "mixer"))]
+    settings = asdict(LRASettings.quick(tasks=["listops"], names=["multi_head", "rwkv"],
+                                        seeds=1))
+    results = {"command": "x", "machine": {}, "runs": runs, "wall_seconds": 1.0,
+               "tasks": {"listops": {"chance": 0.156}}, "settings": settings}
+    text = markdown(results)
+    assert "exact attention reaches 34.0%" in text
+    assert not [line for line in text.splitlines() if line.strip() == "- **listops**:"]

@@ -216,6 +216,8 @@ def rank_notes(table: dict[str, dict[str, dict[str, Any]]], chance: dict[str, fl
                      "; no variant is clearly above chance either.")
         notes.append(line)
     for task, rows in comparisons(table, chance).items():
+        if not rows:  # no variant with a published number learned it (e.g. mixers only)
+            continue
         column = PUBLISHED_COLUMN[task]
         ours = {v: c["mean"] for v, c in table[task].items()
                 if v in PUBLISHED and c["mean"] is not None}
