@@ -513,6 +513,7 @@ def run_lm_compare(s: LMCompareSettings, *,
     """Every part in `s.parts`, skipping what an earlier run of the same settings finished;
     results.json and the report rewritten after each run. `runner` trains one LM run (tests
     may replace it)."""
+    from attnlab.studies.compare.lm_plots import write_plots
     from attnlab.studies.compare.lm_report import write_report
 
     out = Path(s.out)
@@ -536,7 +537,9 @@ def run_lm_compare(s: LMCompareSettings, *,
 
     def save(plots: bool = False) -> None:  # after each run; the plots at the end
         write_results(out, results)
-        write_report(results, out, plots=plots)
+        write_report(results, out)
+        if plots:
+            write_plots(results, out)
 
     measured = {"models": {a: m["values"] for a, m in models.items()}, "vocab": s.vocab_size}
     # every part: what an earlier run of these settings finished is kept, whether the part is

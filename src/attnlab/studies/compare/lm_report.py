@@ -1,8 +1,8 @@
-"""results.json of `attnlab compare --family lm` -> results.md and plots: perplexity at equal
-parameters and time, training tokens/s and memory against length, decoding latency and cache
-bytes against context (with the context where recurrent decoding overtakes the KV-cached
-Transformer), probe accuracies, and the papers' claims set against the numbers, each with a
-verdict computed from them:
+"""results.json of `attnlab compare --family lm` -> results.md (the plots: lm_plots.py):
+perplexity at equal parameters and time, training tokens/s and memory against length,
+decoding latency and cache bytes against context (with the context where recurrent decoding
+overtakes the KV-cached Transformer), probe accuracies, and the papers' claims set against the
+numbers, each with a verdict computed from them:
 
 - Mamba (Gu & Dao 2023, abstract, sec. 4.2 and Fig. 8): matches Transformers of the same size
   in language modelling, 5x the Transformer's generation throughput;
@@ -22,20 +22,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from attnlab.serialization import atomic_write  # noqa: E402
-from attnlab.viz.figures import save_png  # noqa: E402
+from attnlab.serialization import atomic_write
 
 REFERENCE = "transformer"
 RECURRENT = ("mamba", "rwkv", "retnet", "lstm-lm")
 MIB = 2**20
 PPL_TOLERANCE = 0.05  # "on par": perplexity within 5% (or within twice the seeds' spread)
-COLOURS = {"transformer": "tab:blue", "mamba": "tab:orange", "rwkv": "tab:green",
-           "retnet": "tab:red", "lstm-lm": "tab:purple", "gpt2": "tab:cyan"}
 
 
 # -- reading results.json --------------------------------------------------------------------------
@@ -452,100 +444,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 # -- plots -----------------------------------------------------------------------------------------
 
-def plot_perplexity(results: dict[str, Any], path: Path) -> Path | None:
-    measured = [a for a in archs(results) if held_out(results, a)]
-    if not measured:
-        return None
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for i, arch in enumerate(measured):
-        split, stats = held_out(results, arch)
-        ax.bar(i, math.exp(stats["mean"]), color=COLOURS.get(arch, "tab:gray"))
-        seeds = [r[f"{split}_loss"] for r in results.get("runs", {}).values()
-                 if r["arch"] == arch and f"{split}_loss" in r]
-        ax.scatter([i] * len(seeds), [math.exp(v) for v in seeds], color="black", s=10,
-                   zorder=3)
-    ax.set_xticks(range(len(measured)), [label(results, a) for a in measured], rotation=15)
-    ax.set_ylabel(f"{held_out(results, measured[0])[0]} perplexity")
-    ax.set_title(f"Equal parameters, {equal_budget(results)} (dots: seeds)")
-    ax.grid(axis="y", alpha=0.3)
-    return save_png(fig, path)
-
-
-def plot_cost(results: dict[str, Any], path: Path) -> Path | None:
-    measured = [a for a in archs(results) if cost_rows(results, a)]
-    if not measured:
-        return None
-    fig, (speed, memory) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for arch in measured:
-        rows = cost_rows(results, arch)
-        style = dict(marker="o", color=COLOURS.get(arch), label=label(results, arch))
-        speed.plot([r["length"] for r in rows], [r["tokens_per_second"] for r in rows], **style)
-        memory.plot([r["length"] for r in rows], [r["peak_mib"] for r in rows], **style)
-    for ax, name in ((speed, "training tokens / s"), (memory, "peak MiB of a step")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("sequence length")
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-    speed.legend(fontsize=8)
-    return save_png(fig, path)
-
-
-def plot_decode(results: dict[str, Any], path: Path) -> Path | None:
-    measured = [a for a in archs(results) if decode_rows(results, a)]
-    if not measured:
-        return None
-    fig, (latency, memory) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for arch in measured:
-        rows = decode_rows(results, arch)
-        style = dict(marker="o", color=COLOURS.get(arch), label=label(results, arch))
-        latency.plot([r["context"] for r in rows], [r["ms_per_token"] for r in rows], **style)
-        memory.plot([r["context"] for r in rows], [r["cache_bytes"] / MIB for r in rows],
-                    **style)
-    for ax, name in ((latency, "ms per generated token"), (memory, "cache MiB")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("context (tokens)")
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-    latency.legend(fontsize=8)
-    return save_png(fig, path)
-
-
-def plot_probes(results: dict[str, Any], path: Path) -> Path | None:
-    from attnlab.studies.compare.lm_probes import SIZE_NAMES
-
-    accuracy = results.get("probes", {}).get("accuracy", {})
-    if not accuracy:
-        return None
-    fig, axes = plt.subplots(1, len(accuracy), figsize=(4.2 * len(accuracy), 3.6),
-                             squeeze=False)
-    for ax, (probe, by_arch) in zip(axes[0], accuracy.items(), strict=True):
-        for arch in archs(results):
-            if arch not in by_arch:
-                continue
-            sizes = sorted(by_arch[arch], key=int)
-            ax.plot([int(n) for n in sizes], [100 * by_arch[arch][n]["mean"] for n in sizes],
-                    marker="o", color=COLOURS.get(arch), label=label(results, arch))
-        ax.set_xscale("log", base=2)
-        ax.set_ylim(-2, 102)
-        ax.set_xlabel(SIZE_NAMES.get(probe, "size"))
-        ax.set_ylabel("answer accuracy (%)")
-        ax.set_title(probe)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    return save_png(fig, path)
-
-
-PLOTS = {"perplexity.png": plot_perplexity, "cost.png": plot_cost, "decode.png": plot_decode,
-         "probes.png": plot_probes}
-
-
-def write_report(results: dict[str, Any], out: Path, *, plots: bool = True) -> Path:
-    """results.md, and (`plots`) every plot whose numbers are there."""
+def write_report(results: dict[str, Any], out: Path) -> Path:
+    """results.md (the plots: lm_plots.write_plots)."""
     text = markdown(results) + "\n"
     atomic_write(out / "results.md", lambda t: Path(t).write_text(text, encoding="utf-8"))
-    if plots:
-        for name, plot in PLOTS.items():
-            plot(results, out / name)
     return out / "results.md"
