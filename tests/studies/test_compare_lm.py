@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from attnlab.errors import ConfigError
-from attnlab.studies.compare import lm, lm_probes, lm_report
-from attnlab.studies.compare.lm import ARCHS, LMCompareSettings, run_lm_compare
+from attnlab.models import build_model
+from attnlab.studies.compare import lm, lm_archs, lm_probes, lm_report
+from attnlab.studies.compare.lm import LMCompareSettings, run_lm_compare
+from attnlab.studies.compare.lm_archs import ARCHS
 
 LINES = ["the cat sat on a mat and then it ran to the dog who was very happy with it"[i:] + " ."
          for i in range(40)]
@@ -71,37 +73,37 @@ def test_settings_refuse_what_cannot_be_run(tmp_path):
 
 def test_quick_mode_of_the_five_fits_fifteen_minutes():
     quick = LMCompareSettings.quick(architectures=["transformer"])
-    quick.architectures = list(lm.DEFAULT_ARCHS)  # the estimate only: presets not needed
+    quick.architectures = list(lm_archs.DEFAULT_ARCHS)  # the estimate only: presets not needed
     assert 10 <= lm.expected_minutes(quick) <= 15
     full = LMCompareSettings(architectures=["transformer"])
-    full.architectures = list(lm.DEFAULT_ARCHS)
+    full.architectures = list(lm_archs.DEFAULT_ARCHS)
     assert lm.expected_minutes(full) > 60
 
 
 # -- equal parameters ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("arch", [a for a in ARCHS if a != lm.REFERENCE])
+@pytest.mark.parametrize("arch", [a for a in ARCHS if a != lm_archs.REFERENCE])
 def test_each_architecture_is_matched_to_the_transformer(arch):
-    reference = lm.shape("transformer", 64, 2, 4)
-    target = lm.non_embedding("llama-tiny", reference, 100)
-    matched = lm.match(arch, target, d_model=64, n_layers=2, n_heads=4, vocab_size=100,
+    reference = lm_archs.shape("transformer", 64, 2, 4)
+    target = lm_archs.non_embedding("llama-tiny", reference, 100)
+    matched = lm_archs.match(arch, target, d_model=64, n_layers=2, n_heads=4, vocab_size=100,
                        tolerance=0.03)
     assert abs(matched["gap"]) <= 0.03
-    assert lm.non_embedding(ARCHS[arch].preset, matched["values"], 100) == \
+    assert lm_archs.non_embedding(ARCHS[arch].preset, matched["values"], 100) == \
         matched["non_embedding"]
     assert matched["values"]["n_layers"] == 2 * ARCHS[arch].layers
     # the vocabulary is shared and left out of the count: another one matches the same shape
-    assert lm.non_embedding(ARCHS[arch].preset, matched["values"], 700) == \
+    assert lm_archs.non_embedding(ARCHS[arch].preset, matched["values"], 700) == \
         matched["non_embedding"]
     with pytest.raises(ConfigError, match=f"{arch}: no shape within tolerance"):
-        lm.match(arch, target + 1, d_model=64, n_layers=2, n_heads=4, vocab_size=100,
+        lm_archs.match(arch, target + 1, d_model=64, n_layers=2, n_heads=4, vocab_size=100,
                  tolerance=1e-9)
 
 
 def test_the_matched_widths_grow_with_the_target():
-    small = lm.match("gpt2", 20_000, d_model=32, n_layers=1, n_heads=2, vocab_size=50,
+    small = lm_archs.match("gpt2", 20_000, d_model=32, n_layers=1, n_heads=2, vocab_size=50,
                      tolerance=0.05)
-    large = lm.match("gpt2", 80_000, d_model=32, n_layers=1, n_heads=2, vocab_size=50,
+    large = lm_archs.match("gpt2", 80_000, d_model=32, n_layers=1, n_heads=2, vocab_size=50,
                      tolerance=0.05)
     assert large["values"]["d_model"] > small["values"]["d_model"]
     assert large["values"]["dropout"] == 0.0  # equal short budgets: dropout off
@@ -172,7 +174,7 @@ def test_scoring_counts_only_the_answers():
 
 def test_a_probe_run_trains_and_scores_every_size():
     def build(vocab_size):
-        return lm.build_model("llama-tiny", vocab_size=vocab_size, d_model=16, n_heads=2,
+        return build_model("llama-tiny", vocab_size=vocab_size, d_model=16, n_heads=2,
                               n_kv_heads=2, n_layers=1, d_ff=32, bos_token_id=0,
                               eos_token_id=0)
 
@@ -239,7 +241,7 @@ def test_micro_study_of_every_part_and_a_rerun_that_skips_it(tmp_path, text, cap
     assert one.get("decode") == results["decode"]
 
 
-@pytest.mark.parametrize("arch", [a for a in lm.DEFAULT_ARCHS if a != lm.REFERENCE])
+@pytest.mark.parametrize("arch", [a for a in lm_archs.DEFAULT_ARCHS if a != lm_archs.REFERENCE])
 def test_micro_study_with_each_recurrent_family(tmp_path, text, arch):
     s = micro(tmp_path, text, architectures=["transformer", arch])
     check_study(run_lm_compare(s), s, tmp_path / "study")

@@ -52,7 +52,7 @@ from pathlib import Path
 
 from attnlab.cli.settings import positive_float, positive_int
 from attnlab.errors import ConfigError
-from attnlab.studies.compare import lm
+from attnlab.studies.compare import lm, lm_archs
 from attnlab.studies.compare.study import ARCHITECTURES, PARTS, CompareSettings, run_compare
 
 FAMILIES = ("text", "vision", "lm")
@@ -64,7 +64,7 @@ ONLY: dict[str, tuple[str, ...]] = {
     "seconds": ("vision",), "fractions": ("vision",), "data": ("vision",),
     "train_seconds": ("lm",), "steps": ("lm",), "contexts": ("lm",), "text": ("lm",)}
 # the values --archs and --parts take, per family
-CHOICES = {"archs": {"text": list(ARCHITECTURES), "lm": list(lm.ARCHS)},
+CHOICES = {"archs": {"text": list(ARCHITECTURES), "lm": list(lm_archs.ARCHS)},
            "parts": {"text": list(PARTS), "lm": list(lm.PARTS)}}
 DEFAULT_OUT = {"text": "runs/compare", "vision": "runs/compare-vision", "lm": "runs/compare-lm"}
 
@@ -97,11 +97,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "LM run and probe; default 3, --quick 1)")
     text = parser.add_argument_group("text comparison (--family text; --archs, --parts, "
                                       "--probe-seconds and --lengths also --family lm)")
-    text.add_argument("--archs", nargs="+", choices=sorted({*ARCHITECTURES, *lm.ARCHS}),
+    text.add_argument("--archs", nargs="+", choices=sorted({*ARCHITECTURES, *lm_archs.ARCHS}),
                       default=None, metavar="ARCH",
                       help=f"architectures to compare (default: all); text: "
-                           f"{', '.join(ARCHITECTURES)}; lm: {', '.join(lm.ARCHS)} (default "
-                           f"{', '.join(lm.DEFAULT_ARCHS)}; transformer is the reference)")
+                           f"{', '.join(ARCHITECTURES)}; lm: {', '.join(lm_archs.ARCHS)} (default "
+                           f"{', '.join(lm_archs.DEFAULT_ARCHS)}; transformer is the reference)")
     text.add_argument("--parts", nargs="+", choices=sorted({*PARTS, *lm.PARTS}), default=None,
                       metavar="PART",
                       help=f"parts to run (default: all); text: {', '.join(PARTS)}; lm: "

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from attnlab.serialization import atomic_write
+from attnlab.studies.compare.lm_archs import REFERENCE
 
-REFERENCE = "transformer"
 RECURRENT = ("mamba", "rwkv", "retnet", "lstm-lm")
 MIB = 2**20
 PPL_TOLERANCE = 0.05  # "on par": perplexity within 5% (or within twice the seeds' spread)
