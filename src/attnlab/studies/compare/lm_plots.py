@@ -7,6 +7,7 @@ each probe's size. Every plot is left out when its numbers are not there yet.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,45 +50,41 @@ def plot_perplexity(results: dict[str, Any], path: Path) -> Path | None:
     return save_png(fig, path)
 
 
-def plot_cost(results: dict[str, Any], path: Path) -> Path | None:
-    measured = [a for a in archs(results) if cost_rows(results, a)]
+def plot_two_panels(results: dict[str, Any], path: Path,
+                    rows: Callable[[dict[str, Any], str], list[dict[str, Any]]], x: str,
+                    xlabel: str, panels: tuple[tuple[Callable[[dict[str, Any]], float], str],
+                                                ...]) -> Path | None:
+    """Lines per architecture against `x` (log-log), one panel per (value, label); None when
+    nothing is measured yet."""
+    measured = [a for a in archs(results) if rows(results, a)]
     if not measured:
         return None
-    fig, (speed, memory) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, len(panels), figsize=(10, 3.8))
     for arch in measured:
-        rows = cost_rows(results, arch)
+        points = rows(results, arch)
         style = dict(marker="o", color=COLOURS.get(arch), label=label(results, arch))
-        speed.plot([r["length"] for r in rows], [r["tokens_per_second"] for r in rows], **style)
-        memory.plot([r["length"] for r in rows], [r["peak_mib"] for r in rows], **style)
-    for ax, name in ((speed, "training tokens / s"), (memory, "peak MiB of a step")):
+        for ax, (value, _) in zip(axes, panels, strict=True):
+            ax.plot([r[x] for r in points], [value(r) for r in points], **style)
+    for ax, (_, name) in zip(axes, panels, strict=True):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("sequence length")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-    speed.legend(fontsize=8)
+    axes[0].legend(fontsize=8)
     return save_png(fig, path)
+
+
+def plot_cost(results: dict[str, Any], path: Path) -> Path | None:
+    return plot_two_panels(results, path, cost_rows, "length", "sequence length", (
+        (lambda r: r["tokens_per_second"], "training tokens / s"),
+        (lambda r: r["peak_mib"], "peak MiB of a step")))
 
 
 def plot_decode(results: dict[str, Any], path: Path) -> Path | None:
-    measured = [a for a in archs(results) if decode_rows(results, a)]
-    if not measured:
-        return None
-    fig, (latency, memory) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for arch in measured:
-        rows = decode_rows(results, arch)
-        style = dict(marker="o", color=COLOURS.get(arch), label=label(results, arch))
-        latency.plot([r["context"] for r in rows], [r["ms_per_token"] for r in rows], **style)
-        memory.plot([r["context"] for r in rows], [r["cache_bytes"] / MIB for r in rows],
-                    **style)
-    for ax, name in ((latency, "ms per generated token"), (memory, "cache MiB")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("context (tokens)")
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-    latency.legend(fontsize=8)
-    return save_png(fig, path)
+    return plot_two_panels(results, path, decode_rows, "context", "context (tokens)", (
+        (lambda r: r["ms_per_token"], "ms per generated token"),
+        (lambda r: r["cache_bytes"] / MIB, "cache MiB")))
 
 
 def plot_probes(results: dict[str, Any], path: Path) -> Path | None:

@@ -19,6 +19,7 @@ Works on a partial file (an interrupted study): a claim whose numbers are missin
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,28 +141,36 @@ def perplexity_section(results: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def metric_table(results: dict[str, Any], measured: list[str],
+                 rows: Callable[[dict[str, Any], str], list[dict[str, Any]]], axis: str,
+                 columns: list[int], heading: str, cell: Callable[[dict[str, Any]], str]
+                 ) -> list[str]:
+    """One Markdown table of a measured quantity: a row per architecture, a column per value
+    of `axis` (length or context); "-" where that architecture has no measurement."""
+    head = f"| architecture | {' | '.join(heading.format(n) for n in columns)} |"
+    lines = [head, "|---|" + "---|" * len(columns)]
+    for arch in measured:
+        by = {r[axis]: r for r in rows(results, arch)}
+        lines.append(f"| {label(results, arch)} | "
+                     + " | ".join(cell(by[n]) if n in by else "-" for n in columns) + " |")
+    return lines
+
+
 def cost_section(results: dict[str, Any]) -> list[str]:
     measured = [a for a in archs(results) if cost_rows(results, a)]
     if not measured:
         return []
     lengths = sorted({r["length"] for a in measured for r in cost_rows(results, a)})
-    head = "| architecture | " + " | ".join(f"L={n}" for n in lengths) + " |"
-    rule = "|---|" + "---|" * len(lengths)
-    lines = ["## Training cost against sequence length", "",
-             "Forward + backward of one batch of about "
-             f"{results['settings']['tokens_per_batch']:,} tokens (median of the rounds, "
-             "architectures timed in turn); peak: the allocator's high-water mark of the step.",
-             "", "Tokens/s:", "", head, rule]
-    for arch in measured:
-        by = {r["length"]: r for r in cost_rows(results, arch)}
-        lines.append(f"| {label(results, arch)} | " + " | ".join(
-            f"{by[n]['tokens_per_second']:,.0f}" if n in by else "-" for n in lengths) + " |")
-    lines += ["", "Peak MiB:", "", head, rule]
-    for arch in measured:
-        by = {r["length"]: r for r in cost_rows(results, arch)}
-        lines.append(f"| {label(results, arch)} | " + " | ".join(
-            f"{by[n]['peak_mib']:,.1f}" if n in by else "-" for n in lengths) + " |")
-    return [*lines, ""]
+
+    def table(cell: Callable[[dict[str, Any]], str]) -> list[str]:
+        return metric_table(results, measured, cost_rows, "length", lengths, "L={}", cell)
+
+    return ["## Training cost against sequence length", "",
+            "Forward + backward of one batch of about "
+            f"{results['settings']['tokens_per_batch']:,} tokens (median of the rounds, "
+            "architectures timed in turn); peak: the allocator's high-water mark of the step.",
+            "", "Tokens/s:", "", *table(lambda r: f"{r['tokens_per_second']:,.0f}"),
+            "", "Peak MiB:", "", *table(lambda r: f"{r['peak_mib']:,.1f}"), ""]
 
 
 def decode_section(results: dict[str, Any]) -> list[str]:
@@ -170,22 +179,16 @@ def decode_section(results: dict[str, Any]) -> list[str]:
     if not measured:
         return []
     contexts = sorted({r["context"] for a in measured for r in decode_rows(results, a)})
-    head = "| architecture | " + " | ".join(f"{n:,}" for n in contexts) + " |"
-    rule = "|---|" + "---|" * len(contexts)
+
+    def table(cell: Callable[[dict[str, Any]], str]) -> list[str]:
+        return metric_table(results, measured, decode_rows, "context", contexts, "{:,}", cell)
+
     lines = ["## Decoding against context length", "",
              "One sequence, the context prefilled with the model's cache, then one token at a "
              "time (median ms per token); the cache's bytes after the context (KV cache: "
-             "grows with it; a recurrent state: fixed).", "", "ms per token:", "", head, rule]
-    for arch in measured:
-        by = {r["context"]: r for r in decode_rows(results, arch)}
-        lines.append(f"| {label(results, arch)} | " + " | ".join(
-            f"{by[n]['ms_per_token']:.2f}" if n in by else "-" for n in contexts) + " |")
-    lines += ["", "Cache KiB:", "", head, rule]
-    for arch in measured:
-        by = {r["context"]: r for r in decode_rows(results, arch)}
-        lines.append(f"| {label(results, arch)} | " + " | ".join(
-            f"{by[n]['cache_bytes'] / 1024:,.1f}" if n in by else "-" for n in contexts) + " |")
-    lines.append("")
+             "grows with it; a recurrent state: fixed).", "", "ms per token:", "",
+             *table(lambda r: f"{r['ms_per_token']:.2f}"), "", "Cache KiB:", "",
+             *table(lambda r: f"{r['cache_bytes'] / 1024:,.1f}"), ""]
     for arch, context in (decode.get("crossover") or {}).items():
         lines.append(f"- Crossover, {label(results, arch)}: " + (
             f"first faster per token than the KV-cached Transformer at a context of "
