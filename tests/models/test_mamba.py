@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from greedy_oracle import greedy_by_recompute
 
 from attnlab.models import build_model, get_config
 from attnlab.models.mamba import Mamba
@@ -22,15 +23,6 @@ def tiny(**overrides) -> Mamba:
     torch.manual_seed(0)
     return build_model("mamba-tiny", **{"eos_token_id": None, **overrides}).eval()
 
-
-def greedy_by_recompute(model, ids, steps, mask=None):
-    for _ in range(steps):  # the whole sequence again each step, no state
-        with torch.no_grad():
-            next_id = model(ids, attention_mask=mask).logits[:, -1].argmax(-1, keepdim=True)
-        ids = torch.cat([ids, next_id], 1)
-        if mask is not None:
-            mask = torch.cat([mask, torch.ones_like(next_id)], 1)
-    return ids
 
 
 @pytest.mark.parametrize("form", ["recurrent", "chunkwise"])

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from greedy_oracle import greedy_by_recompute
 
 import attnlab
 from attnlab.models import build_model
@@ -21,12 +22,6 @@ def tiny(**overrides):
     torch.manual_seed(0)
     return build_model("retnet-tiny", **overrides).eval()
 
-
-def greedy_by_recompute(model, ids, steps):
-    for _ in range(steps):
-        nxt = model(ids).logits[:, -1].argmax(-1, keepdim=True)
-        ids = torch.cat([ids, nxt], 1)
-    return ids
 
 
 def test_forms_and_cached_steps_give_the_same_logits():

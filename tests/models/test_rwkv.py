@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from greedy_oracle import greedy_by_recompute
 
 from attnlab.models import build_model, get_config
 from attnlab.models.rwkv import Rwkv, RwkvConfig
@@ -16,13 +17,6 @@ def tiny(**overrides) -> Rwkv:
     torch.manual_seed(0)
     return build_model("rwkv-tiny", **overrides).eval()
 
-
-def greedy_by_recompute(model, ids, steps):
-    for _ in range(steps):  # the whole sequence again each step, no state
-        with torch.no_grad():
-            next_id = model(ids).logits[:, -1].argmax(-1, keepdim=True)
-        ids = torch.cat([ids, next_id], 1)
-    return ids
 
 
 def test_generation_with_the_state_equals_full_recompute():
