@@ -23,6 +23,7 @@ from attnlab.models.common import (
     PretrainedModel,
     check_input_ids,
     check_positive_ints,
+    check_token_ids,
     key_padding_mask,
 )
 from attnlab.nn.cache import DecoderCache
@@ -37,11 +38,7 @@ def check_decoder_config(config: Any) -> None:
         raise ValueError(
             f"d_model ({config.d_model}) must be divisible by n_heads ({config.n_heads})"
         )
-    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        value = getattr(config, name)
-        if value is not None and not 0 <= value < config.vocab_size:
-            raise ValueError(f"{name} must be in [0, vocab_size={config.vocab_size}), "
-                             f"got {value}")
+    check_token_ids(config)
 
 
 @dataclass

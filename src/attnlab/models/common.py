@@ -107,6 +107,17 @@ def check_positive_ints(obj: Any, names: tuple[str, ...]) -> None:
             raise ValueError(problem)
 
 
+def check_token_ids(config: Any, names: tuple[str, ...] = ("bos_token_id", "eos_token_id",
+                                                             "pad_token_id")) -> None:
+    """Raise ValueError naming the first of the special token ids `names` on `config` that is
+    not None and lies outside [0, vocab_size)."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and not 0 <= value < config.vocab_size:
+            raise ValueError(f"{name} must be in [0, vocab_size={config.vocab_size}), "
+                             f"got {value}")
+
+
 def init_normal_(model: nn.Module, std: float) -> None:
     """N(0, std) for every Linear and Embedding weight, zeros for Linear biases (the GPT-2,
     BERT and LLaMA initialisation; norms keep their ones/zeros)."""
@@ -155,5 +166,5 @@ class PretrainedModel(nn.Module):
 
 
 __all__ = ["PretrainedModel", "check_attention_mask", "check_class_labels", "check_input_ids",
-           "check_pixel_batch", "check_positive_ints", "init_moe_", "init_normal_",
-           "key_padding_mask", "shift_right"]
+           "check_pixel_batch", "check_positive_ints", "check_token_ids", "init_moe_",
+           "init_normal_", "key_padding_mask", "shift_right"]

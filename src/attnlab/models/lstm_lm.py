@@ -26,7 +26,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from attnlab.models.causal_lm import CausalLM
-from attnlab.models.common import check_positive_ints, init_normal_
+from attnlab.models.common import check_positive_ints, check_token_ids, init_normal_
 from attnlab.nn.block import DecoderLayer, LayerOutput, ResidualLayer
 from attnlab.nn.cache import DecoderLayerCache
 from attnlab.nn.feedforward import FEEDFORWARD
@@ -63,11 +63,7 @@ class LstmLMConfig:
             check_positive_ints(self, ("d_ff",))
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value < self.vocab_size:
-                raise ValueError(f"{name} must be in [0, vocab_size={self.vocab_size}), "
-                                 f"got {value}")
+        check_token_ids(self)
 
 
 class LSTMLayer(ResidualLayer):

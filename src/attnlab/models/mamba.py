@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.models.causal_lm import CausalLM
-from attnlab.models.common import check_positive_ints
+from attnlab.models.common import check_positive_ints, check_token_ids
 from attnlab.nn.block import LayerOutput
 from attnlab.nn.cache import DecoderLayerCache
 from attnlab.nn.mixers import MIXER
@@ -75,11 +75,7 @@ class MambaConfig:
         forms = MIXER.get("mamba").forms
         if self.form not in forms:
             raise ValueError(f"form must be one of {forms}, got {self.form!r}")
-        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value < self.vocab_size:
-                raise ValueError(f"{name} must be in [0, vocab_size={self.vocab_size}), "
-                                 f"got {value}")
+        check_token_ids(self)
 
     @property
     def d_inner(self) -> int:

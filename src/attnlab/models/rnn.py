@@ -45,6 +45,7 @@ from attnlab.models.common import (
     check_attention_mask,
     check_input_ids,
     check_positive_ints,
+    check_token_ids,
     key_padding_mask,
 )
 from attnlab.models.seq2seq import EncoderDecoderModel
@@ -105,10 +106,7 @@ class RNNConfig:
                 raise ValueError(why)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
-            if not 0 <= getattr(self, name) < self.vocab_size:
-                raise ValueError(f"{name} must be in [0, vocab_size={self.vocab_size}), "
-                                 f"got {getattr(self, name)}")
+        check_token_ids(self, ("pad_token_id", "bos_token_id", "eos_token_id"))
 
     @property
     def decoder_start_token_id(self) -> int:

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.models.causal_lm import CausalLM
-from attnlab.models.common import check_positive_ints
+from attnlab.models.common import check_positive_ints, check_token_ids
 from attnlab.nn.block import LayerOutput
 from attnlab.nn.cache import DecoderLayerCache
 from attnlab.nn.mixers import token_mask
@@ -78,11 +78,7 @@ class RwkvConfig:
                              f"{self.rescale_every!r}")
         if not self.layer_norm_eps > 0:
             raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
-        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value < self.vocab_size:
-                raise ValueError(f"{name} must be in [0, vocab_size={self.vocab_size}), "
-                                 f"got {value}")
+        check_token_ids(self)
 
 
 class RwkvLayer(nn.Module):

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from attnlab.models.common import (
     check_input_ids,
     check_positive_ints,
+    check_token_ids,
     init_moe_,
     key_padding_mask,
 )
@@ -82,11 +83,7 @@ class T5Config:
                              f"got {self.feed_forward!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name in ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
-            value = getattr(self, name)
-            if not 0 <= value < self.vocab_size:
-                raise ValueError(f"{name} must be in [0, vocab_size={self.vocab_size}), "
-                                 f"got {value}")
+        check_token_ids(self, ("pad_token_id", "eos_token_id", "decoder_start_token_id"))
 
 
 class ScaledLMHead(nn.Linear):

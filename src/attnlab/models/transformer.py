@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.io.limits import size_error
-from attnlab.models.common import check_input_ids, key_padding_mask
+from attnlab.models.common import check_input_ids, check_token_ids, key_padding_mask
 from attnlab.models.seq2seq import EncoderDecoderModel, Seq2SeqOutput  # noqa: F401
 from attnlab.nn.attention import ATTENTION
 from attnlab.nn.block import DecoderLayer, EncoderLayer
@@ -80,12 +80,7 @@ class TransformerConfig:
         for name in ("dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
-            if not 0 <= getattr(self, name) < self.vocab_size:
-                raise ValueError(
-                    f"{name} must be in [0, vocab_size={self.vocab_size}), "
-                    f"got {getattr(self, name)}"
-                )
+        check_token_ids(self, ("pad_token_id", "bos_token_id", "eos_token_id"))
         for registry, name in ((ATTENTION, self.attention), (POSITION, self.position),
                                (NORM, self.norm), (FEEDFORWARD, self.feedforward)):
             registry.get(name)  # KeyError listing the valid names
