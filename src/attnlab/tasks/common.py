@@ -38,10 +38,12 @@ def read_text(path: str | Path) -> list[str]:
 
 class FamilyTask(Task):
     """AdamW (no weight decay on biases and norms), linear warmup to `settings.lr`, then cosine
-    decay to a tenth of it at the run's end: `max_steps`, or with --time-budget the steps the
-    plan expects the budget to allow (training/plan.py) (the lm, mlm and classify recipes)."""
+    decay to lr / `final_lr_divisor` at the run's end, `self.plan.total`: `max_steps`, or with
+    --time-budget the steps the plan expects the budget to allow (training/plan.py) (the lm,
+    mlm and classify recipes)."""
 
     betas: tuple[float, float] = (0.9, 0.999)
+    final_lr_divisor: float = 10  # the cosine ends at lr / this
     # False: learned tokens and position tables (parameters with a leading 1: [CLS], CLIP's
     # class embedding, ViT positions) are not decayed either, the ViT / DeiT / CLIP recipe
     decay_token_tables: bool = True
@@ -58,22 +60,16 @@ class FamilyTask(Task):
 
     def lr(self, step: int) -> float:
         s = self.settings
-        total = (s.max_steps if s.time_budget is None
-                 else max(self.plan.total, s.warmup_steps + 1))
+        total = max(self.plan.total, s.warmup_steps + 1)
         return cosine_warmup(step, peak_lr=s.lr, warmup_steps=s.warmup_steps,
-                             total_steps=total, min_lr=s.lr / 10)
+                             total_steps=total, min_lr=s.lr / self.final_lr_divisor)
 
 
 class PlannedTask(FamilyTask):
-    """FamilyTask whose schedule ends with the run: linear warmup, then cosine decay to lr/20
-    at `self.plan.total`, the steps --max-steps or --time-budget will give (the image, audio,
+    """FamilyTask with the planned settings, its cosine ending at lr/20 (the image, audio,
     CLIP, VQ-VAE and text-to-image recipes)."""
 
-    def lr(self, step: int) -> float:
-        s = self.settings
-        total = max(self.plan.total, s.warmup_steps + 1)
-        return cosine_warmup(step, peak_lr=s.lr, warmup_steps=s.warmup_steps,
-                             total_steps=total, min_lr=s.lr / 20)
+    final_lr_divisor = 20
 
 
 @dataclass
