@@ -45,6 +45,7 @@ from attnlab.studies.compare.vision import read_results, spread, write_results
 from attnlab.studies.scaling.sweep import as_saved, read_json, run_state
 from attnlab.studies.scaling.sweep import train_run as sweep_train_run
 from attnlab.tasks.language_model import LMSettings
+from attnlab.training.settings import check_positive_ints, check_positive_numbers
 from attnlab.version import __version__
 
 PARTS = ("train", "cost", "decode", "probes")
@@ -127,19 +128,14 @@ class LMCompareSettings:
         if bad:
             raise ConfigError(f"probes must be among {list(lm_probes.PROBES)}, got "
                               f"{self.probes!r}")
-        for name in ("seeds", "d_model", "n_layers", "n_heads", "vocab_size", "block_size",
-                     "batch_size", "warmup_steps", "evaluations", "valid_windows",
-                     "tokens_per_batch", "cost_repeats", "new_tokens", "probe_d_model",
-                     "probe_n_layers", "probe_n_heads", "probe_batch", "probe_examples",
-                     "selective_tokens", "symbols"):
-            _positive_int(self, name)
-        for name in ("max_steps", "probe_steps"):
-            if getattr(self, name) is not None:
-                _positive_int(self, name)
-        for name in ("seconds", "probe_seconds", "probe_lr"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"{name} must be a positive number, got {value!r}")
+        check_positive_ints(self, (
+            "seeds", "d_model", "n_layers", "n_heads", "vocab_size", "block_size", "batch_size",
+            "warmup_steps", "evaluations", "valid_windows", "tokens_per_batch", "cost_repeats",
+            "new_tokens", "probe_d_model", "probe_n_layers", "probe_n_heads", "probe_batch",
+            "probe_examples", "selective_tokens", "symbols"))
+        check_positive_ints(self, [name for name in ("max_steps", "probe_steps")
+                                   if getattr(self, name) is not None])
+        check_positive_numbers(self, ("seconds", "probe_seconds", "probe_lr"))
         if not 0 < self.tolerance < 0.5:
             raise ConfigError(f"tolerance must be in (0, 0.5), got {self.tolerance!r}")
         for name in ("lengths", "contexts", "mqar_pairs", "copy_distances",
@@ -179,12 +175,6 @@ class LMCompareSettings:
 
     def lr(self, arch: str) -> float:
         return float(self.lrs.get(arch, ARCHS[arch].lr))
-
-
-def _positive_int(s: Any, name: str) -> None:
-    value = getattr(s, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
 # -- part 1: train ---------------------------------------------------------------------------------
