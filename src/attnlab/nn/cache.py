@@ -140,6 +140,14 @@ class KVCache:
         self._spare = (self._key, self._value)
         self._key, self._value = key, value
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the cached keys and values (the filled positions of a preallocated
+        buffer; 0 when empty)."""
+        if self.key is None or self.value is None:
+            return 0
+        return sum(t.numel() * t.element_size() for t in (self.key, self.value))
+
     def __repr__(self) -> str:
         shape = None if self.key is None else tuple(self.key.shape)
         return f"KVCache(cross={self.cross}, max_length={self.max_length}, shape={shape})"
@@ -227,14 +235,7 @@ class DecoderCache:
     def nbytes(self) -> int:
         """Bytes held by every layer's keys/values or recurrent state (filled positions only
         for a preallocated KV cache's view)."""
-        total = 0
-        for layer in self.layers:
-            for part in (layer.self_attn, layer.cross_attn):
-                if isinstance(part, RecurrentState):
-                    total += part.nbytes
-                elif part.key is not None and part.value is not None:
-                    total += sum(t.numel() * t.element_size() for t in (part.key, part.value))
-        return total
+        return sum(layer.self_attn.nbytes + layer.cross_attn.nbytes for layer in self.layers)
 
     @property
     def length(self) -> int:
