@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"evaluation", "viz"},  # metrics, machine info; attention maps and pictures
     {"training"},  # Trainer, the one run routine, device, precision, checkpoints
     {"tasks"},  # one recipe per training job: settings, data, loss and metrics
-    {"studies"},  # measured comparisons built on tasks
+    {"studies", "serve"},  # measured comparisons built on tasks; the HTTP server
     {"cli", "__main__"},  # the `attnlab` command
 ]
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
