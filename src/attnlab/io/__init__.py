@@ -11,6 +11,7 @@ fields, and the loader is handed the model_type -> class table (`attnlab.models`
 own), so the model files can save themselves without an import cycle.
 """
 
+from attnlab.io.chat_template import load_chat_template
 from attnlab.io.files import (
     CONFIG_NAME,
     TOKENIZER_NAME,
@@ -34,6 +35,6 @@ from attnlab.io.generation_config import (
 )
 
 __all__ = ["CONFIG_NAME", "GENERATION_CONFIG_NAME", "HF_LAYOUTS", "TOKENIZER_NAME",
-           "config_from_dict", "config_to_dict", "hugging_face_beam_rules", "load_folder",
-           "load_generation_config", "load_tokenizer", "read_config", "read_weights",
+           "config_from_dict", "config_to_dict", "hugging_face_beam_rules", "load_chat_template",
+           "load_folder", "load_generation_config", "load_tokenizer", "read_config", "read_weights",
            "save_folder", "save_generation_config", "write_json"]
