@@ -1,8 +1,9 @@
 """The one-file HTML attention viewer: the page as a string, and the page in headless Chromium.
 
 The browser tests drive a real Chromium through its DevTools protocol over a pipe
-(--remote-debugging-pipe), so they need no driver package and no network; they skip with a
-clear message where no Chromium is installed (CI installs Debian's `chromium`).
+(--remote-debugging-pipe; the driver is tests/browser.py, shared with the serve playground's
+tests), so they need no driver package and no network; they skip with a clear message where no
+Chromium is installed (CI installs Debian's `chromium`).
 
     python tests/viz/test_html.py --screenshot docs/viewer.png --model DIR --text "..."
 
@@ -14,11 +15,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
-import select
-import shutil
-import subprocess
+import sys
 import tempfile
 import time
 from importlib import resources
@@ -27,6 +25,10 @@ from typing import Any
 
 import pytest
 import torch
+
+if __name__ == "__main__":  # run as a script (the screenshot): pytest is not there to put
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ on the path
+from browser import Browser, Page, chromium_binary, start_browser
 
 from attnlab.viz import html as viewer_html
 from attnlab.viz.html import ASSETS, embed_json, read_asset, render_viewer, write_viewer
@@ -176,190 +178,10 @@ def test_template_missing_a_slot_is_named(monkeypatch: pytest.MonkeyPatch) -> No
 
 # ---- the page in headless Chromium ----
 
-FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
-)
-
-
-def _chromium_binary() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-class Browser:
-    """Chromium driven over --remote-debugging-pipe: JSON messages ending in NUL on fds 3/4."""
-
-    def __init__(self, binary: str) -> None:
-        self.profile = tempfile.mkdtemp(prefix="attnlab-chromium-")
-        to_chrome_r, self._out = os.pipe()
-        self._in, from_chrome_w = os.pipe()
-
-        def wire() -> None:  # in the child: its fd 3 reads our commands, fd 4 writes replies
-            a, b = os.dup(to_chrome_r), os.dup(from_chrome_w)
-            os.dup2(a, 3)
-            os.dup2(b, 4)
-
-        self.proc = subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-pipe",
-             "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            close_fds=False, preexec_fn=wire,
-        )
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-        self._buf = b""
-        self._id = 0
-        self.events: list[dict[str, Any]] = []
-
-    def _message(self, deadline: float) -> dict[str, Any]:
-        while b"\0" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no message from chromium in time")
-            ready, _, _ = select.select([self._in], [], [], left)
-            if ready:
-                chunk = os.read(self._in, 1 << 20)
-                if not chunk:
-                    raise RuntimeError("chromium closed its DevTools pipe")
-                self._buf += chunk
-        raw, _, self._buf = self._buf.partition(b"\0")
-        return json.loads(raw)
-
-    def _write(self, method: str, params: dict[str, Any], session: str | None) -> int:
-        self._id += 1
-        message: dict[str, Any] = {"id": self._id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        data = json.dumps(message).encode() + b"\0"
-        while data:
-            data = data[os.write(self._out, data):]
-        return self._id
-
-    def _event(self, message: dict[str, Any]) -> None:
-        self.events.append(message)
-        if message.get("method") == "Page.javascriptDialogOpening":  # never leave it blocking
-            self._write("Page.handleJavaScriptDialog", {"accept": False}, message["sessionId"])
-
-    def send(self, method: str, params: dict[str, Any] | None = None,
-             session: str | None = None, timeout: float = 15.0) -> dict[str, Any]:
-        wanted = self._write(method, params or {}, session)
-        deadline = time.monotonic() + timeout
-        while True:
-            message = self._message(deadline)
-            if message.get("id") == wanted:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                return message.get("result", {})
-            if "method" in message:
-                self._event(message)
-
-    def wait_for(self, method: str, session: str, timeout: float = 15.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        for event in self.events:
-            if event.get("method") == method and event.get("sessionId") == session:
-                return event
-        while True:
-            message = self._message(deadline)
-            if "method" in message:
-                self._event(message)
-                if message["method"] == method and message.get("sessionId") == session:
-                    return message
-
-    def close(self) -> None:
-        try:
-            self._write("Browser.close", {}, None)
-            self.proc.wait(timeout=10)
-        except Exception:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self._in)
-        os.close(self._out)
-        shutil.rmtree(self.profile, ignore_errors=True)
-
-
-class Page:
-    """One tab: load a file, evaluate JS, hover, press keys; records errors and requests."""
-
-    def __init__(self, browser: Browser, width: int = 1400, height: int = 1000) -> None:
-        self.browser = browser
-        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.session = browser.send(
-            "Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            self.send(f"{domain}.enable")
-        self.send("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
-        self.send("Emulation.setFocusEmulationEnabled", {"enabled": True})
-
-    def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        return self.browser.send(method, params, self.session)
-
-    def load(self, path: Path) -> None:
-        self.browser.events.clear()
-        self.send("Page.navigate", {"url": path.resolve().as_uri()})
-        self.browser.wait_for("Page.loadEventFired", self.session)
-
-    def js(self, expression: str) -> Any:
-        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    def hover(self, selector: str) -> None:
-        box = self.js(f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
-                      " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
-                      " return [r.left + r.width / 2, r.top + r.height / 2]; })()")
-        self.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": box[0], "y": box[1]})
-
-    def press(self, key: str) -> None:
-        for kind in ("keyDown", "keyUp"):
-            self.send("Input.dispatchKeyEvent", {"type": kind, "key": key, "text": key})
-
-    def errors(self) -> list[str]:
-        """Console errors, uncaught exceptions, dialogs (alert/confirm) seen on this tab."""
-        found = []
-        for event in self.browser.events:
-            method, params = event.get("method"), event.get("params", {})
-            if event.get("sessionId") != self.session:
-                continue
-            if method == "Runtime.exceptionThrown":
-                details = params["exceptionDetails"]
-                found.append(f"exception: {details.get('exception', details).get('description')}")
-            elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
-                found.append(f"console.{params['type']}: {params['args']}")
-            elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
-                found.append(f"log: {params['entry']['text']}")
-            elif method == "Page.javascriptDialogOpening":
-                found.append(f"dialog: {params['message']}")
-        return found
-
-    def requests(self) -> list[str]:
-        return [e["params"]["request"]["url"] for e in self.browser.events
-                if e.get("method") == "Network.requestWillBeSent"
-                and e.get("sessionId") == self.session]
-
-    def screenshot(self, path: Path) -> None:
-        data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
-        path.write_bytes(base64.b64decode(data["data"]))
-
 
 @pytest.fixture(scope="module")
 def browser():
-    binary = _chromium_binary()
-    if binary is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install chromium); "
-                    "the HTML viewer's browser tests need it")
-    b = Browser(binary)
-    try:
-        b.send("Browser.getVersion", timeout=30)
-    except Exception as err:  # a Chromium that cannot start here is an environment problem
-        b.close()
-        pytest.skip(f"Chromium at {binary} did not start headless: {err}")
+    b = start_browser("the HTML viewer's browser tests")
     yield b
     b.close()
 
@@ -688,7 +510,7 @@ def _screenshot(model: str, text: str, target: str | None, out: Path) -> None:
 
     maps = maps_from_folder(model, text, target)
     cross = [i for i, view in enumerate(maps.views) if view.kind == "cross"]
-    binary = _chromium_binary()
+    binary = chromium_binary()
     if binary is None:
         raise SystemExit("install chromium first (Debian: apt-get install chromium)")
     browser = Browser(binary)
