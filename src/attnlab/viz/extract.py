@@ -5,6 +5,7 @@ Bahdanau et al. 2015, Fig. 3, and Vaswani et al. 2017, Figs. 3-5, for every fami
 
     model, tokenizer = load_model_and_tokenizer("runs/translate")
     maps = extract_maps(model, tokenizer, "the old farmer sells red apples .")
+    maps = decoder_maps(model, tokenizer, prompt_ids + output_ids)   # ids framed already
 
 Encoder-decoders are teacher-forced: the decoder reads <start> t1 .. tn and predicts
 t1 .. tn </s>. The decoder self-attention view labels positions by what they read (its keys are
@@ -143,23 +144,54 @@ def extract_maps(model: nn.Module, tokenizer: Tokenizer, text: str, target: str 
                  *, name: str = "model") -> AttentionMaps:
     """Every attention view of `model` on `text` (and `target` for encoder-decoders)."""
     family = family_of(model)
-    model.eval()
     if target is not None and family not in ENCODER_DECODER:
         raise ConfigError(f"--target is for encoder-decoder models; {name} is a {family} model, "
                          "which reads only --text")
     source = encode_text(model, tokenizer, text)
-    input_ids = torch.tensor([source.ids], device=_device(model))  # (1, S)
     if family not in ENCODER_DECODER:
-        out = model(input_ids, output_attentions=True)
-        view_name = "self-attention" if family in ENCODER_ONLY else "causal self-attention"
-        view = AttentionView(view_name, "self", tuple(source.tokens), tuple(source.tokens),
-                             _stack(out.attentions, "self-attention"))
-        return AttentionMaps(name, family, (view,))
-    tgt = target_ids(model, tokenizer, source, target)
-    decoder_in = _encoded(tokenizer, [model.config.decoder_start_token_id, *tgt[:-1]],
-                          model.config.max_seq_len, "--target")
-    predicted = _encoded(tokenizer, tgt, model.config.max_seq_len, "--target")
-    out = model(input_ids, torch.tensor([decoder_in.ids], device=_device(model)),  # (1, T)
+        return decoder_maps(model, tokenizer, source.ids, name=name)
+    model.eval()
+    return seq2seq_maps(model, tokenizer, source.ids, target_ids(model, tokenizer, source, target),
+                        name=name)
+
+
+@torch.no_grad()
+def decoder_maps(model: nn.Module, tokenizer: Tokenizer, ids: list[int], *,
+                 name: str = "model") -> AttentionMaps:
+    """The self-attention of a one-stack model (decoder-only: causal; encoder-only: both ways)
+    over the token ids `ids`, framed already (`encode_text`, or a prompt and what the model
+    generated after it): one view, (L, H, T, T), with readable tokens on both axes."""
+    family = family_of(model)
+    if family in ENCODER_DECODER:
+        raise ConfigError(f"{name} is a {family} encoder-decoder; its maps need source and "
+                         "target ids (seq2seq_maps)")
+    model.eval()
+    tokens = _encoded(tokenizer, list(ids), model.config.max_seq_len, "the text")
+    input_ids = torch.tensor([tokens.ids], device=_device(model))  # (1, T)
+    out = model(input_ids, output_attentions=True)
+    view_name = "self-attention" if family in ENCODER_ONLY else "causal self-attention"
+    view = AttentionView(view_name, "self", tuple(tokens.tokens), tuple(tokens.tokens),
+                         _stack(out.attentions, "self-attention"))
+    return AttentionMaps(name, family, (view,))
+
+
+@torch.no_grad()
+def seq2seq_maps(model: nn.Module, tokenizer: Tokenizer, source_ids: list[int],
+                 target: list[int], *, name: str = "model") -> AttentionMaps:
+    """The views of an encoder-decoder teacher-forced on `target` (ids; `target_ids` ends them
+    in </s>, a generated answer may not): the decoder reads <start> t1 .. t(n-1) and predicts
+    t1 .. tn, so the last cross-attention row is the query that produced tn."""
+    family = family_of(model)
+    if family not in ENCODER_DECODER:
+        raise ConfigError(f"{name} is a {family} model, not an encoder-decoder (decoder_maps)")
+    model.eval()
+    limit = model.config.max_seq_len
+    source = _encoded(tokenizer, list(source_ids), limit, "--text")
+    decoder_in = _encoded(tokenizer, [model.config.decoder_start_token_id, *target[:-1]],
+                          limit, "--target")
+    predicted = _encoded(tokenizer, list(target), limit, "--target")
+    out = model(torch.tensor([source.ids], device=_device(model)),  # (1, S)
+                torch.tensor([decoder_in.ids], device=_device(model)),  # (1, T)
                 output_attentions=True)
     views = []
     if out.encoder_attentions:
