@@ -23,6 +23,7 @@ from typing import Any
 from attnlab.cli.settings import positive_int
 from attnlab.errors import ConfigError, FolderError
 from attnlab.generation.mixin import DECODER_ONLY, GENERATING_KINDS, model_kind
+from attnlab.generation.prompts import source_ids
 from attnlab.nn.compile import SCOPES, compile_blocks
 from attnlab.nn.quant import WEIGHT_FORMATS, stored_format, with_weights
 from attnlab.tokenizers import Tokenizer
@@ -95,13 +96,6 @@ def require_generating(model: Any, folder: str | Path, command: str) -> str:
                           f"generates no text, so `attnlab {command}` cannot use it; use it with "
                           f"{ENCODER_ONLY_COMMANDS}")
     return kind
-
-
-def source_ids(tokenizer: Tokenizer, text: str, config: Any) -> list[int]:
-    """Encoder input ids of `text`, ending with EOS as encoder-decoders are trained (T5's
-    tokenizer appends it itself; attnlab's translation data appends it to every source)."""
-    ids = tokenizer.encoding(text).ids
-    return ids if ids and ids[-1] == config.eos_token_id else [*ids, config.eos_token_id]
 
 
 def output_text(tokenizer: Tokenizer, ids: Sequence[int], config: Any) -> str:

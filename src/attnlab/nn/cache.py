@@ -153,6 +153,111 @@ class KVCache:
         return f"KVCache(cross={self.cross}, max_length={self.max_length}, shape={shape})"
 
 
+class SlotKVCache:
+    """Keys and values of one attention layer for a continuous batch (`generation/continuous.py`):
+    a preallocated (max_rows, Hkv, max_length, Dh) buffer whose first `rows` rows are the
+    running sequences, all sharing `length` filled positions. Each row's own tokens are the last
+    of those positions (the rest of the row is masked out by the batch's attention mask), so a
+    decoding step appends one position to every row with one slice write, as `KVCache` does.
+
+    A sequence joins by `put` (its prompt's keys written into a free row, ending at `length`),
+    leaves by `move` (the last row copied over it) and the filled window slides back by
+    `shift` when the rows' tokens no longer need all of it. The batch owns `rows` and `length`
+    (`resize`); attention modules see the KVCache protocol: `key`, `value`, `length`,
+    `update`, `cross`, `is_filled`, `nbytes`.
+    """
+
+    cross = False
+
+    def __init__(self, max_rows: int, max_length: int) -> None:
+        if max_rows <= 0 or max_length <= 0:
+            raise ValueError(f"max_rows and max_length must be positive, got {max_rows} and "
+                             f"{max_length}")
+        self.max_rows, self.max_length = max_rows, max_length
+        self._key: Tensor | None = None  # (max_rows, Hkv, max_length, Dh)
+        self._value: Tensor | None = None
+        self.rows = 0
+        self._length = 0
+
+    @property
+    def key(self) -> Tensor | None:
+        """Keys of the running rows (rows, Hkv, S, Dh), or None before the first `put`."""
+        return None if self._key is None else self._key[: self.rows, :, : self._length]
+
+    @property
+    def value(self) -> Tensor | None:
+        return None if self._value is None else self._value[: self.rows, :, : self._length]
+
+    @property
+    def length(self) -> int:
+        return self._length
+
+    @property
+    def is_filled(self) -> bool:
+        return self._key is not None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the running rows' filled positions."""
+        if self.key is None or self.value is None:
+            return 0
+        return sum(t.numel() * t.element_size() for t in (self.key, self.value))
+
+    def resize(self, rows: int, length: int) -> None:
+        """Set the running rows and the filled positions (the batch's bookkeeping)."""
+        if not 0 <= rows <= self.max_rows or not 0 <= length <= self.max_length:
+            raise ValueError(f"rows {rows} / length {length} outside [0, {self.max_rows}] / "
+                             f"[0, {self.max_length}]")
+        self.rows, self._length = rows, length
+
+    def update(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Append keys/values (rows, Hkv, T, Dh) at `length` in every running row."""
+        if self._key is None or self._value is None:
+            raise ValueError("a SlotKVCache is filled by `put` before a decoding step")
+        if key.size(0) != self.rows:
+            raise ValueError(f"new keys have {key.size(0)} rows, the batch runs {self.rows}")
+        end = self._length + key.size(2)
+        if end > self.max_length:
+            raise ValueError(f"KV cache capacity exceeded: max_length={self.max_length}, "
+                             f"requested length {end}")
+        self._key[: self.rows, :, self._length:end] = key
+        self._value[: self.rows, :, self._length:end] = value
+        self._length = end
+        return self.key, self.value
+
+    def put(self, row: int, key: Tensor, value: Tensor, end: int) -> None:
+        """Write one sequence's keys/values (1, Hkv, T, Dh) into `row`, ending at position
+        `end` (the buffer is made on the first call, with their dtype and device)."""
+        if self._key is None or self._value is None:
+            _, Hkv, _, Dh = key.shape
+            self._key = key.new_zeros(self.max_rows, Hkv, self.max_length, Dh)
+            self._value = value.new_zeros(self.max_rows, Hkv, self.max_length, value.size(-1))
+        T = key.size(2)
+        self._key[row, :, end - T:end] = key[0]
+        self._value[row, :, end - T:end] = value[0]
+
+    def move(self, source: int, target: int) -> None:
+        """Copy row `source`'s filled positions over row `target`."""
+        if self._key is not None and self._value is not None and source != target:
+            self._key[target, :, : self._length] = self._key[source, :, : self._length]
+            self._value[target, :, : self._length] = self._value[source, :, : self._length]
+
+    def shift(self, start: int, length: int, to: int) -> None:
+        """Move positions [start, start + length) of every running row to [to, to + length)."""
+        if self._key is None or self._value is None or start == to:
+            return
+        for buffer in (self._key, self._value):
+            window = buffer[: self.rows, :, start:start + length].clone()
+            buffer[: self.rows, :, to:to + length] = window
+
+    def reorder(self, index: Tensor) -> None:
+        raise NotImplementedError("a continuous batch moves rows with `move`, not `reorder`")
+
+    def __repr__(self) -> str:
+        return (f"SlotKVCache(rows={self.rows}/{self.max_rows}, length={self._length}/"
+                f"{self.max_length})")
+
+
 class RecurrentState:
     """The state of one recurrent sequence mixer: named tensors, each (B, ...), and the number
     of positions read so far. A mixer reads its tensors with `get` (None before the first
@@ -182,6 +287,23 @@ class RecurrentState:
 
     def set(self, name: str, value: Tensor) -> None:
         self.tensors[name] = value
+
+    @length.setter
+    def length(self, positions: int) -> None:
+        """Set the positions read (a continuous batch, whose rows have read different numbers
+        of positions, keeps the largest)."""
+        self._length = positions
+
+    def append_rows(self, other: RecurrentState) -> None:
+        """Add the rows of `other` after this state's rows (a sequence joining a batch)."""
+        if not self.tensors:
+            self.tensors = dict(other.tensors)
+            return
+        if set(other.tensors) != set(self.tensors):
+            raise ValueError(f"states hold different tensors: {sorted(self.tensors)} vs "
+                             f"{sorted(other.tensors)}")
+        self.tensors = {name: torch.cat([t, other.tensors[name]]) for name, t in
+                        self.tensors.items()}
 
     def advance(self, positions: int) -> None:
         """Count `positions` more positions read (the mixer, once per forward)."""
