@@ -197,10 +197,14 @@
     ctx.clearRect(0, 0, width, height);
     const step = width / weights.length, gap = step > 4 ? 1 : 0;
     weights.forEach((w, s) => {
-      const h = (w / top) * (height - 4);
+      const h = (w / top) * (height - 18);  // room above for the scale
       ctx.fillStyle = s === query ? "#a04f00" : "#e07000";
       ctx.fillRect(s * step + gap, height - h, Math.max(1, step - 2 * gap), h);
     });
+    ctx.fillStyle = "#222";  // the scale: bars run from 0 to the largest weight
+    ctx.font = "12px system-ui, sans-serif";
+    ctx.textBaseline = "top";
+    ctx.fillText("max " + top.toFixed(3), 4, 2);
     canvas.setAttribute("aria-label", "attention weight of each of " + weights.length +
       " tokens, as bars; the tallest is " + top.toFixed(3));
   }
