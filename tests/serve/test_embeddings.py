@@ -132,8 +132,16 @@ def test_framing_by_the_tokenizers_post_processor(bert) -> None:
                                reference(model, framed(tokenizer, TEXTS[0])), atol=2e-5)
 
 
-def test_requests_are_counted(bert) -> None:
+def test_requests_are_counted_once(bert) -> None:
     client = make_client(*bert)
+    marked: list[bool] = []
+    inner = client.app.build_middleware_stack()
+
+    async def watch_state(scope, receive, send) -> None:  # what the app's own middleware reads
+        await inner(scope, receive, send)
+        marked.append(bool(scope.get("state", {}).get("metrics_recorded")))
+
+    client.app.middleware_stack = watch_state
     metrics = client.app.state.server.metrics
     post(client, input=TEXTS)
     post(client, input="")
@@ -147,6 +155,7 @@ def test_requests_are_counted(bert) -> None:
     assert sample("attnlab_requests_total", **labels, status="400") == 1
     assert sample("attnlab_prompt_tokens_total") == n_tokens
     assert sample("attnlab_request_latency_seconds_count", **labels) == 1
+    assert marked == [True, True]  # so serve.app's middleware does not count them again
 
 
 def error_of(response: Any, status: int) -> dict[str, Any]:

@@ -62,20 +62,23 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> dict[st
         ids = await run_in_threadpool(token_lists, state.model, state.tokenizer, body.input)
         vectors = await run_in_threadpool(embed, state.model, ids)  # (N, D) float32
     except ApiError as error:
-        state.metrics.request_done(ENDPOINT, error.status)
-        raise
-    except Exception:
-        state.metrics.request_done(ENDPOINT, 500)
+        _count(request, error.status)
         raise
     prompt_tokens = sum(map(len, ids))
-    state.metrics.request_done(ENDPOINT, 200, prompt_tokens=prompt_tokens,
-                               latency_s=time.perf_counter() - started)
+    _count(request, 200, prompt_tokens=prompt_tokens, latency_s=time.perf_counter() - started)
     return {"object": "list",
             "data": [{"object": "embedding", "index": i,
                       "embedding": _encoded(vector, body.encoding_format)}
                      for i, vector in enumerate(vectors)],
             "model": state.model_id,
             "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
+
+
+def _count(request: Request, status: int, **figures: Any) -> None:
+    """Count the request in the metrics once, and mark it counted so the app's middleware (which
+    counts what no route did: 400s of the body's validation, 500s) leaves it."""
+    request.app.state.server.metrics.request_done(ENDPOINT, status, **figures)
+    request.state.metrics_recorded = True
 
 
 def check_model(state: Any, name: str) -> None:
