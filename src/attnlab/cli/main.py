@@ -36,6 +36,7 @@ from attnlab.cli import (
     positions,
     prepare,
     scaling,
+    serve,
     train,
     translate,
     viz,
@@ -77,13 +78,15 @@ COMMANDS = {
     "prepare": (prepare, "tokenize a corpus once into memory-mapped shards (data larger than "
                          "memory)"),
     "scaling": (scaling, "scaling laws: LLaMA sizes and MoE trained, L(N) and L(N, D) fitted"),
+    "serve": (serve, "serve a model folder over HTTP with OpenAI's API (completions, chat, "
+                     "embeddings), continuous batching and a playground"),
 }
 
 # Commands whose work is long enough for torch's thread count to matter: they take --threads
 # after the command name too, and warn when the machine's load suggests oversubscription.
 COMPUTING = frozenset({"demo", "train", "classify", "embed", "prepare", "translate", "evaluate",
                        "generate", "bench", "viz", "heads", "embed-compare", "compare",
-                       "imagine", "scaling"})
+                       "imagine", "scaling", "serve"})
 
 
 class Parser(argparse.ArgumentParser):

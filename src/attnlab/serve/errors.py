@@ -86,6 +86,11 @@ def validation_error(errors: list[dict[str, Any]]) -> ApiError:
         reason = error.get("ctx", {}).get("error", "")
         return ApiError(400, f"The request body is not valid JSON ({reason}).")
     param = _param(tuple(error.get("loc", ())))
+    if param is None and isinstance(error.get("input"), bytes):  # not sent as JSON
+        return ApiError(400, "The request body must be a JSON object sent with Content-Type: "
+                             "application/json.")
+    if param is None and kind == "missing":
+        return ApiError(400, "The request body is empty: send a JSON object of parameters.")
     if kind == "missing":
         return ApiError(400, f"Missing required parameter: '{param}'.", param=param)
     if param is None:
