@@ -72,6 +72,7 @@ class ContinuousBatch:
         self.rows = 0
         self.length = 0  # S: filled positions shared by every row
 
+    @torch.no_grad()
     def add(self, prompt_ids: list[int]) -> Tensor:
         """Run `prompt_ids` (T,) alone and make it the last running row; returns the logits
         (T, V) of every prompt position (the last one gives its first new token)."""
@@ -102,6 +103,7 @@ class ContinuousBatch:
         self._resize(self.rows + 1)
         return logits
 
+    @torch.no_grad()
     def step(self, next_ids: Tensor) -> Tensor:
         """Feed each running row its next token (rows,); returns the logits (rows, V)."""
         n = self.rows
@@ -193,6 +195,7 @@ class SequentialStates:
     def rows(self) -> int:
         return len(self.states)
 
+    @torch.no_grad()
     def add(self, source_ids: list[int], max_new_tokens: int) -> Tensor:
         """Encode `source_ids` and start its decoder; returns the logits (1, V) of the first
         target token."""
@@ -205,6 +208,7 @@ class SequentialStates:
         self.states.append(state)
         return state.next_logits()  # (1, V)
 
+    @torch.no_grad()
     def step(self, next_ids: Tensor) -> Tensor:
         """Append each row's token (rows,) and return the logits (rows, V) of the next."""
         logits = []

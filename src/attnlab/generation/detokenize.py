@@ -69,6 +69,13 @@ class TextStream:
         self._advance()
         return self._release()
 
+    def _absorb_pending(self) -> None:
+        """Decode tokens held for an unfinished character as they are (U+FFFD included)."""
+        if self._read < len(self._ids):
+            before = self.tokenizer.decode(self._ids[self._prefix:self._read])
+            self.text += self.tokenizer.decode(self._ids[self._prefix:])[len(before):]
+            self._advance()
+
     def _advance(self) -> None:
         self._prefix = max(0, len(self._ids) - CONTEXT_TOKENS)
         self._read = len(self._ids)
@@ -78,8 +85,9 @@ class TextStream:
             self._read -= self._prefix
             self._prefix = 0
 
-    def _release(self) -> str:
-        """Text up to a stop string (then `stopped`), or up to a possible stop-string start."""
+    def _release(self, final: bool = False) -> str:
+        """Text up to a stop string (then `stopped`), or up to a possible stop-string start
+        (`final`: to the end)."""
         # Text before `_given` holds no start of a stop string (`_held_back` kept it), so the
         # search starts there.
         cut = min((i for i in (self.text.find(s, self._given) for s in self.stop) if i >= 0),
@@ -90,7 +98,7 @@ class TextStream:
             self._given = cut
             self.text = self.text[:cut]
             return piece
-        end = len(self.text) - self._held_back()
+        end = len(self.text) - (0 if final else self._held_back())
         piece = self.text[self._given:end] if end > self._given else ""
         self._given = max(self._given, end)
         return piece
@@ -106,10 +114,12 @@ class TextStream:
         return longest
 
     def flush(self) -> str:
-        """At the end of generation: the text held back for a possible stop string."""
-        piece = self.text[self._given:]
-        self._given = len(self.text)
-        return piece
+        """At the end of generation: the text held back for a possible stop string or an
+        unfinished character (which a model may never finish: it comes out as U+FFFD)."""
+        if self.stopped:
+            return ""
+        self._absorb_pending()
+        return self._release(final=True)
 
     @property
     def output(self) -> str:

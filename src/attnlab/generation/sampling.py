@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
+from attnlab.generation.detokenize import TextStream
 from attnlab.generation.processors import (  # noqa: F401  (public names kept here)
     check_settings,
     filter_top_k_top_p,
@@ -78,22 +79,20 @@ def generate(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None 
 def stream_text(model: nn.Module, tokenizer: Tokenizer, prompt: str,
                 **settings) -> Iterator[str]:
     """Yield the continuation of `prompt` as text, piece by piece, never splitting a multi-byte
-    character (a piece is held back while its decoding ends in U+FFFD). The prompt is framed by
-    the tokenizer's own post-processor (LLaMA's <s>); stops at EOS."""
+    character (`generation.detokenize.TextStream`: each token decoded after the last few
+    before it). The prompt is framed by the tokenizer's own post-processor (LLaMA's <s>);
+    stops at EOS."""
     device = next(model.parameters()).device
-    ids = torch.tensor([tokenizer.encoding(prompt).ids], device=device)  # (1, T)
+    prompt_ids = tokenizer.encoding(prompt).ids
+    ids = torch.tensor([prompt_ids], device=device)  # (1, T)
     eos = settings.get("eos_token_id")
     if eos is None:  # absent or None: the model's, as in generate_steps
         eos = model.config.eos_token_id
-    new: list[int] = []
-    shown = ""
+    stream = TextStream(tokenizer, prompt_ids)
     for next_ids in generate_steps(model, ids, **settings):
         token = int(next_ids[0])
         if token == eos:
             break
-        new.append(token)
-        text = tokenizer.decode(new)
-        if text.endswith("\ufffd"):
-            continue  # an incomplete UTF-8 sequence: wait for its remaining bytes
-        yield text[len(shown):]
-        shown = text
+        piece = stream.push(token)
+        if piece:
+            yield piece

@@ -318,6 +318,7 @@ class Engine:
             self._thread = None
 
     # -- the engine thread --
+    @torch.no_grad()
     def _loop(self) -> None:
         while True:
             with self._wake:
