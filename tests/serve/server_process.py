@@ -13,6 +13,7 @@ bounded, and `stop()` kills what does not end on SIGTERM.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -20,7 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import torch
@@ -48,10 +51,11 @@ def _save(preset: str, path: Path, tokenizer: Tokenizer, **overrides) -> Path:
     return Path(path)
 
 
-def gpt2_folder(path: str | Path) -> Path:
-    """gpt2-tiny, <|endoftext|> = 0 as BOS and EOS (GPT-2's habit)."""
+def gpt2_folder(path: str | Path, **overrides) -> Path:
+    """gpt2-tiny, <|endoftext|> = 0 as BOS and EOS (GPT-2's habit); `overrides` change its
+    config (e.g. max_seq_len=16384 for requests that stay busy for seconds)."""
     return _save("gpt2-tiny", Path(path), _tokenizer(["<|endoftext|>"]), bos_token_id=0,
-                 eos_token_id=0)
+                 eos_token_id=0, **overrides)
 
 
 def llama_folder(path: str | Path) -> Path:
@@ -72,6 +76,19 @@ def t5_folder(path: str | Path) -> Path:
 def bert_folder(path: str | Path) -> Path:
     """bert-tiny (encoder-only: embeddings, no completions), [PAD]=0 [MASK] [CLS] [SEP]."""
     return _save("bert-tiny", Path(path), _tokenizer(["[PAD]", "[MASK]", "[CLS]", "[SEP]"]))
+
+
+def sse_data(lines: Iterable[str]) -> list[Any]:
+    """The `data:` payloads of a server-sent event stream, in order: JSON objects, and the
+    string "[DONE]" as it comes. Any other non-empty line fails (the format is that strict)."""
+    events: list[Any] = []
+    for line in lines:
+        if not line:
+            continue
+        assert line.startswith("data: "), f"not an SSE data line: {line!r}"
+        payload = line[len("data: "):]
+        events.append(payload if payload == "[DONE]" else json.loads(payload))
+    return events
 
 
 def free_port() -> int:
