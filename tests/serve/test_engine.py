@@ -125,7 +125,7 @@ def test_logprobs_are_the_models_log_softmax(model, tokenizer):
 
     handle, deltas = _run(main())
     ids = handle.prompt_ids + handle.output_ids
-    logp = model(torch.tensor([ids])).logits[0].double().log_softmax(-1)  # (T, V)
+    logp = model(torch.tensor([ids])).logits[0].detach().double().log_softmax(-1)  # (T, V)
     T = len(handle.prompt_ids)
     for t, delta in enumerate(deltas):
         (lp,) = delta.logprobs

@@ -185,10 +185,26 @@ class RequestHandle:
 
     # -- the engine thread's side --
     def deliver(self, item: Delta | Exception) -> None:
+        deliver_all([(self, item)])
+
+
+def deliver_all(items: list[tuple[RequestHandle, Delta | Exception]]) -> None:
+    """Hand each request its item, with one wake-up of each event loop for the lot (a step
+    of 32 rows is one call, not 32)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[RequestHandle, Delta | Exception]]] = {}
+    for handle, item in items:
+        by_loop.setdefault(handle._loop, []).append((handle, item))
+    for loop, batch in by_loop.items():
         try:
-            self._loop.call_soon_threadsafe(self._events.put_nowait, item)
+            loop.call_soon_threadsafe(_put_all, batch)
         except RuntimeError:  # the loop is closed: nobody is listening any more
-            self._cancelled.set()
+            for handle, _ in batch:
+                handle._cancelled.set()
+
+
+def _put_all(items: list[tuple[RequestHandle, Delta | Exception]]) -> None:
+    for handle, item in items:
+        handle._events.put_nowait(item)
 
 
 class Engine:
@@ -225,6 +241,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._steps = 0
         self._tokens = 0
+        self._outbox: list[tuple[RequestHandle, Delta | Exception]] = []  # sent after a step
         self._step_seconds = 0.05  # running mean of a step: the Retry-After estimate
         self._batch = self._new_batch()
 
@@ -344,7 +361,7 @@ class Engine:
                 log.exception("decoding step failed; the running requests end with an error")
                 for handle in self._running:
                     handle.deliver(RuntimeError(f"decoding failed: {error}"))
-                self._running, self._pending = [], []
+                self._running, self._pending, self._outbox = [], [], []
                 self._batch = self._new_batch()
         closed = EngineClosed("the server stopped before this request finished")
         for handle in [*self._running, *self._queue]:
@@ -369,6 +386,7 @@ class Engine:
         self._running.append(handle)
         self._pending.append(0)
         self._emit(len(self._running) - 1, logits[0])
+        self._send()
 
     def _step(self) -> None:
         started = time.perf_counter()
@@ -377,6 +395,7 @@ class Engine:
         greedy = logits.argmax(-1).tolist()
         for row in range(len(self._running)):
             self._emit(row, logits[row], greedy[row])
+        self._send()
         self._steps += 1
         seconds = time.perf_counter() - started
         self._step_seconds = 0.9 * self._step_seconds + 0.1 * seconds
@@ -415,7 +434,11 @@ class Engine:
         self._pending[row] = token
         if finish is not None:
             handle.finished_at = time.perf_counter()
-        handle.deliver(Delta(text, ids, logprobs, finish))
+        self._outbox.append((handle, Delta(text, ids, logprobs, finish)))
+
+    def _send(self) -> None:
+        deliver_all(self._outbox)
+        self._outbox = []
 
     def _logprob(self, logits: Tensor, token: int, k: int) -> TokenLogprob:
         logp = logits.float().log_softmax(-1)  # (V,)
