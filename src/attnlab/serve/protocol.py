@@ -114,7 +114,8 @@ class CompletionRequest(SamplingRequest):
             value = value[0]
         if isinstance(value, list) and not value:
             raise ValueError("must not be empty")
-        if isinstance(value, list) and not all(type(v) is int for v in value):
+        if not isinstance(value, str) and not (isinstance(value, list)
+                                               and all(type(v) is int for v in value)):
             raise ValueError("must be a string or a list of token ids (integers)")
         return value
 
