@@ -17,11 +17,13 @@ import signal
 import time
 from typing import Any
 
+import uvicorn
 from torch import nn
 
 from attnlab.errors import ConfigError
 from attnlab.generation.mixin import GENERATING_KINDS, model_kind
 from attnlab.io import load_chat_template, load_tokenizer
+from attnlab.serve.app import build_app
 from attnlab.serve.chat import check_chat_template
 from attnlab.serve.engine import Engine
 from attnlab.serve.metrics import Metrics
@@ -60,15 +62,11 @@ def build_state(settings: ServeSettings, model: nn.Module) -> ServerState:
 
 def serve(settings: ServeSettings, model: nn.Module) -> int:
     """Serve `model` until SIGTERM (exit 0 once drained) or Ctrl-C (KeyboardInterrupt)."""
-    import uvicorn
-
-    from attnlab.serve.app import build_app
-
     state = build_state(settings, model)
     config = uvicorn.Config(build_app(state), host=settings.host, port=settings.port,
                             log_level=settings.log_level,
                             timeout_graceful_shutdown=settings.drain_timeout)
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, state)
     print(f"attnlab serve: {state.model_id} ({state.kind}) on "
           f"http://{_host_in_url(settings.host)}:{settings.port}", flush=True)
     previous = signal.signal(signal.SIGTERM, _drained)
@@ -83,6 +81,19 @@ def serve(settings: ServeSettings, model: nn.Module) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server that marks the state draining as soon as a signal asks it to stop, so
+    /health answers 503 on the connections still open while in-flight requests end."""
+
+    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
+        super().__init__(config)
+        self.state = state
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.state.draining = True
+        super().handle_exit(sig, frame)
 
 
 def _drained(signum: int, frame: Any) -> None:
