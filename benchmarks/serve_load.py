@@ -156,6 +156,14 @@ class Server:
         except httpx.TransportError:
             return False
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time the server process has used (all its threads), from /proc (Linux)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
     def read_log(self) -> str:
         return Path(self.log.name).read_text(encoding="utf-8", errors="replace")[-4000:]
 
@@ -361,9 +369,15 @@ def measure_model(name: str, folder: Path, args: argparse.Namespace) -> dict[str
         warm = argparse.Namespace(**{**vars(args), "requests": 2, "level_seconds": 5.0})
         asyncio.run(run_level(server.url, 2, warm))
         for clients in args.levels:
-            before = scrape(server.url)
+            before, server_cpu, client_cpu = scrape(server.url), server.cpu_seconds(), \
+                time.process_time()
             level = asyncio.run(run_level(server.url, clients, args))
             level["server"] = server_view(before, scrape(server.url), level["wall_s"])
+            # CPU seconds per wall second: 1.0 = one core busy all the level
+            level["client_cores"] = round((time.process_time() - client_cpu) / level["wall_s"], 2)
+            if server_cpu is not None:
+                level["server"]["cores"] = round((server.cpu_seconds() - server_cpu)
+                                                 / level["wall_s"], 2)
             levels.append(level)
             print(f"{name} {clients:3d} clients: {level['output_tokens_per_s']:8.1f} tokens/s, "
                   f"{level['completed']}/{level['requests_sent']} completed, "
@@ -407,25 +421,31 @@ def plot(results: dict[str, dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     from attnlab.viz.figures import save_png
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for name, result in results.items():
         xs = [lv["clients"] for lv in result["levels"]]
+        ratio = result["ratio_16_vs_1"]
         left.plot(xs, [lv["output_tokens_per_s"] for lv in result["levels"]], marker="o",
-                  label=name)
+                  label=name + (f" (16 vs 1: {ratio:g}x)" if ratio else ""))
         right.plot(xs, [lv["ttft_ms"]["p50"] for lv in result["levels"]], marker="o", label=name)
     left.set_ylabel("output tokens/s (all clients)")
     right.set_ylabel("time to first token, p50 (ms)")
     for ax in (left, right):
+        ax.set_yscale("log")
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
-        ax.minorticks_off()
+        ax.xaxis.set_minor_locator(NullLocator())
+        low, high = ax.get_ylim()  # 1-2-5 ticks written plainly, not as powers of ten
+        ticks = [m * 10**e for e in range(-1, 7) for m in (1, 2, 5) if low <= m * 10**e <= high]
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        ax.yaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("concurrent streaming clients")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    right.set_yscale("log")
     fig.suptitle("attnlab serve on 127.0.0.1: continuous batching under load", fontsize=10)
     save_png(fig, path)
     print(f"wrote {path}")

@@ -37,6 +37,7 @@ def test_serve_load_quick_writes_its_record(load_benchmark, tmp_path: Path) -> N
         assert level["ttft_ms"]["p50"] <= level["ttft_ms"]["p99"]
         assert level["per_token_ms"]["p50"] is not None and level["tokens_per_chunk"] >= 1
         assert level["server"]["decode_steps"] > 0 and level["server"]["mean_batch"] >= 1
+        assert level["client_cores"] >= 0 and level["server"].get("cores", 0) >= 0
     assert result["ratio_16_vs_1"] is None  # --quick has no 16-client level
     assert result["targets"] == {"ratio_16_vs_1_at_least_4": None,
                                  "no_errors_below_limits": True,
