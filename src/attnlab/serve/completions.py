@@ -84,8 +84,12 @@ class Job:
             tpot_s=(end - first) / (produced - 1) if first is not None and produced > 1 else None)
         self.request.state.metrics_recorded = True
         if status == 200:
-            self.state.recent.add(self.completion_id, list(handle.prompt_ids),
-                                  list(handle.output_ids))
+            self.remember()
+
+    def remember(self) -> None:
+        """Keep the finished completion's tokens for GET /v1/attention/{id}."""
+        self.state.recent.add(self.completion_id, list(self.handle.prompt_ids),
+                              list(self.handle.output_ids))
 
 
 def ready_engine(state: ServerState, body: SamplingRequest):
@@ -256,6 +260,8 @@ async def stream_events(job: Job) -> AsyncIterator[str]:
             usage = shapes.usage(len(handle.prompt_ids), len(handle.output_ids))
             yield shapes.sse(body(job.completion_id, job.created, model, {}, usage, chunk=True))
         status = 200
+        # Recorded before [DONE]: the playground asks for the attention as soon as it sees it.
+        job.remember()
         yield shapes.DONE
     except (RequestTimeout, EngineClosed, RuntimeError) as error:
         api_error = running_error(error)
