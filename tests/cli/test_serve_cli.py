@@ -88,3 +88,16 @@ def test_settings_check_their_values_and_name_the_model(tmp_path):
     assert ServeSettings(model=str(tmp_path / "my-lm")).model_id == "my-lm"
     (tmp_path / "m.gguf").write_bytes(b"")
     assert ServeSettings(model=str(tmp_path / "m.gguf")).model_id == "m"
+
+
+def test_a_missing_serve_extra_is_named_with_what_to_install(monkeypatch, capsys, tmp_path):
+    import importlib.util
+
+    from attnlab.cli.main import main
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "uvicorn" else find_spec(name, *a))
+    assert main(["serve", "--model", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "missing uvicorn" in err and "pip install 'attnlab[serve]'" in err

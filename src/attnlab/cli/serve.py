@@ -27,6 +27,7 @@ import argparse
 
 from attnlab.cli.generate import add_decoding_flags, ready_for_decoding
 from attnlab.cli.settings import add_settings_flags, settings_from_args
+from attnlab.errors import ConfigError
 from attnlab.serve.settings import ServeSettings
 
 
@@ -38,7 +39,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_decoding_flags(parser)
 
 
+# The serve extra's packages (pyproject.toml) and the module each is imported as.
+SERVE_EXTRA = {"fastapi": "fastapi", "uvicorn": "uvicorn", "prometheus-client": "prometheus_client",
+               "jinja2": "jinja2"}
+
+
+def require_serve_extra() -> None:
+    """A ConfigError naming what to install when the optional serve packages are missing."""
+    import importlib.util
+
+    missing = [name for name, module in SERVE_EXTRA.items()
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ConfigError(f"attnlab serve needs the serve extra, missing {', '.join(missing)}: "
+                          f"pip install 'attnlab[serve]' (make test installs it)")
+
+
 def run(args: argparse.Namespace) -> int:
+    require_serve_extra()
     from attnlab.models.auto import from_pretrained
     from attnlab.serve.server import serve
 
