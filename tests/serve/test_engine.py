@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from attnlab.models import build_model
-from attnlab.serve.engine import (
-    Engine,
+from attnlab.serve.engine import Engine
+from attnlab.serve.requests import (
     EngineClosed,
     PromptTooLong,
     QueueFull,

@@ -31,7 +31,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from attnlab.generation.mixin import DECODER_ONLY
 from attnlab.serve import responses as shapes
 from attnlab.serve.chat import render_chat
-from attnlab.serve.engine import (
+from attnlab.serve.errors import ApiError, internal_error, model_not_found
+from attnlab.serve.protocol import ChatCompletionRequest, CompletionRequest, SamplingRequest
+from attnlab.serve.requests import (
     Delta,
     EngineClosed,
     PromptTooLong,
@@ -40,8 +42,6 @@ from attnlab.serve.engine import (
     RequestTimeout,
     SamplingParams,
 )
-from attnlab.serve.errors import ApiError, internal_error, model_not_found
-from attnlab.serve.protocol import ChatCompletionRequest, CompletionRequest, SamplingRequest
 from attnlab.serve.state import ServerState, server_state
 
 log = logging.getLogger("attnlab.serve")

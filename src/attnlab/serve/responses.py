@@ -24,7 +24,7 @@ from attnlab.serve.errors import ApiError, finite
 from attnlab.tokenizers import Tokenizer
 
 if TYPE_CHECKING:
-    from attnlab.serve.engine import Delta, TokenLogprob
+    from attnlab.serve.requests import Delta, TokenLogprob
 
 DONE = "data: [DONE]\n\n"
 BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
