@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from attnlab.generation.detokenize import TextStream
+from attnlab.generation.processors import check_settings
 
 
 class QueueFull(Exception):
@@ -61,15 +62,13 @@ class SamplingParams:
     ignore_eos: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) \
-                or self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be an int >= 1, got {self.max_tokens!r}")
+        """The rules `generate` applies (generation/processors.py), with temperature 0 for
+        greedy; a ConfigError (a ValueError) names the first setting out of range."""
         if not self.temperature >= 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        check_settings(max_new_tokens=self.max_tokens, do_sample=self.temperature > 0,
+                       temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                       repetition_penalty=1.0)
         if self.logprobs is not None and self.logprobs < 0:
             raise ValueError(f"logprobs must be >= 0, got {self.logprobs}")
 
