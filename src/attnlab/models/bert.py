@@ -31,7 +31,7 @@ from attnlab.nn.block import EncoderLayer
 from attnlab.nn.feedforward import FEEDFORWARD
 from attnlab.nn.norm import NORM
 from attnlab.nn.position import POSITION
-from attnlab.nn.stack import Encoder
+from attnlab.nn.stack import Encoder, EncoderOutput
 
 
 @dataclass(frozen=True)
@@ -120,15 +120,11 @@ class Bert(PretrainedModel):
             self.embed_tokens.weight[self.config.pad_token_id].zero_()
 
 
-    def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        labels: Tensor | None = None,
-        *,
-        output_attentions: bool = False,
-    ) -> BertOutput:
+    def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+               token_type_ids: Tensor | None = None, *,
+               output_attentions: bool = False) -> EncoderOutput:
+        """The encoder stack's output alone (its `last_hidden_state` (B, T, D)), without the
+        pooler and the heads: what sentence embeddings are pooled from."""
         check_input_ids(input_ids, self.config, "input_ids")
         T = input_ids.size(1)
         if token_type_ids is None:
@@ -138,7 +134,19 @@ class Bert(PretrainedModel):
              + self.token_type(token_type_ids))  # (B, T, D)
         x = self.embed_dropout(self.embed_norm(x))
         mask = key_padding_mask(attention_mask, *input_ids.shape)  # (B, 1, 1, T)
-        enc = self.encoder(x, mask=mask, output_attentions=output_attentions)
+        return self.encoder(x, mask=mask, output_attentions=output_attentions)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        labels: Tensor | None = None,
+        *,
+        output_attentions: bool = False,
+    ) -> BertOutput:
+        enc = self.encode(input_ids, attention_mask, token_type_ids,
+                          output_attentions=output_attentions)
         hidden = enc.last_hidden_state  # (B, T, D)
         pooled = torch.tanh(self.pooler(hidden[:, 0]))  # (B, D)
         loss = None

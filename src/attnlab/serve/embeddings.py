@@ -172,8 +172,8 @@ def embed(model: nn.Module, ids: list[list[int]]) -> Tensor:
             for row, i in enumerate(batch):
                 input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
                 mask[row, :len(ids[i])] = True
-            hidden = model(input_ids.to(device), attention_mask=mask.to(device)
-                           ).last_hidden_state.float().cpu()  # (B, T, D)
+            hidden = model.encode(input_ids.to(device), attention_mask=mask.to(device)
+                                  ).last_hidden_state.float().cpu()  # (B, T, D), no heads
             weights = mask.unsqueeze(-1).float()  # (B, T, 1)
             mean = (hidden * weights).sum(1) / weights.sum(1)  # (B, D)
             out[batch] = F.normalize(mean, dim=-1)
