@@ -331,7 +331,8 @@ async def engine_ceiling(folder: Path, concurrency: list[int], args: argparse.Na
     at once; what the server can at best reach."""
     from attnlab.io import load_tokenizer
     from attnlab.models.auto import from_pretrained
-    from attnlab.serve.engine import Engine, SamplingParams
+    from attnlab.serve.engine import Engine
+    from attnlab.serve.requests import SamplingParams
 
     model = from_pretrained(folder).eval()
     engine = Engine(model, load_tokenizer(folder), max_batch=args.max_batch,
