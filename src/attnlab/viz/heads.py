@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.errors import ConfigError
+from attnlab.generation.mixin import ENCODER_DECODER, model_kind
 
 # What people read names layers and heads from 1 ("layer 1" is the first), everywhere: the heads
 # report, scores.json, heads.png, and `attnlab viz`'s file names, titles and --layers/--heads.
@@ -202,7 +203,7 @@ def model_attentions(model: nn.Module, ids: Tensor, shift: bool = True) -> dict[
     translation-like head should follow the diagonal; unshifted keeps a repeated probe's
     positions for induction)."""
     with torch.no_grad():
-        if hasattr(model, "encode"):
+        if model_kind(model) == ENCODER_DECODER:
             decoder_ids = ids
             if shift:
                 start = torch.full_like(ids[:, :1], model.config.decoder_start_token_id)
