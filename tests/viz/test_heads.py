@@ -146,7 +146,7 @@ def test_probed_maps_equal_the_weights_the_model_returns(preset):
     ids = probe_ids(model.config.vocab_size, 3, 10, repeat=False, seed=0, exclude={0, 1, 2})
     views = model_attentions(model, ids)
     with torch.no_grad():
-        if hasattr(model, "encode"):
+        if model.model_kind == "encoder-decoder":
             start = torch.full_like(ids[:, :1], model.config.decoder_start_token_id)
             out = model(ids, decoder_input_ids=torch.cat([start, ids[:, :-1]], 1),
                         output_attentions=True)
@@ -227,6 +227,8 @@ class InductionLM(nn.Module):
     against that slot, so it attends to the token after the earlier occurrence.
     Residual dims: [0, V) one-hot token, [V, V + 16) position waves, [V + 16, 2V + 16) the
     previous token."""
+
+    model_kind = "decoder-only"
 
     def __init__(self) -> None:
         super().__init__()
