@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -111,7 +110,6 @@ class RequestHandle:
 
     def __init__(self, prompt_ids: list[int], params: SamplingParams, stream: TextStream,
                  loop: asyncio.AbstractEventLoop, timeout: float) -> None:
-        self.request_id = uuid.uuid4().hex
         self.prompt_ids = prompt_ids
         self.params = params
         self.prompt_logprobs: list[TokenLogprob] | None = None
