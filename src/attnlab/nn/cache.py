@@ -153,7 +153,7 @@ class KVCache:
         return f"KVCache(cross={self.cross}, max_length={self.max_length}, shape={shape})"
 
 
-class SlotKVCache:
+class SlotKVCache(KVCache):
     """Keys and values of one attention layer for a continuous batch (`generation/continuous.py`):
     a preallocated (max_rows, Hkv, max_length, Dh) buffer whose first `rows` rows are the
     running sequences, all sharing `length` filled positions. Each row's own tokens are the last
@@ -164,20 +164,15 @@ class SlotKVCache:
     leaves by `move` (the last row copied over it) and the filled window slides back by
     `shift` when the rows' tokens no longer need all of it. The batch owns `rows` and `length`
     (`resize`); attention modules see the KVCache protocol: `key`, `value`, `length`,
-    `update`, `cross`, `is_filled`, `nbytes`.
+    `update`, `cross`, `is_filled`, `nbytes` (the last three as KVCache has them).
     """
 
-    cross = False
-
     def __init__(self, max_rows: int, max_length: int) -> None:
-        if max_rows <= 0 or max_length <= 0:
-            raise ValueError(f"max_rows and max_length must be positive, got {max_rows} and "
-                             f"{max_length}")
-        self.max_rows, self.max_length = max_rows, max_length
-        self._key: Tensor | None = None  # (max_rows, Hkv, max_length, Dh)
-        self._value: Tensor | None = None
+        super().__init__(max_length=max_length)  # _key, _value: (max_rows, Hkv, max_length, Dh)
+        if max_rows <= 0:
+            raise ValueError(f"max_rows must be positive, got {max_rows}")
+        self.max_rows = max_rows
         self.rows = 0
-        self._length = 0
 
     @property
     def key(self) -> Tensor | None:
@@ -187,21 +182,6 @@ class SlotKVCache:
     @property
     def value(self) -> Tensor | None:
         return None if self._value is None else self._value[: self.rows, :, : self._length]
-
-    @property
-    def length(self) -> int:
-        return self._length
-
-    @property
-    def is_filled(self) -> bool:
-        return self._key is not None
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the running rows' filled positions."""
-        if self.key is None or self.value is None:
-            return 0
-        return sum(t.numel() * t.element_size() for t in (self.key, self.value))
 
     def resize(self, rows: int, length: int) -> None:
         """Set the running rows and the filled positions (the batch's bookkeeping)."""
