@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from server_process import ServerProcess, bert_folder, gpt2_folder, llama_folder, t5_folder
+from server_process import (
+    ServerProcess,
+    bert_folder,
+    gpt2_folder,
+    llama_folder,
+    mamba_folder,
+    t5_folder,
+)
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +29,11 @@ def gpt2_dir(serve_root) -> Path:
 @pytest.fixture(scope="session")
 def llama_dir(serve_root) -> Path:
     return llama_folder(serve_root / "llama-tiny")
+
+
+@pytest.fixture(scope="session")
+def mamba_dir(serve_root) -> Path:
+    return mamba_folder(serve_root / "mamba-tiny")
 
 
 @pytest.fixture(scope="session")

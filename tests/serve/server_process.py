@@ -68,6 +68,13 @@ def llama_folder(path: str | Path) -> Path:
     return _save("llama-tiny", Path(path), tokenizer)
 
 
+def mamba_folder(path: str | Path) -> Path:
+    """mamba-tiny (a recurrent family: a fixed-size state per row of the batch), <|endoftext|>
+    = 0 as BOS and EOS."""
+    return _save("mamba-tiny", Path(path), _tokenizer(["<|endoftext|>"]), bos_token_id=0,
+                 eos_token_id=0)
+
+
 def t5_folder(path: str | Path) -> Path:
     """t5-tiny, <pad>=0 (decoder start) </s>=1 <unk>=2."""
     return _save("t5-tiny", Path(path), _tokenizer(["<pad>", "</s>", "<unk>"]))

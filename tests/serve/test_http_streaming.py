@@ -114,7 +114,7 @@ def test_32_concurrent_greedy_requests_equal_their_sequential_outputs(client, gp
     assert counts and total and total[0] > counts[0]
 
 
-@pytest.mark.parametrize("folder", ["llama_dir", "t5_dir"])
+@pytest.mark.parametrize("folder", ["llama_dir", "mamba_dir", "t5_dir"])
 def test_other_families_complete_chat_and_stream(request, folder):
     path = request.getfixturevalue(folder)
     with ServerProcess(path) as server, httpx.Client(base_url=server.url, timeout=60) as c:
