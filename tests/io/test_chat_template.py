@@ -67,3 +67,21 @@ def test_jinja_file_not_utf8_is_a_folder_error(tmp_path: Path) -> None:
     (tmp_path / "chat_template.jinja").write_bytes(b"\xff\xfe{{ x }}")
     with pytest.raises(FolderError, match="not UTF-8"):
         load_chat_template(tmp_path)
+
+
+def test_a_gguf_files_metadata_template(tmp_path: Path) -> None:
+    import gguf
+
+    def write(path: Path, template: str | None) -> Path:
+        writer = gguf.GGUFWriter(str(path), "llama")
+        if template is not None:
+            writer.add_chat_template(template)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        return path
+
+    template = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
+    assert load_chat_template(write(tmp_path / "chat.gguf", template)) == template
+    assert load_chat_template(write(tmp_path / "plain.gguf", None)) is None

@@ -5,7 +5,8 @@ prompt the model was tuned on, where Hugging Face folders keep it.
 
 transformers keeps it as "chat_template" in tokenizer_config.json, either one string or a list
 of named templates ([{"name": "default", "template": ...}, {"name": "tool_use", ...}]); recent
-versions write it to its own file, chat_template.jinja, which then wins. Only the text is read
+versions write it to its own file, chat_template.jinja, which then wins. A llama.cpp `.gguf` file
+keeps it in its metadata, "tokenizer.chat_template". Only the text is read
 here; rendering it (in a sandbox) is the server's job (`attnlab.serve.chat`).
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from attnlab.errors import FolderError
 from attnlab.io.files import read_json
+from attnlab.io.gguf import field, is_gguf, open_gguf
 
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
@@ -23,8 +25,12 @@ CHAT_TEMPLATE_FILE = "chat_template.jinja"
 
 def load_chat_template(folder: str | Path) -> str | None:
     """The folder's chat template: chat_template.jinja, else tokenizer_config.json's
-    "chat_template" (the "default" one of a named list); None when neither is there."""
+    "chat_template" (the "default" one of a named list), or a .gguf file's
+    "tokenizer.chat_template"; None when there is none."""
     folder = Path(folder)
+    if is_gguf(folder):
+        template = field(open_gguf(folder), "tokenizer.chat_template", default=None)
+        return None if template is None else _checked_text(template, folder)
     jinja = folder / CHAT_TEMPLATE_FILE
     if jinja.is_file():
         try:
