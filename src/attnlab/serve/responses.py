@@ -17,11 +17,11 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from attnlab.serve.errors import ApiError, finite
 from attnlab.tokenizers import Tokenizer
+from attnlab.tokenizers.bpe import byte_level_bytes
 
 if TYPE_CHECKING:
     from attnlab.serve.requests import Delta, TokenLogprob
@@ -109,30 +109,14 @@ def completion_body(completion_id: str, created: int, model: str, choice: dict[s
 
 # -- /v1/chat/completions -------------------------------------------------------------------------
 
-@lru_cache(maxsize=1)
-def _byte_level_alphabet() -> dict[str, int]:
-    """GPT-2's byte-level alphabet, character -> byte: printable Latin-1 bytes stand for
-    themselves, the other bytes are shifted to 256 + n (Radford et al. 2019, encoder.py)."""
-    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-            *range(ord("®"), ord("ÿ") + 1)]
-    chars = {b: chr(b) for b in kept}
-    shifted = 0
-    for b in range(256):
-        if b not in chars:
-            chars[b] = chr(256 + shifted)
-            shifted += 1
-    return {c: b for b, c in chars.items()}
-
-
 def token_bytes(tokenizer: Tokenizer, token_id: int, text: str) -> list[int]:
     """The raw UTF-8 bytes a token stands for (a byte-level token may hold half a character,
     which its decoded text cannot show); `text` where the vocabulary does not say more."""
     piece = tokenizer.id_to_token(token_id)
     if piece is not None and token_id not in tokenizer.special_token_ids():
-        if tokenizer.is_byte_level:
-            alphabet = _byte_level_alphabet()
-            if all(c in alphabet for c in piece):
-                return [alphabet[c] for c in piece]
+        raw = byte_level_bytes(piece) if tokenizer.is_byte_level else None
+        if raw is not None:
+            return list(raw)
         match = BYTE_FALLBACK.fullmatch(piece)
         if match:
             return [int(match.group(1), 16)]

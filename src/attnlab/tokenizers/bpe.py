@@ -84,6 +84,24 @@ def train_metaspace_bpe(texts: Iterable[str], vocab_size: int = 8000, min_freque
     return backend
 
 
+# GPT-2's byte-level alphabet: a printable character standing for each of the 256 bytes
+# (Radford et al. 2019): printable Latin-1 bytes stand for themselves, the others are shifted
+# to 256 + n. A byte-level token's string spells its bytes in these characters.
+_PRINTABLE_BYTES = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                    *range(ord("®"), ord("ÿ") + 1)]
+_SHIFTED_BYTES = [b for b in range(256) if b not in _PRINTABLE_BYTES]
+BYTE_OF_CHAR = ({chr(b): b for b in _PRINTABLE_BYTES}
+                | {chr(256 + i): b for i, b in enumerate(_SHIFTED_BYTES)})
+
+
+def byte_level_bytes(token: str) -> bytes | None:
+    """The bytes a byte-level token's string spells (None when it is not made of the
+    alphabet's characters, e.g. a special token)."""
+    if not token or any(c not in BYTE_OF_CHAR for c in token):
+        return None
+    return bytes(BYTE_OF_CHAR[c] for c in token)
+
+
 def train_byte_level_bpe(lines: Iterable[str], vocab_size: int,
                          specials: Sequence[str]) -> HFTokenizer:
     """Byte-level BPE (GPT-2's scheme); `specials` take the first ids."""

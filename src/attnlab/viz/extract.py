@@ -24,17 +24,13 @@ from torch import Tensor, nn
 from attnlab.errors import ConfigError, MissingFileError
 from attnlab.io import load_tokenizer, read_config
 from attnlab.tokenizers import Tokenizer
+from attnlab.tokenizers.bpe import byte_level_bytes
 from attnlab.viz.maps import AttentionMaps, AttentionView
 
 DECODER_ONLY = ("gpt2", "llama")
 ENCODER_ONLY = ("bert",)
 ENCODER_DECODER = ("transformer", "t5", "rnn", "convs2s")
 FAMILIES = DECODER_ONLY + ENCODER_ONLY + ENCODER_DECODER
-# GPT-2's byte-level alphabet: printable stand-ins for the 256 bytes (Radford et al. 2019).
-_BYTE_CHARS = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-               *range(ord("®"), ord("ÿ") + 1)]
-_EXTRA = [b for b in range(256) if b not in _BYTE_CHARS]
-BYTE_OF_CHAR = {chr(b): b for b in _BYTE_CHARS} | {chr(256 + i): b for i, b in enumerate(_EXTRA)}
 
 
 @dataclass(frozen=True)
@@ -74,8 +70,9 @@ def load_model_and_tokenizer(directory: str | Path) -> tuple[nn.Module, Tokenize
 def readable(tokenizer: Tokenizer, token: str) -> str:
     """A token as people read it: GPT-2 byte-level symbols turned back into text (a leading
     space shown as "▁", as SentencePiece writes it), newlines and tabs escaped."""
-    if tokenizer.is_byte_level and all(c in BYTE_OF_CHAR for c in token):
-        token = bytes(BYTE_OF_CHAR[c] for c in token).decode("utf-8", errors="replace")
+    raw = byte_level_bytes(token) if tokenizer.is_byte_level else None
+    if raw is not None:
+        token = raw.decode("utf-8", errors="replace")
         token = token.replace(" ", "▁")
     return token.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
 
