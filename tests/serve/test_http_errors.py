@@ -16,8 +16,8 @@ import torch
 
 from attnlab.models.auto import from_pretrained
 from attnlab.serve.app import build_app
-from attnlab.serve.errors import INTERNAL_MESSAGE, finite, validation_error
-from attnlab.serve.responses import sse, token_bytes
+from attnlab.serve.errors import INTERNAL_MESSAGE, validation_error
+from attnlab.serve.responses import finite, sse, token_bytes
 from attnlab.serve.server import build_state
 from attnlab.serve.settings import ServeSettings
 

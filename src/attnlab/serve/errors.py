@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -129,11 +128,3 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def internal_error() -> ApiError:
     return ApiError(500, INTERNAL_MESSAGE)
-
-
-def finite(value: float | None) -> float | None:
-    """A log-probability JSON can carry: -inf (a token the model rules out) as -9999.0, as
-    OpenAI reports it; NaN is not a number any client can read either."""
-    if value is None:
-        return None
-    return value if math.isfinite(value) else -9999.0

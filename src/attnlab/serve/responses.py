@@ -14,12 +14,13 @@ Log-probabilities JSON cannot carry (-inf) are sent as -9999.0, as OpenAI does.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from attnlab.serve.errors import ApiError, finite
+from attnlab.serve.errors import ApiError
 from attnlab.tokenizers import Tokenizer
 from attnlab.tokenizers.bpe import byte_level_bytes
 
@@ -34,6 +35,14 @@ def sse(payload: dict[str, Any]) -> str:
     """One server-sent event carrying `payload` as JSON."""
     text = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return f"data: {text}\n\n"
+
+
+def finite(value: float | None) -> float | None:
+    """A log-probability JSON can carry: -inf (a token the model rules out) as -9999.0, as
+    OpenAI reports it; NaN is not a number any client can read either."""
+    if value is None:
+        return None
+    return value if math.isfinite(value) else -9999.0
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
