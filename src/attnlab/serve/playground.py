@@ -17,11 +17,8 @@ as the HTML viewer's page does (viz/html.py).
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 import threading
-from importlib import resources
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -40,6 +37,7 @@ from attnlab.viz.extract import (
     readable,
     seq2seq_maps,
 )
+from attnlab.viz.html import check_slots, read_package_file, sha256_source
 
 ASSETS = ("index.html", "playground.css", "playground.js")  # in attnlab/serve/playground/
 _SLOTS = ("STYLE", "SCRIPT")  # written @NAME@ in index.html, once each
@@ -52,31 +50,19 @@ router = APIRouter()
 
 def read_asset(name: str) -> str:
     """The text of one shipped playground file (one of `ASSETS`)."""
-    if name not in ASSETS:
-        raise ValueError(f"name must be one of {ASSETS}, got {name!r}")
-    folder = resources.files("attnlab.serve").joinpath("playground")
-    return folder.joinpath(name).read_text("utf-8")
-
-
-def _sha256(text: str) -> str:
-    """The CSP source of an inline block: the browser hashes the exact text between its tags."""
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode(
-        "ascii") + "'"
+    return read_package_file("attnlab.serve", "playground", name, ASSETS)
 
 
 @functools.cache
 def render_page() -> tuple[str, str]:
     """(the page, its Content-Security-Policy), built once per process from the package files."""
     page, style, script = (read_asset(name) for name in ASSETS)
-    for slot in _SLOTS:
-        count = page.count(f"@{slot}@")
-        if count != 1:  # an edited template that lost a slot would serve a page without it
-            raise RuntimeError(f"index.html must hold @{slot}@ once, got {count} times")
+    check_slots(page, _SLOTS, "index.html")
     for text, end in ((style, "</style"), (script, "</script")):
         if end in text.lower():
             raise RuntimeError(f"a playground file holds {end}>, which would end its block")
     csp = ("default-src 'none'; "
-           f"script-src {_sha256(script)}; style-src {_sha256(style)}; "
+           f"script-src '{sha256_source(script)}'; style-src '{sha256_source(style)}'; "
            "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
            "frame-ancestors 'none'")
     # index.html writes <style>@STYLE@</style> and <script>@SCRIPT@</script> with nothing

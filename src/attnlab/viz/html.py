@@ -60,26 +60,41 @@ _SLOT = re.compile("@(" + "|".join(_SLOTS) + ")@")
 ASSETS = ("viewer.html", "viewer.css", "viewer.js")  # in the package folder attnlab/viz/viewer/
 
 
+def read_package_file(package: str, folder: str, name: str, names: tuple[str, ...]) -> str:
+    """The text of one shipped file of a one-file page (`name` one of `names`), read from the
+    installed package (`package`/`folder`/`name`); the viewer and serve's playground use it."""
+    if name not in names:
+        raise ValueError(f"name must be one of {names}, got {name!r}")
+    return resources.files(package).joinpath(folder).joinpath(name).read_text("utf-8")
+
+
+def check_slots(template: str, slots: tuple[str, ...], name: str) -> None:
+    """A RuntimeError unless `template` holds each @SLOT@ exactly once (an edited template
+    that lost or doubled a slot would write a page without its part)."""
+    for slot in slots:
+        count = template.count(f"@{slot}@")
+        if count != 1:
+            raise RuntimeError(f"{name} must hold @{slot}@ once, got {count} times")
+
+
+def sha256_source(text: str) -> str:
+    """The CSP source that allows one inline block: the browser hashes the exact text between
+    its tags, so a template writes <script>@SCRIPT@</script> with nothing around the slot."""
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode(
+        "ascii")
+
+
 def read_asset(name: str) -> str:
     """The text of one shipped viewer file (one of `ASSETS`), read from the installed package."""
-    if name not in ASSETS:
-        raise ValueError(f"name must be one of {ASSETS}, got {name!r}")
-    return resources.files("attnlab.viz").joinpath("viewer").joinpath(name).read_text("utf-8")
+    return read_package_file("attnlab.viz", "viewer", name, ASSETS)
 
 
 @functools.cache
 def _assets() -> tuple[str, str, str, str]:
     """(template, style, script, CSP script hash), read once per process."""
     page, style, script = (read_asset(name) for name in ASSETS)
-    for slot in _SLOTS:
-        # an edited template that lost or doubled a slot would write a page without its data
-        count = page.count(f"@{slot}@")
-        if count != 1:
-            raise RuntimeError(f"viewer.html must hold @{slot}@ once, got {count} times")
-    # the browser hashes the exact text between <script> and </script>, which is the file's
-    # text: viewer.html writes <script>@SCRIPT@</script> with nothing around the slot
-    digest = hashlib.sha256(script.encode("utf-8")).digest()
-    return page, style, script, "sha256-" + base64.b64encode(digest).decode("ascii")
+    check_slots(page, _SLOTS, "viewer.html")
+    return page, style, script, sha256_source(script)
 
 
 def _colormap(name: str = "viridis", n: int = 64) -> list[str]:
