@@ -25,7 +25,7 @@ LINES = ["the apple was juicy and red", "apple stock crashed on monday",
          "the farmer sells red apples", "stock prices fell again today"] * 4
 TEXT = "the apple was juicy"
 TARGET = "apple stock crashed"
-DECODER_ONLY = ["gpt2-tiny", "llama-tiny"]
+DECODER_ONLY = ["gpt2-tiny", "llama-tiny", "mixtral-tiny"]
 ENCODER_DECODER = ["transformer-tiny", "t5-tiny", "rnn-bahdanau-tiny", "rnn-luong-tiny",
                    "convs2s-tiny"]
 

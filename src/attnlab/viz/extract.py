@@ -27,7 +27,7 @@ from attnlab.tokenizers import Tokenizer
 from attnlab.tokenizers.bpe import byte_level_bytes
 from attnlab.viz.maps import AttentionMaps, AttentionView
 
-DECODER_ONLY = ("gpt2", "llama")
+DECODER_ONLY = ("gpt2", "llama", "mixtral")
 ENCODER_ONLY = ("bert",)
 ENCODER_DECODER = ("transformer", "t5", "rnn", "convs2s")
 FAMILIES = DECODER_ONLY + ENCODER_ONLY + ENCODER_DECODER
