@@ -202,7 +202,7 @@ class Engine:
                     log.exception("prefill failed")
                     handle.deliver(RuntimeError(f"prefill failed: {error}"))
             try:
-                self._retire_cancelled()
+                self._retire()  # also a request that finished at its first token
                 if self._running:
                     self._step()
             except Exception as error:  # a bug, not bad input: fail what runs, keep serving
@@ -249,7 +249,7 @@ class Engine:
         self._step_seconds = 0.9 * self._step_seconds + 0.1 * seconds
         if self.on_step is not None:
             self.on_step(len(self._running))
-        self._retire_finished()
+        self._retire()  # finished rows free their slots before the next admission
 
     def _emit(self, row: int, logits: Tensor, greedy: int | None = None) -> None:
         """Draw row `row`'s next token from its logits (V,) and hand the request its Delta."""
@@ -260,7 +260,6 @@ class Engine:
         else:
             scores = handle.processor(logits[None], logits.new_empty(1, 0, dtype=torch.long))
             token = int(torch.multinomial(scores.softmax(-1), 1, generator=handle.generator))
-        handle.generated += 1
         self._tokens += 1
         if handle.first_token_at is None:
             handle.first_token_at = time.perf_counter()
@@ -272,10 +271,10 @@ class Engine:
             text, ids = handle.stream.push(token), (token,)
             if handle.stream.stopped:
                 finish = "stop"
-        if finish is None and handle.generated >= params.max_tokens:
+        if finish is None and len(handle.output_ids) >= params.max_tokens:
             finish = "length"
-        if finish is not None and not handle.stream.stopped:
-            text += handle.stream.flush()
+        if finish is not None:
+            text += handle.stream.flush()  # "" after a stop string
         logprobs = ()
         if params.logprobs is not None and ids:
             logprobs = (self._logprob(logits, token, params.logprobs),)
@@ -305,13 +304,9 @@ class Engine:
         first = TokenLogprob(ids[0], self.tokenizer.decode([ids[0]]), None)
         return [first, *(self._logprob(logits[t - 1], ids[t], k) for t in range(1, len(ids)))]
 
-    def _retire_finished(self) -> None:
-        for row in reversed(range(len(self._running))):
-            handle = self._running[row]
-            if handle.finished_at is not None:
-                self._remove(row)
-
-    def _retire_cancelled(self) -> None:
+    def _retire(self) -> None:
+        """Rows that finished, were cancelled or ran past their deadline leave the batch;
+        queued requests abandoned or past their deadline leave the queue."""
         now = time.perf_counter()
         for row in reversed(range(len(self._running))):
             handle = self._running[row]

@@ -123,7 +123,6 @@ class RequestHandle:
         self._events: asyncio.Queue[Delta | Exception] = asyncio.Queue()
         self._cancelled = threading.Event()
         self._done = False  # the last Delta (or an error) was handed out
-        self.generated = 0  # tokens drawn, EOS included
         self.generator: torch.Generator | None = None
         self.processor = None
 
