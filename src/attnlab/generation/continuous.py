@@ -67,8 +67,8 @@ class ContinuousBatch:
                                                                                max_length))
                                        for _ in range(n_layers)])
         self.mask = torch.zeros(max_rows, max_length, dtype=torch.long, device=device)
-        self.positions = torch.zeros(max_rows, dtype=torch.long, device=device)  # next one
-        self.lengths = [0] * max_rows  # positions each row has in the cache
+        # each row's next position, which is also the number of its tokens in the cache
+        self.positions = torch.zeros(max_rows, dtype=torch.long, device=device)
         self.rows = 0
         self.length = 0  # S: filled positions shared by every row
 
@@ -99,7 +99,6 @@ class ContinuousBatch:
             self.mask[row] = 0
             self.mask[row, self.length - T:self.length] = 1
         self.positions[row] = T
-        self.lengths[row] = T
         self._resize(self.rows + 1)
         return logits
 
@@ -111,7 +110,7 @@ class ContinuousBatch:
             raise ValueError(f"next_ids must have shape ({n},), got {tuple(next_ids.shape)}")
         mask = None
         if not self.recurrent:
-            longest = max(self.lengths[:n])
+            longest = self._longest()
             if self.length + 1 > self.max_length or self.length > 2 * longest + SLACK:
                 self._slide(longest, to=longest, start=self.length - longest)
             self.mask[:n, self.length] = 1
@@ -119,8 +118,6 @@ class ContinuousBatch:
         out = self.model(next_ids[:, None].to(self.mask.device), attention_mask=mask,
                          position_ids=self.positions[:n, None], cache=self.cache)
         self.positions[:n] += 1
-        for row in range(n):
-            self.lengths[row] += 1
         self._resize(n, self.length + 1)
         return out.logits[:, -1]  # (rows, V)
 
@@ -129,16 +126,17 @@ class ContinuousBatch:
         if not 0 <= row < self.rows:
             raise IndexError(f"row {row} is not running (rows: {self.rows})")
         last = self.rows - 1
+        keep = torch.arange(last, device=self.mask.device)  # recurrent states: rows kept
+        if row != last:
+            keep[row] = last
         for layer in self.cache.layers:
             state = layer.self_attn
             if isinstance(state, RecurrentState):
-                state.tensors = {name: _drop_row(t, row, last) for name, t in
-                                 state.tensors.items()}
+                state.reorder(keep)
             else:
                 state.move(last, row)
         self.mask[row] = self.mask[last]
         self.positions[row] = self.positions[last]
-        self.lengths[row] = self.lengths[last]
         if last == 0:  # the batch is empty: the next sequence starts a fresh window and state
             self._reset_recurrent()
             self._resize(0, 0)
@@ -166,20 +164,16 @@ class ContinuousBatch:
             if isinstance(state, SlotKVCache):
                 state.resize(rows, self.length)
             else:
-                state.length = max(self.lengths[:rows], default=0)
+                state.length = self._longest()
+
+    def _longest(self) -> int:
+        """Tokens of the longest running row (0 when none runs)."""
+        return int(self.positions[: self.rows].max()) if self.rows else 0
 
     def _reset_recurrent(self) -> None:
         for layer in self.cache.layers:
             if isinstance(layer.self_attn, RecurrentState):
                 layer.self_attn.tensors = {}
-
-
-def _drop_row(t: Tensor, row: int, last: int) -> Tensor:
-    """`t` (rows, ...) without `row`, the last row moved into its place."""
-    if row != last:
-        t = t.clone()
-        t[row] = t[last]
-    return t[:last]
 
 
 class SequentialStates:
