@@ -31,6 +31,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from attnlab.errors import ConfigError
 from attnlab.serve.errors import ApiError
+from attnlab.tokenizers import Tokenizer
 
 ROLES = ("system", "user", "assistant")
 # The plain default: "System: ...\nUser: ...\nAssistant: ...\n" then "Assistant:".
@@ -58,6 +59,13 @@ def render_chat(messages: Any, template: str | None, *, bos_token: str, eos_toke
     except TemplateError as error:  # e.g. an undefined field these messages lack
         raise ApiError(400, f"the model's chat template cannot render these messages: {error}",
                        param="messages") from None
+
+
+def template_tokens(tokenizer: Tokenizer) -> dict[str, str]:
+    """The `bos_token` and `eos_token` a template writes (the tokenizer's, "" when it has
+    none), as keyword arguments of `render_chat` and `check_chat_template`."""
+    return {f"{role}_token": "" if i is None else tokenizer.id_to_token(i) or ""
+            for role, i in (("bos", tokenizer.bos_id), ("eos", tokenizer.eos_id))}
 
 
 def check_messages(messages: Any) -> list[dict[str, str]]:

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from attnlab.generation.mixin import DECODER_ONLY
 from attnlab.serve import responses as shapes
-from attnlab.serve.chat import render_chat
+from attnlab.serve.chat import render_chat, template_tokens
 from attnlab.serve.errors import ApiError, internal_error, model_not_found
 from attnlab.serve.protocol import ChatCompletionRequest, CompletionRequest, SamplingRequest
 from attnlab.serve.requests import (
@@ -85,6 +85,12 @@ class Job:
         self.request.state.metrics_recorded = True
         if status == 200:
             self.remember()
+
+    def body(self, choice: dict[str, Any] | None, usage: dict[str, int] | None = None, *,
+             chunk: bool = False) -> dict[str, Any]:
+        """This request's response (or chunk) around `choice`."""
+        return shapes.response_body(self.chat, self.completion_id, self.created,
+                                    self.state.model_id, choice, usage, chunk)
 
     def remember(self) -> None:
         """Keep the finished completion's tokens for GET /v1/attention/{id}."""
@@ -152,11 +158,7 @@ async def create_completion(body: CompletionRequest, request: Request) -> Respon
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
     state = server_state(request)
     engine = ready_engine(state, body)
-    tokenizer = state.tokenizer
-    special = {role: tokenizer.id_to_token(i) if i is not None else ""
-               for role, i in (("bos", tokenizer.bos_id), ("eos", tokenizer.eos_id))}
-    text = render_chat(body.messages, state.chat_template, bos_token=special["bos"],
-                       eos_token=special["eos"])
+    text = render_chat(body.messages, state.chat_template, **template_tokens(state.tokenizer))
     # A template writes its own BOS; the plain default leaves the framing to the tokenizer.
     prompt_ids = engine.encode(text, special_tokens=state.chat_template is None)
     room = state.max_model_len - (len(prompt_ids) if state.kind == DECODER_ONLY else 1)
@@ -186,16 +188,14 @@ async def answer(job: Job, stream: bool) -> Response:
     if job.chat:
         if job.handle.params.logprobs is not None:
             logprobs = shapes.chat_logprobs(job.state.tokenizer, group.logprobs)
-        body = shapes.chat_body(job.completion_id, job.created, job.state.model_id,
-                                shapes.chat_choice(group.text, logprobs, group.finish_reason,
-                                                   chunk=False), usage)
+        body = job.body(shapes.chat_choice(group.text, logprobs, group.finish_reason,
+                                           chunk=False), usage)
     else:
         if job.handle.params.logprobs is not None:
             logprobs = shapes.CompletionLogprobs().shape(
                 [*(job.handle.prompt_logprobs or ()), *group.logprobs])
-        choice = shapes.completion_choice(job.echo + group.text, logprobs, group.finish_reason)
-        body = shapes.completion_body(job.completion_id, job.created, job.state.model_id,
-                                      choice, usage)
+        body = job.body(shapes.completion_choice(job.echo + group.text, logprobs,
+                                                 group.finish_reason), usage)
     job.done(200)
     return JSONResponse(body)
 
@@ -225,16 +225,14 @@ async def collect(job: Job) -> list[Delta]:
 async def stream_events(job: Job) -> AsyncIterator[str]:
     """The request's server-sent events (see the module docstring)."""
     handle, status = job.handle, CLIENT_CLOSED
-    tokenizer, model = job.state.tokenizer, job.state.model_id
-    body = shapes.chat_body if job.chat else shapes.completion_body
+    tokenizer = job.state.tokenizer
     chunk_usage = {"usage": None} if job.include_usage else {}
     text_offsets = shapes.CompletionLogprobs()
     echo, echo_logprobs = job.echo, True
     try:
         if job.chat:
             choice = shapes.chat_choice(None, None, None, chunk=True, role=True)
-            yield shapes.sse({**body(job.completion_id, job.created, model, choice, None,
-                                     chunk=True), **chunk_usage})
+            yield shapes.sse({**job.body(choice, chunk=True), **chunk_usage})
         async with contextlib.aclosing(handle.deltas()) as deltas:
             async for delta in deltas:
                 group = shapes.Group.of([delta, *handle.drain_ready()])
@@ -252,13 +250,12 @@ async def stream_events(job: Job) -> AsyncIterator[str]:
                 choice = (shapes.chat_choice(text, logprobs, group.finish_reason, chunk=True)
                           if job.chat else
                           shapes.completion_choice(text, logprobs, group.finish_reason))
-                yield shapes.sse({**body(job.completion_id, job.created, model, choice, None,
-                                         chunk=True), **chunk_usage})
+                yield shapes.sse({**job.body(choice, chunk=True), **chunk_usage})
                 if group.finish_reason is not None:
                     break
         if job.include_usage:
             usage = shapes.usage(len(handle.prompt_ids), len(handle.output_ids))
-            yield shapes.sse(body(job.completion_id, job.created, model, {}, usage, chunk=True))
+            yield shapes.sse(job.body({}, usage, chunk=True))
         status = 200
         # Recorded before [DONE]: the playground asks for the attention as soon as it sees it.
         job.remember()

@@ -75,9 +75,20 @@ class Group:
             group.finish_reason = delta.finish_reason or group.finish_reason
         return group
 
-    @property
-    def empty(self) -> bool:
-        return not self.text and not self.logprobs and self.finish_reason is None
+
+def response_body(chat: bool, completion_id: str, created: int, model: str,
+                  choice: dict[str, Any] | None, usage_: dict[str, int] | None,
+                  chunk: bool = False) -> dict[str, Any]:
+    """A response or streamed chunk around one choice: "text_completion" (completions, whole or
+    streamed), "chat.completion" or "chat.completion.chunk"; a chunk carries `usage` only when
+    given, a whole response always."""
+    kind = ("chat.completion.chunk" if chunk else "chat.completion") if chat \
+        else "text_completion"
+    body = {"id": completion_id, "object": kind, "created": created, "model": model,
+            "choices": [choice] if choice else []}
+    if usage_ is not None or not chunk:
+        body["usage"] = usage_
+    return body
 
 
 # -- /v1/completions ------------------------------------------------------------------------------
@@ -107,15 +118,6 @@ def completion_choice(text: str, logprobs: dict[str, Any] | None,
     return {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
 
 
-def completion_body(completion_id: str, created: int, model: str, choice: dict[str, Any],
-                    usage_: dict[str, int] | None, chunk: bool = False) -> dict[str, Any]:
-    body = {"id": completion_id, "object": "text_completion", "created": created,
-            "model": model, "choices": [choice] if choice else []}
-    if usage_ is not None or not chunk:
-        body["usage"] = usage_
-    return body
-
-
 # -- /v1/chat/completions -------------------------------------------------------------------------
 
 def token_bytes(tokenizer: Tokenizer, token_id: int, text: str) -> list[int]:
@@ -141,16 +143,6 @@ def chat_logprobs(tokenizer: Tokenizer, logprobs: Sequence[TokenLogprob]) -> dic
         {**entry(item.token_id, item.token, item.logprob),
          "top_logprobs": [entry(i, text, value) for i, text, value in item.top]}
         for item in logprobs]}
-
-
-def chat_body(completion_id: str, created: int, model: str, choice: dict[str, Any] | None,
-              usage_: dict[str, int] | None, chunk: bool = False) -> dict[str, Any]:
-    body = {"id": completion_id, "object": "chat.completion.chunk" if chunk else
-            "chat.completion", "created": created, "model": model,
-            "choices": [choice] if choice else []}
-    if usage_ is not None or not chunk:
-        body["usage"] = usage_
-    return body
 
 
 def chat_choice(text: str | None, logprobs: dict[str, Any] | None, finish_reason: str | None,

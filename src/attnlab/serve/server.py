@@ -24,7 +24,7 @@ from attnlab.errors import ConfigError
 from attnlab.generation.mixin import GENERATING_KINDS, model_kind
 from attnlab.io import load_chat_template, load_tokenizer
 from attnlab.serve.app import build_app
-from attnlab.serve.chat import check_chat_template
+from attnlab.serve.chat import check_chat_template, template_tokens
 from attnlab.serve.engine import Engine
 from attnlab.serve.metrics import Metrics
 from attnlab.serve.recent import RecentCompletions
@@ -43,10 +43,8 @@ def build_state(settings: ServeSettings, model: nn.Module) -> ServerState:
         raise ConfigError(f"--max-model-len must be at most the model's max_seq_len ({limit}), "
                           f"got {settings.max_model_len}")
     template = load_chat_template(settings.model)
-    special = {role: tokenizer.id_to_token(i) if i is not None else ""
-               for role, i in (("bos", tokenizer.bos_id), ("eos", tokenizer.eos_id))}
     if template is not None and kind in GENERATING_KINDS:
-        check_chat_template(template, bos_token=special["bos"], eos_token=special["eos"])
+        check_chat_template(template, **template_tokens(tokenizer))
     metrics = Metrics()
     engine = None
     if kind in GENERATING_KINDS:
