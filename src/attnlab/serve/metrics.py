@@ -128,7 +128,7 @@ class Metrics:
             self.tpot.observe(tpot_s)
 
     def _scrape(self, request: Request) -> Response:
-        # A plain `def`: FastAPI runs it in its thread pool, so an engine holding its lock
-        # through a decode step never stalls the event loop.
+        # A plain `def`: FastAPI runs it in its thread pool, so encoding every family's text
+        # never holds up the event loop's streams.
         encode, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encode(self.registry), media_type=content_type)
