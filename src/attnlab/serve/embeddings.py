@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from attnlab.errors import ConfigError
 from attnlab.generation import ENCODER_ONLY
 from attnlab.serve.errors import ApiError, model_not_found
+from attnlab.serve.state import server_state
 from attnlab.tokenizers import Tokenizer
 from attnlab.viz.extract import encode_text
 
@@ -55,7 +56,7 @@ class EmbeddingRequest(BaseModel):
 
 @router.post(ENDPOINT)
 async def create_embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
-    state = request.app.state.server
+    state = server_state(request)
     started = time.perf_counter()
     try:
         check_model(state, body.model)
@@ -77,7 +78,7 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> dict[st
 def _count(request: Request, status: int, **figures: Any) -> None:
     """Count the request in the metrics once, and mark it counted so the app's middleware (which
     counts what no route did: 400s of the body's validation, 500s) leaves it."""
-    request.app.state.server.metrics.request_done(ENDPOINT, status, **figures)
+    server_state(request).metrics.request_done(ENDPOINT, status, **figures)
     request.state.metrics_recorded = True
 
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from attnlab.errors import ConfigError
 from attnlab.serve.errors import ApiError
+from attnlab.serve.state import server_state
 from attnlab.tokenizers import Tokenizer
 from attnlab.viz.extract import (
     ENCODER_DECODER,
@@ -130,7 +131,7 @@ def last_token_attention(model: nn.Module, tokenizer: Tokenizer, prompt_ids: lis
 @router.get("/v1/attention/{completion_id}")
 async def completion_attention(completion_id: str, request: Request) -> dict[str, Any]:
     """The attention of the last generated token of a finished completion still kept."""
-    state = request.app.state.server
+    state = server_state(request)
     found = state.recent.get(completion_id)
     if found is None:
         raise ApiError(404, f"no finished completion {completion_id!r} is kept: the id is "
