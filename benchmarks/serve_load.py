@@ -35,10 +35,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +46,7 @@ import numpy as np
 import torch
 
 from attnlab.evaluation.machine import record_header, write_record
+from attnlab.serve.process import ServerProcess
 from attnlab.version import __version__
 
 SCRIPT = "benchmarks/serve_load.py"
@@ -119,70 +116,6 @@ def build_folder(name: str, root: Path, vocab_size: int, lines: int) -> tuple[Pa
                     "d_model": config.d_model, "n_layers": config.n_layers,
                     "max_seq_len": config.max_seq_len,
                     "parameters": sum(p.numel() for p in model.parameters())}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """`python -m attnlab serve` on 127.0.0.1 as a subprocess; ready when constructed, stopped
-    (SIGTERM, bounded wait, then kill) by `stop()` or the with-block's end."""
-
-    def __init__(self, folder: Path, flags: list[str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.flags = ["--host", "127.0.0.1", "--port", str(self.port), *flags]
-        self.log = tempfile.NamedTemporaryFile(prefix="serve-load-", suffix=".log", delete=False)
-        env = {**os.environ, "OMP_NUM_THREADS": flags[flags.index("--threads") + 1]}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "attnlab", "serve", "--model", str(folder), *self.flags],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while not self._ready():
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"attnlab serve did not start:\n{self.read_log()}")
-                time.sleep(0.2)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _ready(self) -> bool:
-        try:
-            return httpx.get(self.url + "/health", timeout=2.0).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def cpu_seconds(self) -> float | None:
-        """CPU time the server process has used (all its threads), from /proc (Linux)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-    def read_log(self) -> str:
-        return Path(self.log.name).read_text(encoding="utf-8", errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.log.close()
-        Path(self.log.name).unlink(missing_ok=True)
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -358,7 +291,7 @@ async def engine_ceiling(folder: Path, concurrency: list[int], args: argparse.Na
 
 def server_flags(args: argparse.Namespace) -> list[str]:
     return ["--max-batch", str(args.max_batch), "--max-queue", str(args.max_queue),
-            "--threads", str(args.server_threads), "--log-level", "warning"]
+            "--log-level", "warning"]
 
 
 def measure_model(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -366,7 +299,8 @@ def measure_model(name: str, folder: Path, args: argparse.Namespace) -> dict[str
     print(f"{name} without HTTP: decode step {ceiling['decode_step_ms']} ms, engine "
           f"{ceiling['engine_output_tokens_per_s']} tokens/s", flush=True)
     levels = []
-    with Server(folder, server_flags(args)) as server:
+    with ServerProcess(folder, *server_flags(args), threads=args.server_threads,
+                       start_timeout=START_TIMEOUT_S) as server:
         warm = argparse.Namespace(**{**vars(args), "requests": 2, "level_seconds": 5.0})
         asyncio.run(run_level(server.url, 2, warm))
         for clients in args.levels:
@@ -467,7 +401,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     record = {
         **header, "benchmark": "serve_load", "attnlab": __version__, "httpx": httpx.__version__,
         "server_command": "python -m attnlab serve --model DIR --host 127.0.0.1 --port PORT "
-                          + " ".join(server_flags(args)),
+                          f"--threads {args.server_threads} " + " ".join(server_flags(args)),
         "limits": {"max_batch": args.max_batch, "max_queue": args.max_queue},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "request": {"endpoint": "/v1/completions", "stream": True, "temperature": 0,

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 from server_process import (
-    ServerProcess,
     bert_folder,
     gpt2_folder,
     llama_folder,
     mamba_folder,
     t5_folder,
 )
+
+from attnlab.serve.process import ServerProcess
 
 
 @pytest.fixture(scope="session")

@@ -1,31 +1,21 @@
-"""Tiny model folders and a real `attnlab serve` subprocess, for the HTTP tests of the server.
+"""Tiny model folders for the HTTP tests of the server, and the parsing of its event streams.
 
     folder = gpt2_folder(tmp_path / "gpt2")              # random gpt2-tiny + byte-level BPE
-    with ServerProcess(folder, "--max-batch", "4") as server:
-        httpx.get(server.url + "/health")
-        code = server.stop()                              # SIGTERM, bounded wait: exit code
+    with ServerProcess(folder, "--max-batch", "4") as server:   # attnlab.serve.process
+        events = sse_data(httpx.stream(...).iter_lines())
 
 Each folder holds random weights of a `*-tiny` preset and a small byte-level tokenizer trained on
 fixed text (some of it multi-byte), saved with `save_pretrained` + tokenizer.json, so the same
-call builds the same folder. The server listens on 127.0.0.1 at a free port; every wait is
-bounded, and `stop()` kills what does not end on SIGTERM.
+call builds the same folder.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import torch
 
 from attnlab.models import build_model
@@ -35,8 +25,6 @@ TEXT = ["the apple was juicy and red", "apple stock crashed on monday",
         "the farmer sells red apples", "stock prices fell again today",
         "héllo wörld, ça va ? 日本語 テキスト", "the quick brown fox jumps over the lazy dog"] * 4
 VOCAB = 300
-START_TIMEOUT_S = 90.0  # loading torch on a busy 2-core machine
-STOP_TIMEOUT_S = 30.0
 
 
 def _tokenizer(specials: list[str]) -> Tokenizer:
@@ -98,83 +86,3 @@ def sse_data(lines: Iterable[str]) -> list[Any]:
     return events
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ServerProcess:
-    """`python -m attnlab serve --model FOLDER --port <free> *extra_args` on 127.0.0.1, started
-    at construction and ready (GET /health answered) when the constructor returns; its stdout
-    and stderr go to a file, read with `log()`."""
-
-    def __init__(self, folder: str | Path, *extra_args: str,
-                 start_timeout: float = START_TIMEOUT_S) -> None:
-        self.folder = Path(folder)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = tempfile.NamedTemporaryFile(prefix="attnlab-serve-", suffix=".log",
-                                                delete=False)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        self.args = [sys.executable, "-m", "attnlab", "serve", "--model", str(self.folder),
-                     "--host", "127.0.0.1", "--port", str(self.port), "--threads", "1",
-                     *extra_args]
-        self.process = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT,
-                                        env=env)
-        try:
-            self._wait_ready(start_timeout)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"attnlab serve exited with {self.process.returncode} "
-                                   f"before it was ready:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"attnlab serve not ready after {timeout} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return Path(self._log.name).read_text(encoding="utf-8", errors="replace")
-
-    def terminate(self) -> None:
-        """SIGTERM, without waiting (a test of the drain watches what follows)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-
-    def wait(self, timeout: float = STOP_TIMEOUT_S) -> int:
-        """The exit code; killed (and a TimeoutError) if the process outlives `timeout`."""
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-            raise TimeoutError(f"attnlab serve did not exit {timeout} s after SIGTERM; "
-                               f"killed:\n{self.log()}") from None
-
-    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
-        """SIGTERM, then the exit code (killed after `timeout` seconds)."""
-        self.terminate()
-        try:
-            return self.wait(timeout)
-        finally:
-            self._log.close()
-
-    def __enter__(self) -> ServerProcess:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.process.poll() is None:
-            try:
-                self.stop()
-            except TimeoutError:
-                pass
-        Path(self._log.name).unlink(missing_ok=True)

@@ -10,9 +10,9 @@ import re
 
 import httpx
 import pytest
-from server_process import ServerProcess
 
 from attnlab.io import load_tokenizer
+from attnlab.serve.process import ServerProcess
 
 ERROR_KEYS = {"message", "type", "param", "code"}
 

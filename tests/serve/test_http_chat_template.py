@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 
 import httpx
-from server_process import ServerProcess, llama_folder
+from server_process import llama_folder
 
 from attnlab.io import load_tokenizer
+from attnlab.serve.process import ServerProcess
 
 # LLaMA-2's shape: <s>[INST] <<SYS>> system <</SYS>> user [/INST] answer </s><s>[INST] ...
 TEMPLATE = (

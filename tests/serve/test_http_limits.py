@@ -11,7 +11,9 @@ import time
 
 import httpx
 import pytest
-from server_process import ServerProcess, gpt2_folder, sse_data
+from server_process import gpt2_folder, sse_data
+
+from attnlab.serve.process import ServerProcess
 
 COMPLETIONS = "/v1/completions"
 LONG = 16_000  # tokens: ~15 s of decoding here, far longer than any wait below

@@ -9,7 +9,9 @@ import asyncio
 
 import httpx
 import pytest
-from server_process import ServerProcess, sse_data
+from server_process import sse_data
+
+from attnlab.serve.process import ServerProcess
 
 COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"
 PROMPTS = ["the apple", "stock prices fell", "héllo wörld, ça va", "日本語", "the quick brown fox",

@@ -21,11 +21,11 @@ import torch
 from browser import Page, start_browser
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from server_process import ServerProcess
 
 from attnlab.models import build_model
 from attnlab.serve.errors import install_error_handlers
 from attnlab.serve.playground import ASSETS, read_asset, render_page, router
+from attnlab.serve.process import ServerProcess
 from attnlab.serve.recent import RecentCompletions
 from attnlab.viz.extract import extract_maps, load_model_and_tokenizer, seq2seq_maps
 
